@@ -1,0 +1,241 @@
+"""The ``motionmae`` command: parses, builds configs, calls the library, shows progress."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+log = logging.getLogger("motionmae")
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers
+
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="masked video pretraining on a list of videos")
+    p.add_argument("--data", required=True, help="list file of training videos (path [label])")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, config)")
+    p.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
+    p.add_argument("--model", choices=["tiny", "small", "base", "large"])
+    p.add_argument("--targets", help="comma-separated targets, e.g. pixel")
+    p.add_argument("--masking", help="masking kind, e.g. tube or random")
+    p.add_argument("--frames", type=int, help="frames per clip")
+    p.add_argument("--size", type=int, help="clip side in pixels")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--epochs", type=int, help="passes over the data")
+    p.add_argument("--batch-size", type=int, help="clips per step and process")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set masking.ratio=0.75 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.set_defaults(handler=cmd_pretrain)
+
+
+def _add_features(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("features", help="frozen, mean-pooled encoder features of a list")
+    p.add_argument("--checkpoint", required=True,
+                   help="run folder, checkpoint folder/file or exported folder")
+    p.add_argument("--data", required=True, help="list file of videos")
+    p.add_argument("--out", required=True, help="output .npz (features [N,D], labels, paths)")
+    _add_eval_options(p)
+    p.set_defaults(handler=cmd_features)
+
+
+def _add_probe(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("probe", help="train a probe on frozen features, report accuracy")
+    p.add_argument("--checkpoint", required=True,
+                   help="run folder, checkpoint folder/file or exported folder")
+    p.add_argument("--train", required=True, help="list file of labelled training videos")
+    p.add_argument("--val", required=True, help="list file of labelled validation videos")
+    p.add_argument("--kind", choices=["linear", "knn"], default="linear")
+    p.add_argument("--out", help="write the result as JSON here")
+    _add_eval_options(p)
+    p.set_defaults(handler=cmd_probe)
+
+
+def _add_eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--clips", type=int, default=1, help="temporal clips per video (averaged)")
+    p.add_argument("--crops", type=int, default=1, help="spatial crops per clip (averaged)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="synthetic motion data -> pretrain tiny model -> probe")
+    p.add_argument("--data-dir", type=Path, help="where the synthetic videos are cached")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
+    p.add_argument("--steps", type=int, help="pretraining steps (default 600)")
+    p.add_argument("--train-videos", type=int, help="synthetic training videos")
+    p.add_argument("--val-videos", type=int, help="synthetic validation videos")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a pretraining config key")
+    p.set_defaults(handler=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="motionmae",
+        description="Self-supervised video representation learning by motion-aware masked "
+        "video modeling.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo, _add_pretrain, _add_features, _add_probe):
+        add(sub)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def _progress(total: int, desc: str) -> tuple[Callable[[dict], None], Callable[[], None]]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+
+    def on_log(record: dict) -> None:
+        bar.update(record["step"] - bar.n)
+        postfix = {"loss": f"{record['loss']:.4f}", "lr": f"{record['lr']:.2e}",
+                   "clips/s": f"{record['clips_per_s']:.1f}"}
+        bar.set_postfix(postfix, refresh=False)
+
+    return on_log, bar.close
+
+
+def pretrain_overrides(args: argparse.Namespace) -> list[str]:
+    """Turn the convenience flags into config overrides (``--set`` wins over them)."""
+    flags = {
+        "data.train": args.data,
+        "run.out": args.out,
+        "model.size": args.model,
+        "targets.names": args.targets,
+        "masking.kind": args.masking,
+        "data.frames": args.frames,
+        "data.size": args.size,
+        "run.steps": args.steps,
+        "run.epochs": args.epochs,
+        "run.batch_size": args.batch_size,
+    }
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    if args.targets is not None:
+        overrides[overrides.index(f"targets.names={args.targets}")] = (
+            f"targets.names=[{args.targets}]"
+        )
+    if args.epochs is not None:
+        overrides.append("run.steps=null")
+    return overrides + list(args.set)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from motionmae.config import PretrainConfig, load_config
+    from motionmae.train.distributed import dist_from_env
+    from motionmae.train.pretrain import pretrain
+
+    cfg = load_config(PretrainConfig, args.config, pretrain_overrides(args))
+    if cfg.run.steps is None and cfg.run.epochs is None:
+        cfg.run.steps = 1000
+        log.info("neither --steps nor --epochs given: training for %d steps", cfg.run.steps)
+    dist = dist_from_env()
+    on_log, close = _progress(cfg.run.steps or 0, "pretrain") if dist.is_main else (None, None)
+    try:
+        result = pretrain(cfg, resume=args.resume, dist=dist, on_log=on_log)
+    finally:
+        if close is not None:
+            close()
+    log.info("done: %d steps, checkpoints in %s", result.state.step,
+             Path(cfg.run.out) / "checkpoints")
+    return 0
+
+
+def _features(args: argparse.Namespace, list_path: str):
+    from motionmae.api import encoder_from_checkpoint
+    from motionmae.evaluate import eval_data_config, list_features
+    from motionmae.train.checkpoint import resolve_checkpoint
+    from motionmae.train.loop import resolve_device
+
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    device = resolve_device(args.device)
+    encoder, description = encoder_from_checkpoint(checkpoint, device)
+    data = eval_data_config(description, workers=args.workers, test_clips=args.clips,
+                            test_crops=args.crops)
+    return list_features(encoder, list_path, data, args.batch_size, device, args.precision)
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from motionmae.eval import save_features
+
+    features = _features(args, args.data)
+    save_features(features, args.out)
+    log.info("wrote %d x %d features to %s", *features.features.shape, args.out)
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from motionmae.evaluate import run_probe
+
+    train = _features(args, args.train)
+    val = _features(args, args.val)
+    result = run_probe(args.kind, train, val)
+    print(f"{result.kind} probe: top-1 {result.top1:.1%}  top-5 {result.top5:.1%}  "
+          f"(chance {result.chance:.1%}; {result.num_train} train / {result.num_val} val clips)")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(vars(result), indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from motionmae.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(out=args.out, overrides=list(args.set))
+    if args.data_dir is not None:
+        cfg.data_dir = args.data_dir
+    if args.steps is not None:
+        cfg.steps = args.steps
+    if args.train_videos is not None:
+        cfg.num_train = args.train_videos
+    if args.val_videos is not None:
+        cfg.num_val = args.val_videos
+    on_log, close = _progress(cfg.steps, "pretrain")
+    try:
+        result = run_demo(cfg, on_log=on_log, on_stage=lambda m: print(f"==> {m}", flush=True))
+    finally:
+        close()
+    print()
+    print(f"Motion classes ({len(result.classes)}): {', '.join(result.classes)}")
+    print("The class of a clip is how its object moves; one frame cannot tell it.")
+    print()
+    print(f"{'encoder / probe':<34} {'top-1':>7} {'top-5':>7} {'chance':>7}")
+    for name, probe in result.rows:
+        print(f"{name:<34} {probe.top1:>7.1%} {probe.top5:>7.1%} {probe.chance:>7.1%}")
+    print()
+    print(f"Run folder: {result.run_dir} (checkpoints/, metrics.jsonl, config.yaml)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    from motionmae.config import ConfigError
+
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"motionmae: config error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+"""Typed run configuration: dataclasses, loaded from YAML plus ``key=value`` overrides.
+
+Every value passes through :func:`from_dict`, which checks names and types against the
+dataclass fields, and through each section's ``validate``; errors name the dotted key
+(``masking.ratio: must be in (0, 1), got 1.5``) so a typo in a 3-day run's config fails in
+the first second, not after the first epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# name -> (embed_dim, depth, num_heads, decoder_dim, decoder_heads)
+MODEL_SIZES: dict[str, tuple[int, int, int, int, int]] = {
+    "tiny": (192, 12, 3, 128, 4),
+    "small": (384, 12, 6, 192, 3),
+    "base": (768, 12, 12, 384, 6),
+    "large": (1024, 24, 16, 512, 8),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range; names the key."""
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass
+class ModelConfig:
+    """ViT encoder over tubelets plus light decoders. ``None`` sizes come from ``size``."""
+
+    size: str = "tiny"
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    tubelet_size: int = 2
+    decoder_dim: int | None = None
+    decoder_depth: int = 4
+    decoder_heads: int | None = None
+    drop_path: float = 0.0
+
+    def validate(self, key: str = "model") -> None:
+        _check(self.size in MODEL_SIZES, f"{key}.size", f"must be one of {sorted(MODEL_SIZES)}, "
+               f"got {self.size!r}")
+        for name in ("embed_dim", "depth", "num_heads", "decoder_dim", "decoder_heads"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"{key}.{name}", f"must be positive, got {value}")
+        _check(self.patch_size > 0, f"{key}.patch_size", "must be positive")
+        _check(self.tubelet_size > 0, f"{key}.tubelet_size", "must be positive")
+        _check(self.decoder_depth >= 1, f"{key}.decoder_depth", "must be >= 1")
+        _check(0.0 <= self.drop_path < 1.0, f"{key}.drop_path", "must be in [0, 1)")
+        resolved = self.resolved()
+        _check(resolved.embed_dim % resolved.num_heads == 0, f"{key}.num_heads",
+               f"embed_dim {resolved.embed_dim} is not divisible by {resolved.num_heads} heads")
+        _check(resolved.decoder_dim % resolved.decoder_heads == 0, f"{key}.decoder_heads",
+               f"decoder_dim {resolved.decoder_dim} is not divisible by "
+               f"{resolved.decoder_heads} heads")
+
+    def resolved(self) -> ModelConfig:
+        """A copy with every size filled in from the named size (what checkpoints store)."""
+        embed_dim, depth, heads, dec_dim, dec_heads = MODEL_SIZES[self.size]
+        return dataclasses.replace(
+            self,
+            embed_dim=self.embed_dim or embed_dim,
+            depth=self.depth or depth,
+            num_heads=self.num_heads or heads,
+            decoder_dim=self.decoder_dim or dec_dim,
+            decoder_heads=self.decoder_heads or dec_heads,
+        )
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and how they are sampled and augmented."""
+
+    train: str | None = None
+    val: str | None = None
+    frames: int = 16
+    stride: int = 4
+    size: int = 224
+    scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+    flip: bool = True
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    num_sample: int = 1
+    workers: int = 2
+    on_error: str = "raise"
+    test_clips: int = 1
+    test_crops: int = 1
+
+    def validate(self, key: str = "data") -> None:
+        _check(self.frames >= 1, f"{key}.frames", f"must be >= 1, got {self.frames}")
+        _check(self.stride >= 1, f"{key}.stride", f"must be >= 1, got {self.stride}")
+        _check(self.size >= 8, f"{key}.size", f"must be >= 8, got {self.size}")
+        _check(len(self.scales) >= 1 and all(0.0 < s <= 1.0 for s in self.scales),
+               f"{key}.scales", f"must be a non-empty list of values in (0, 1], got {self.scales}")
+        _check(all(s > 0 for s in self.std), f"{key}.std", "must be positive")
+        _check(self.num_sample >= 1, f"{key}.num_sample", "must be >= 1")
+        _check(self.workers >= 0, f"{key}.workers", "must be >= 0")
+        _check(self.on_error in ("raise", "skip"), f"{key}.on_error",
+               f"must be 'raise' or 'skip', got {self.on_error!r}")
+        _check(self.test_clips >= 1, f"{key}.test_clips", "must be >= 1")
+        _check(self.test_crops >= 1, f"{key}.test_crops", "must be >= 1")
+
+
+MASKING_KINDS = ("random", "tube")
+
+
+@dataclass
+class MaskingConfig:
+    """Which tokens are hidden. ``ratio`` is the hidden fraction."""
+
+    kind: str = "tube"
+    ratio: float = 0.9
+
+    def validate(self, key: str = "masking") -> None:
+        _check(self.kind in MASKING_KINDS, f"{key}.kind",
+               f"must be one of {list(MASKING_KINDS)}, got {self.kind!r}")
+        _check(0.0 < self.ratio < 1.0, f"{key}.ratio", f"must be in (0, 1), got {self.ratio}")
+
+
+@dataclass
+class PixelTargetConfig:
+    """Pixels of each tubelet, optionally normalised per patch (VideoMAE's ``norm_pix``)."""
+
+    weight: float = 1.0
+    norm_pix: bool = True
+
+    def validate(self, key: str) -> None:
+        _check(self.weight >= 0, f"{key}.weight", f"must be >= 0, got {self.weight}")
+
+
+TARGET_NAMES = ("pixel",)
+
+
+@dataclass
+class TargetsConfig:
+    """The reconstruction targets: ``names`` selects, each section configures one."""
+
+    names: list[str] = field(default_factory=lambda: ["pixel"])
+    pixel: PixelTargetConfig = field(default_factory=PixelTargetConfig)
+
+    def validate(self, key: str = "targets") -> None:
+        _check(len(self.names) >= 1, f"{key}.names", "needs at least one target")
+        for name in self.names:
+            _check(name in TARGET_NAMES, f"{key}.names",
+                   f"unknown target {name!r}; known: {list(TARGET_NAMES)}")
+        _check(len(set(self.names)) == len(self.names), f"{key}.names",
+               f"has duplicates: {self.names}")
+        for name in self.names:
+            getattr(self, name).validate(f"{key}.{name}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with warmup + cosine. ``lr = base_lr * global_batch / 256`` unless ``lr`` is set."""
+
+    base_lr: float = 1.5e-4
+    lr: float | None = None
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_fraction: float = 0.05
+    clip_grad: float | None = None
+    accum_steps: int = 1
+    layer_decay: float = 1.0
+    fused: bool = True
+
+    def validate(self, key: str = "optim") -> None:
+        _check(self.base_lr > 0, f"{key}.base_lr", f"must be > 0, got {self.base_lr}")
+        _check(self.lr is None or self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
+        _check(self.min_lr >= 0, f"{key}.min_lr", "must be >= 0")
+        _check(self.weight_decay >= 0, f"{key}.weight_decay", "must be >= 0")
+        _check(all(0 <= b < 1 for b in self.betas), f"{key}.betas", "must be in [0, 1)")
+        _check(0 <= self.warmup_fraction < 1, f"{key}.warmup_fraction", "must be in [0, 1)")
+        _check(self.clip_grad is None or self.clip_grad > 0, f"{key}.clip_grad",
+               "must be > 0 or null")
+        _check(self.accum_steps >= 1, f"{key}.accum_steps", "must be >= 1")
+        _check(0 < self.layer_decay <= 1, f"{key}.layer_decay", "must be in (0, 1]")
+
+    def peak_lr(self, global_batch: int) -> float:
+        return self.lr if self.lr is not None else self.base_lr * global_batch / 256
+
+
+@dataclass
+class RunConfig:
+    """Length of the run, batch, precision, logging and checkpoint cadence."""
+
+    out: str = "runs/pretrain"
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 8
+    seed: int = 0
+    precision: str = "fp32"
+    device: str = "auto"
+    compile: bool = False
+    log_every: int = 10
+    ckpt_every: int = 500
+    keep_every: int | None = None
+    max_bad_steps: int = 10
+
+    def validate(self, key: str = "run") -> None:
+        _check(self.steps is None or self.steps >= 1, f"{key}.steps", "must be >= 1")
+        _check(self.epochs is None or self.epochs >= 1, f"{key}.epochs", "must be >= 1")
+        _check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+        _check(self.precision in ("fp32", "bf16"), f"{key}.precision",
+               f"must be 'fp32' or 'bf16', got {self.precision!r}")
+        _check(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+               f"{key}.device", f"must be auto, cpu, cuda[:i] or mps, got {self.device!r}")
+        _check(self.log_every >= 1, f"{key}.log_every", "must be >= 1")
+        _check(self.ckpt_every >= 1, f"{key}.ckpt_every", "must be >= 1")
+        _check(self.keep_every is None or self.keep_every >= 1, f"{key}.keep_every",
+               "must be >= 1 or null")
+        _check(self.max_bad_steps >= 1, f"{key}.max_bad_steps", "must be >= 1")
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pretraining run needs; saved beside every checkpoint."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate(f.name)
+        model = self.model.resolved()
+        _check(self.data.frames % model.tubelet_size == 0, "data.frames",
+               f"{self.data.frames} frames is not a multiple of model.tubelet_size "
+               f"{model.tubelet_size}")
+        _check(self.data.size % model.patch_size == 0, "data.size",
+               f"{self.data.size} px is not a multiple of model.patch_size {model.patch_size}")
+
+
+# --------------------------------------------------------------------------------------------
+# Loading: dict/YAML -> dataclass with type checks, and dotted overrides.
+
+T = TypeVar("T")
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{key}: must not be null")
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        _check(isinstance(value, dict), key, f"must be a mapping, got {value!r}")
+        return from_dict(annotation, value, key)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        _check(isinstance(value, list | tuple), key, f"must be a list, got {value!r}")
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            _check(len(value) == len(args), key, f"must have {len(args)} items, got {value!r}")
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in
+                         enumerate(zip(value, args, strict=True)))
+        item = args[0] if args else Any
+        items = [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if annotation is Any:
+        return value
+    if annotation is bool:
+        _check(isinstance(value, bool), key, f"must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key,
+               f"must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        _check(isinstance(value, int | float) and not isinstance(value, bool), key,
+               f"must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        _check(isinstance(value, str), key, f"must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported field type {annotation!r}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in names:
+            raise ConfigError(f"{key}: unknown key; known keys here: {sorted(names)}")
+        kwargs[name] = _coerce(value, hints[name], key)
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists) suitable for JSON and YAML."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. masking.ratio=0.75")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted ``key=value`` overrides (values parsed as YAML scalars) in a nested dict."""
+    for text in overrides:
+        path, value = _parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(path)}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> T:
+    """Load ``cls`` from defaults <- ``base`` <- YAML file <- overrides, then validate."""
+    data: dict[str, Any] = _deep_merge({}, base or {})
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        with path.open() as handle:
+            loaded = yaml.safe_load(handle) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping")
+        data = _deep_merge(data, loaded)
+    apply_overrides(data, overrides or [])
+    config = from_dict(cls, data)
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        validate()
+    return config
+
+
+def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value if not isinstance(value, dict) else _deep_merge({}, value)
+    return into

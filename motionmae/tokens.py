@@ -1,0 +1,119 @@
+"""The token grid of a clip and the index operations every stage shares.
+
+Tokens are ordered ``(t, h, w)`` row-major with ``t`` over tubelets. Masks are bool ``[B, L]``
+with ``True`` = hidden. Visible/hidden tokens are selected by index (``gather``), never by
+boolean indexing, which would call ``nonzero`` and synchronise the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+
+
+@dataclass(frozen=True)
+class TokenGrid:
+    """Geometry of the tubelet grid for clips of ``frames x height x width`` pixels."""
+
+    frames: int
+    height: int
+    width: int
+    tubelet: int = 2
+    patch: int = 16
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.frames % self.tubelet:
+            raise ValueError(f"frames {self.frames} is not a multiple of tubelet {self.tubelet}")
+        if self.height % self.patch or self.width % self.patch:
+            raise ValueError(
+                f"frame size {self.height}x{self.width} is not a multiple of patch {self.patch}"
+            )
+
+    @property
+    def t(self) -> int:
+        return self.frames // self.tubelet
+
+    @property
+    def h(self) -> int:
+        return self.height // self.patch
+
+    @property
+    def w(self) -> int:
+        return self.width // self.patch
+
+    @property
+    def spatial(self) -> int:
+        """Tokens per tubelet slice (``h * w``)."""
+        return self.h * self.w
+
+    @property
+    def num_tokens(self) -> int:
+        return self.t * self.h * self.w
+
+    @property
+    def patch_dim(self) -> int:
+        """Values in one tubelet: ``tubelet * patch * patch * channels``."""
+        return self.tubelet * self.patch * self.patch * self.channels
+
+    def num_visible(self, mask_ratio: float) -> int:
+        """Visible tokens per clip for a hidden fraction ``mask_ratio`` (same for every clip).
+
+        Tube-shaped masks hide whole spatial columns, so the count is rounded per slice.
+        """
+        return self.t * self.num_visible_spatial(mask_ratio)
+
+    def num_visible_spatial(self, mask_ratio: float) -> int:
+        """Visible spatial positions per tubelet slice, at least one."""
+        return max(1, round(self.spatial * (1.0 - mask_ratio)))
+
+
+def patchify(clip: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
+    """``[B, C, T, H, W]`` -> ``[B, L, tubelet*patch*patch*C]`` in token order (t, h, w).
+
+    Within a token the values are ordered (tubelet frame, row, column, channel).
+    """
+    return rearrange(
+        clip,
+        "b c (t pt) (h ph) (w pw) -> b (t h w) (pt ph pw c)",
+        pt=grid.tubelet,
+        ph=grid.patch,
+        pw=grid.patch,
+    )
+
+
+def unpatchify(tokens: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
+    """Inverse of :func:`patchify`: ``[B, L, patch_dim]`` -> ``[B, C, T, H, W]``."""
+    return rearrange(
+        tokens,
+        "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)",
+        t=grid.t,
+        h=grid.h,
+        w=grid.w,
+        pt=grid.tubelet,
+        ph=grid.patch,
+        pw=grid.patch,
+        c=grid.channels,
+    )
+
+
+def mask_to_indices(mask: torch.Tensor, num_visible: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a mask into index tensors without a host sync.
+
+    Args:
+        mask: ``[B, L]`` bool, True = hidden, exactly ``L - num_visible`` True per row.
+        num_visible: visible tokens per row (a Python int known from the config).
+
+    Returns:
+        ``visible_idx [B, num_visible]`` and ``masked_idx [B, L - num_visible]`` (int64), each
+        sorted ascending so the token order (t, h, w) is kept.
+    """
+    order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
+    return order[:, :num_visible], order[:, num_visible:]
+
+
+def gather_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``tokens [B, L, D]``, ``index [B, K]`` -> ``[B, K, D]``."""
+    return torch.gather(tokens, 1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))

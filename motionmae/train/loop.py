@@ -1,0 +1,299 @@
+"""The one training loop, shared by pretraining and fine-tuning.
+
+A *task* says what a step computes (its loss) and what a checkpoint describes; the loop owns
+everything else: device, data order, precision, accumulation, clipping, the optimizer and its
+schedule, non-finite steps, metrics, checkpoints and exact resume.
+
+Exact resume: the data order comes from ``(seed, epoch)`` (:class:`EpochSampler`), each sample's
+augmentation from ``(seed, epoch, index)`` (the dataset), and each step's masks and module
+randomness from ``(seed, step)``. A checkpoint stores the step, the position in the epoch and
+the optimizer, so a resumed run computes the same steps an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from motionmae.config import OptimConfig, RunConfig
+from motionmae.train.checkpoint import (
+    latest_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from motionmae.train.distributed import DistInfo
+from motionmae.train.optim import build_optimizer, lr_at, set_lr
+from motionmae.train.sampler import EpochSampler
+
+log = logging.getLogger(__name__)
+
+
+class TrainTask(Protocol):
+    """What a training run optimises."""
+
+    model: nn.Module
+
+    def loss(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Scalar loss of one micro-batch and named detached scalars to log."""
+        ...
+
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        """Optimizer groups (``params``, ``weight_decay``, ``lr_scale``)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """JSON description saved as the checkpoint's ``config.json``."""
+        ...
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient."""
+
+
+@dataclass
+class TrainState:
+    """Where a run is: saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    samples_in_epoch: int = 0
+    skipped_steps: int = 0
+    bad_videos: int = 0
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    out_dir: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _step_seed(seed: int, step: int, micro: int = 0) -> int:
+    return (seed * 1_000_003 + step * 101 + micro) % (2**63 - 1)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
+
+
+def _plan_steps(run: RunConfig, batches_per_epoch: int, accum: int) -> int:
+    if run.steps is not None:
+        return run.steps
+    if run.epochs is not None:
+        return max(1, run.epochs * batches_per_epoch // accum)
+    raise ValueError("run.steps or run.epochs must be set")
+
+
+def train(
+    task: TrainTask,
+    dataset: Dataset,
+    run: RunConfig,
+    optim: OptimConfig,
+    out_dir: str | Path,
+    *,
+    build_loader: Callable[..., DataLoader],
+    workers: int = 0,
+    resume: bool = False,
+    dist: DistInfo | None = None,
+    on_log: Callable[[dict[str, float]], None] | None = None,
+    clips_per_item: int = 1,
+) -> TrainResult:
+    """Train ``task`` on ``dataset`` until ``run.steps`` optimizer steps (or ``run.epochs``).
+
+    Args:
+        build_loader: ``(dataset, batch_size=, workers=, sampler=, seed=) -> DataLoader``.
+        clips_per_item: clips each dataset item yields (repeated sampling); the loader's batch
+            holds ``run.batch_size // clips_per_item`` items.
+        resume: continue from the newest complete checkpoint in ``out_dir`` (error if none).
+        on_log: called on rank 0 with each logged record (the CLI's progress bar).
+    """
+    dist = dist or DistInfo()
+    out_dir = Path(out_dir)
+    ckpt_root = out_dir / "checkpoints"
+    device = resolve_device(run.device)
+    model = task.model.to(device)
+    if run.compile:
+        model.compile()  # in place: state_dict keys stay as they are
+    if run.batch_size % clips_per_item:
+        raise ValueError(
+            f"run.batch_size {run.batch_size} is not a multiple of data.num_sample "
+            f"{clips_per_item}"
+        )
+    items_per_batch = run.batch_size // clips_per_item
+    sampler = EpochSampler(len(dataset), seed=run.seed, shuffle=True, rank=dist.rank,
+                           world_size=dist.world_size)
+    batches_per_epoch = (len(dataset) // dist.world_size) // items_per_batch
+    if batches_per_epoch < 1:
+        raise ValueError(
+            f"the dataset has {len(dataset)} videos: too few for a batch of {items_per_batch} "
+            f"per rank on {dist.world_size} rank(s)"
+        )
+    total_steps = _plan_steps(run, batches_per_epoch, optim.accum_steps)
+    global_batch = run.batch_size * optim.accum_steps * dist.world_size
+    peak_lr = optim.peak_lr(global_batch)
+    warmup = int(total_steps * optim.warmup_fraction)
+    optimizer = build_optimizer(task.parameter_groups(optim.weight_decay), optim, peak_lr)
+    fused = bool(optimizer.defaults.get("fused"))
+    state = TrainState()
+
+    if resume:
+        checkpoint = latest_checkpoint(ckpt_root)
+        if checkpoint is None:
+            raise FileNotFoundError(f"--resume: no complete checkpoint under {ckpt_root}")
+        model.load_state_dict(checkpoint.weights(device))
+        saved = checkpoint.state()
+        optimizer.load_state_dict(saved["optimizer"])
+        state = TrainState(**saved["train_state"])
+        log.info("resumed from %s at step %d", checkpoint.path, state.step)
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _check_writable(out_dir)
+    dist.barrier()
+
+    metrics_path = out_dir / "metrics.jsonl"
+    history: list[dict[str, float]] = []
+
+    def save() -> None:
+        if not dist.is_main:
+            return
+        save_checkpoint(
+            ckpt_root,
+            state.step,
+            task.model.state_dict(),
+            task.describe(),
+            {"optimizer": optimizer.state_dict(), "train_state": vars(state).copy()},
+        )
+        prune_checkpoints(ckpt_root, keep_last=1, keep_every=run.keep_every)
+
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            sampler.set_epoch(state.epoch, skip=state.samples_in_epoch)
+            loader = build_loader(dataset, batch_size=items_per_batch, workers=workers,
+                                  sampler=sampler, seed=run.seed + state.epoch)
+            for batch in loader:
+                state.samples_in_epoch += items_per_batch
+                yield batch
+            state.epoch += 1
+            state.samples_in_epoch = 0
+
+    model.train()
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if run.precision == "bf16"
+        else contextlib.nullcontext()
+    )
+    stream = batches()
+    sums: dict[str, torch.Tensor] = {}
+    consecutive_bad = 0
+    window_start, window_clips, window_steps = time.perf_counter(), 0, 0
+    log_file = metrics_path.open("a") if dist.is_main else None
+    try:
+        while state.step < total_steps:
+            lr = lr_at(state.step, total_steps, peak_lr, optim.min_lr, warmup)
+            set_lr(optimizer, lr)
+            torch.manual_seed(_step_seed(run.seed, state.step))
+            loss_total = torch.zeros((), device=device)
+            batch_bad_videos = 0
+            for micro in range(optim.accum_steps):
+                batch = next(stream)
+                # Counted on the loader's CPU tensor: no device sync.
+                batch_bad_videos += int(batch.pop("bad_videos", torch.zeros(1)).sum())
+                batch = _to_device(batch, device)
+                generator = torch.Generator().manual_seed(_step_seed(run.seed, state.step, micro))
+                with autocast:
+                    loss, parts = task.loss(batch, generator)
+                (loss / optim.accum_steps).backward()
+                loss_total = loss_total + loss.detach() / optim.accum_steps
+                for name, value in parts.items():
+                    sums[name] = sums.get(name, 0) + value.detach().float() / optim.accum_steps
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads)
+            found_inf = (~torch.isfinite(loss_total) | ~torch.isfinite(grad_norm)).float()
+            if optim.clip_grad is not None:
+                torch.nn.utils.clip_grads_with_norm_(
+                    [p for p in model.parameters() if p.grad is not None],
+                    optim.clip_grad,
+                    torch.nan_to_num(grad_norm, nan=0.0, posinf=0.0),
+                )
+            if fused:
+                # The fused kernel skips the update (and its step count) when found_inf is 1:
+                # no host sync needed to skip a bad step.
+                optimizer.found_inf = found_inf
+                optimizer.step()
+            elif not bool(found_inf):
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            sums["loss"] = sums.get("loss", 0) + torch.nan_to_num(loss_total, nan=0.0)
+            sums["grad_norm"] = sums.get("grad_norm", 0) + torch.nan_to_num(grad_norm, nan=0.0)
+            sums["bad"] = sums.get("bad", 0) + found_inf
+            state.bad_videos += batch_bad_videos
+            state.step += 1
+            window_clips += run.batch_size * optim.accum_steps * dist.world_size
+            window_steps += 1
+
+            # One host sync per logging interval, not per step.
+            if state.step % run.log_every == 0 or state.step == total_steps:
+                bad = int(sums.pop("bad"))
+                state.skipped_steps += bad
+                consecutive_bad = consecutive_bad + bad if bad == window_steps else bad
+                good = max(1, window_steps - bad)
+                elapsed = time.perf_counter() - window_start
+                record = {
+                    "step": state.step,
+                    "epoch": state.epoch,
+                    "lr": lr,
+                    **{k: float(v) / good for k, v in sums.items()},
+                    "clips_per_s": window_clips / max(elapsed, 1e-9),
+                    "skipped_steps": state.skipped_steps,
+                    "bad_videos": state.bad_videos,
+                    "time": time.time(),
+                }
+                history.append(record)
+                if log_file is not None:
+                    log_file.write(json.dumps(record) + "\n")
+                    log_file.flush()
+                    if on_log is not None:
+                        on_log(record)
+                if consecutive_bad >= run.max_bad_steps:
+                    raise NonFiniteLossError(
+                        f"{consecutive_bad} consecutive steps up to step {state.step} had a "
+                        f"non-finite loss or gradient (run.max_bad_steps={run.max_bad_steps})"
+                    )
+                sums = {}
+                window_start, window_clips, window_steps = time.perf_counter(), 0, 0
+            if state.step % run.ckpt_every == 0 or state.step == total_steps:
+                save()
+    finally:
+        if log_file is not None:
+            log_file.close()
+    return TrainResult(state=state, out_dir=out_dir, history=history)
+
+
+def _check_writable(folder: Path) -> None:
+    probe = folder / ".write-test"
+    try:
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as error:
+        raise OSError(f"output folder {folder} is not writable: {error}") from error

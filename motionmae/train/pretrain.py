@@ -1,0 +1,128 @@
+"""Masked video pretraining: the task the training loop optimises, and the entry point."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from motionmae.config import PretrainConfig, to_dict
+from motionmae.data import VideoDataset, build_loader, read_video_list
+from motionmae.masking import build_mask_generator
+from motionmae.models import MaskedVideoModel
+from motionmae.targets import build_targets, masked_mse
+from motionmae.tokens import TokenGrid, mask_to_indices
+from motionmae.train.distributed import DistInfo
+from motionmae.train.loop import TrainResult, train
+from motionmae.train.optim import parameter_groups
+
+log = logging.getLogger(__name__)
+
+
+def token_grid(cfg: PretrainConfig) -> TokenGrid:
+    """The token grid of the clips this config trains on."""
+    model = cfg.model.resolved()
+    return TokenGrid(
+        frames=cfg.data.frames,
+        height=cfg.data.size,
+        width=cfg.data.size,
+        tubelet=model.tubelet_size,
+        patch=model.patch_size,
+    )
+
+
+class PretrainTask:
+    """Hide tokens, encode the visible ones, reconstruct every target on the hidden ones.
+
+    ``loss = sum_k weight_k * masked_mse_k`` over the configured targets.
+    """
+
+    def __init__(self, cfg: PretrainConfig) -> None:
+        self.cfg = cfg
+        self.grid = token_grid(cfg)
+        self.targets = build_targets(cfg.targets, self.grid, cfg.data)
+        self.masking = build_mask_generator(cfg.masking, self.grid)
+        self.model = MaskedVideoModel(
+            cfg.model.resolved(), self.grid, {name: t.dim for name, t in self.targets.items()}
+        )
+
+    def loss(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        mask = self.masking(batch, generator)
+        visible_idx, masked_idx = mask_to_indices(mask, self.masking.num_visible)
+        predictions = self.model(batch["clip"], visible_idx, masked_idx)
+        total = torch.zeros((), device=batch["clip"].device)
+        parts = {}
+        for name, target in self.targets.items():
+            with torch.no_grad(), torch.autocast(batch["clip"].device.type, enabled=False):
+                values, token_weight = target(batch)
+            loss = masked_mse(predictions[name].float(), values.float(), masked_idx, token_weight)
+            parts[f"loss/{name}"] = loss.detach()
+            total = total + target.weight * loss
+        return total, parts
+
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        return parameter_groups(self.model, weight_decay)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "pretrain",
+            "model": to_dict(self.cfg.model.resolved()),
+            "grid": {
+                "frames": self.grid.frames,
+                "height": self.grid.height,
+                "width": self.grid.width,
+                "tubelet": self.grid.tubelet,
+                "patch": self.grid.patch,
+            },
+            "data": {"mean": list(self.cfg.data.mean), "std": list(self.cfg.data.std),
+                     "stride": self.cfg.data.stride},
+            "config": to_dict(self.cfg),
+        }
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    *,
+    resume: bool = False,
+    dist: DistInfo | None = None,
+    on_log: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Run masked video pretraining as configured; returns the final state and history."""
+    if cfg.data.train is None:
+        raise ValueError("data.train: a list file of training videos is required")
+    dist = dist or DistInfo()
+    videos = read_video_list(cfg.data.train)
+    dataset = VideoDataset(videos, cfg.data, train=True, seed=cfg.run.seed)
+    task = PretrainTask(cfg)
+    out_dir = Path(cfg.run.out)
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    log.info(
+        "pretraining %s (%.1fM parameters) on %d videos, targets %s, masking %s %.2f",
+        cfg.model.size,
+        sum(p.numel() for p in task.model.parameters()) / 1e6,
+        len(dataset),
+        ",".join(task.targets),
+        cfg.masking.kind,
+        cfg.masking.ratio,
+    )
+    return train(
+        task,
+        dataset,
+        cfg.run,
+        cfg.optim,
+        out_dir,
+        build_loader=build_loader,
+        workers=cfg.data.workers,
+        resume=resume,
+        dist=dist,
+        on_log=on_log,
+        clips_per_item=cfg.data.num_sample,
+    )

@@ -1,0 +1,58 @@
+"""A resumable, rank-aware epoch sampler.
+
+The order of epoch ``e`` is a permutation drawn from ``(seed, e)`` alone, so a resumed run (any
+number of data-loader workers) sees exactly the samples an uninterrupted run would have seen:
+it only skips the ones already consumed. Across ``world_size`` ranks each rank takes every
+``world_size``-th index of the same permutation, so each sample is seen once per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class EpochSampler(Sampler[int]):
+    """Indices of one epoch for one rank, optionally starting part-way through.
+
+    The epoch is cut to a multiple of ``world_size`` (dropping the tail of the permutation) so
+    every rank yields the same count.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if num_samples < world_size:
+            raise ValueError(f"{num_samples} samples cannot be split across {world_size} ranks")
+        self.num_samples = num_samples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select epoch ``epoch`` and skip its first ``skip`` indices of this rank."""
+        self.epoch = epoch
+        self.skip = skip
+
+    def __len__(self) -> int:
+        return self.num_samples // self.world_size - self.skip
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.num_samples, generator=generator)
+        else:
+            order = torch.arange(self.num_samples)
+        per_rank = self.num_samples // self.world_size
+        mine = order[: per_rank * self.world_size][self.rank :: self.world_size]
+        return iter(mine[self.skip :].tolist())

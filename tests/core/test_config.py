@@ -1,0 +1,71 @@
+import pytest
+
+from motionmae.config import (
+    ConfigError,
+    PretrainConfig,
+    apply_overrides,
+    from_dict,
+    load_config,
+    to_dict,
+)
+
+
+def test_defaults_validate_and_round_trip():
+    cfg = load_config(PretrainConfig)
+    again = from_dict(PretrainConfig, to_dict(cfg))
+    assert again == cfg
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("masking:\n  ratio: 0.75\nrun:\n  batch_size: 4\n")
+    cfg = load_config(PretrainConfig, path, ["run.batch_size=2", "data.scales=[1.0, 0.5]"])
+    assert cfg.masking.ratio == 0.75
+    assert cfg.run.batch_size == 2
+    assert cfg.data.scales == (1.0, 0.5)
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"masking\.ratoi: unknown key"):
+        load_config(PretrainConfig, overrides=["masking.ratoi=0.5"])
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ConfigError, match=r"run\.batch_size: must be an integer"):
+        load_config(PretrainConfig, overrides=["run.batch_size=big"])
+
+
+def test_out_of_range_value_is_named():
+    with pytest.raises(ConfigError, match=r"masking\.ratio: must be in \(0, 1\), got 1.5"):
+        load_config(PretrainConfig, overrides=["masking.ratio=1.5"])
+
+
+def test_cross_field_check_names_key():
+    with pytest.raises(ConfigError, match=r"data\.size: 100 px is not a multiple"):
+        load_config(PretrainConfig, overrides=["data.size=100"])
+
+
+def test_unknown_target_is_named():
+    with pytest.raises(ConfigError, match=r"targets\.names: unknown target 'pixle'"):
+        load_config(PretrainConfig, overrides=["targets.names=[pixle]"])
+
+
+def test_override_needs_equals_sign():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        apply_overrides({}, ["masking.ratio"])
+
+
+def test_null_override_for_optional():
+    cfg = load_config(PretrainConfig, overrides=["optim.clip_grad=null", "run.steps=5"])
+    assert cfg.optim.clip_grad is None and cfg.run.steps == 5
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(PretrainConfig, tmp_path / "nope.yaml")
+
+
+def test_resolved_model_sizes():
+    cfg = load_config(PretrainConfig, overrides=["model.size=base"])
+    model = cfg.model.resolved()
+    assert (model.embed_dim, model.depth, model.num_heads) == (768, 12, 12)

@@ -1,0 +1,50 @@
+import itertools
+import math
+
+import numpy as np
+import torch
+
+from motionmae.eval.probes import knn_probe, linear_probe
+from motionmae.train.optim import lr_at, parameter_groups
+from motionmae.train.sampler import EpochSampler
+
+
+def test_lr_schedule_warmup_peak_and_floor():
+    lrs = [lr_at(s, 100, 1.0, 0.01, 10) for s in range(100)]
+    assert lrs[0] == 0.1 and lrs[9] == 1.0
+    assert math.isclose(lrs[10], 1.0)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+    assert lr_at(100, 100, 1.0, 0.01, 10) == 0.01
+
+
+def test_no_weight_decay_on_norms_and_biases():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    groups = parameter_groups(model, 0.05)
+    decayed = [p for g in groups if g["weight_decay"] > 0 for p in g["params"]]
+    assert len(decayed) == 1 and decayed[0] is model[0].weight
+
+
+def test_sampler_covers_epoch_once_across_ranks_and_resumes():
+    ranks = [EpochSampler(10, seed=3, rank=r, world_size=2) for r in range(2)]
+    for s in ranks:
+        s.set_epoch(1)
+    seen = [i for s in ranks for i in s]
+    assert sorted(seen) == list(range(10))
+    full = list(ranks[0])
+    ranks[0].set_epoch(1, skip=2)
+    assert list(ranks[0]) == full[2:]
+    ranks[0].set_epoch(2)
+    assert list(ranks[0]) != full
+
+
+def test_probes_separate_separable_classes():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 4
+    y = np.repeat(np.arange(3), 40)
+    x = centres[y] + rng.normal(size=(120, 16))
+    vy = np.repeat(np.arange(3), 10)
+    vx = centres[vy] + rng.normal(size=(30, 16))
+    assert linear_probe(x, y, vx, vy).top1 > 0.95
+    assert knn_probe(x, y, vx, vy).top1 > 0.95
+    shuffled = linear_probe(x, rng.permutation(y), vx, vy)
+    assert shuffled.top1 < 0.7 and math.isclose(shuffled.chance, 1 / 3)
