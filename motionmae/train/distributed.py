@@ -36,3 +36,32 @@ def dist_from_env() -> DistInfo:
         world_size=int(os.environ.get("WORLD_SIZE", 1)),
         local_rank=int(os.environ.get("LOCAL_RANK", 0)),
     )
+
+
+def init_distributed() -> DistInfo:
+    """Join the process group torchrun describes (NCCL on GPUs, gloo on CPU); a no-op for a
+    single process. Returns this process's :class:`DistInfo`."""
+    info = dist_from_env()
+    if info.enabled and not torch_dist.is_initialized():
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_device(info.local_rank)
+            backend = "nccl"
+        else:
+            backend = "gloo"
+        torch_dist.init_process_group(backend=backend)
+    return info
+
+
+def average_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """Mean of each value over ranks (one collective); identity for a single process."""
+    if not info.enabled or not values:
+        return values
+    import torch
+
+    keys = sorted(values)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    torch_dist.all_reduce(tensor)
+    return dict(zip(keys, (tensor / info.world_size).tolist(), strict=True))

@@ -31,7 +31,7 @@ from motionmae.train.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from motionmae.train.distributed import DistInfo
+from motionmae.train.distributed import DistInfo, average_across_ranks
 from motionmae.train.optim import build_optimizer, lr_at, set_lr
 from motionmae.train.sampler import EpochSampler
 
@@ -44,9 +44,13 @@ class TrainTask(Protocol):
     model: nn.Module
 
     def loss(
-        self, batch: dict[str, torch.Tensor], generator: torch.Generator
+        self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Scalar loss of one micro-batch and named detached scalars to log."""
+        """Scalar loss of one micro-batch and named detached scalars to log.
+
+        ``model`` is ``self.model`` as the loop runs it (compiled and/or wrapped for
+        data-parallel training): call it, not ``self.model``, in the forward pass.
+        """
         ...
 
     def parameter_groups(self, weight_decay: float) -> list[dict]:
@@ -135,6 +139,13 @@ def train(
     model = task.model.to(device)
     if run.compile:
         model.compile()  # in place: state_dict keys stay as they are
+    step_model: nn.Module = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if run.batch_size % clips_per_item:
         raise ValueError(
             f"run.batch_size {run.batch_size} is not a multiple of data.num_sample "
@@ -216,20 +227,30 @@ def train(
             loss_total = torch.zeros((), device=device)
             batch_bad_videos = 0
             for micro in range(optim.accum_steps):
+                last_micro = micro == optim.accum_steps - 1
                 batch = next(stream)
                 # Counted on the loader's CPU tensor: no device sync.
                 batch_bad_videos += int(batch.pop("bad_videos", torch.zeros(1)).sum())
                 batch = _to_device(batch, device)
                 generator = torch.Generator().manual_seed(_step_seed(run.seed, state.step, micro))
-                with autocast:
-                    loss, parts = task.loss(batch, generator)
-                (loss / optim.accum_steps).backward()
+                # Gradients are all-reduced once per optimizer step, on the last micro-batch.
+                sync = (
+                    step_model.no_sync()
+                    if dist.enabled and not last_micro
+                    else contextlib.nullcontext()
+                )
+                with sync:
+                    with autocast:
+                        loss, parts = task.loss(step_model, batch, generator)
+                    (loss / optim.accum_steps).backward()
                 loss_total = loss_total + loss.detach() / optim.accum_steps
                 for name, value in parts.items():
                     sums[name] = sums.get(name, 0) + value.detach().float() / optim.accum_steps
             grads = [p.grad for p in model.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads)
-            found_inf = (~torch.isfinite(loss_total) | ~torch.isfinite(grad_norm)).float()
+            # From the all-reduced gradients, so every rank takes the same decision (a
+            # non-finite loss anywhere makes the gradient non-finite everywhere).
+            found_inf = (~torch.isfinite(grad_norm)).float()
             if optim.clip_grad is not None:
                 torch.nn.utils.clip_grads_with_norm_(
                     [p for p in model.parameters() if p.grad is not None],
@@ -259,11 +280,12 @@ def train(
                 consecutive_bad = consecutive_bad + bad if bad == window_steps else bad
                 good = max(1, window_steps - bad)
                 elapsed = time.perf_counter() - window_start
+                means = average_across_ranks({k: float(v) / good for k, v in sums.items()}, dist)
                 record = {
                     "step": state.step,
                     "epoch": state.epoch,
                     "lr": lr,
-                    **{k: float(v) / good for k, v in sums.items()},
+                    **means,
                     "clips_per_s": window_clips / max(elapsed, 1e-9),
                     "skipped_steps": state.skipped_steps,
                     "bad_videos": state.bad_videos,

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 import yaml
+from torch import nn
 
 from motionmae.config import PretrainConfig, to_dict
 from motionmae.data import VideoDataset, build_loader, read_video_list
@@ -51,11 +52,11 @@ class PretrainTask:
         )
 
     def loss(
-        self, batch: dict[str, torch.Tensor], generator: torch.Generator
+        self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         mask = self.masking(batch, generator)
         visible_idx, masked_idx = mask_to_indices(mask, self.masking.num_visible)
-        predictions = self.model(batch["clip"], visible_idx, masked_idx)
+        predictions = model(batch["clip"], visible_idx, masked_idx)
         total = torch.zeros((), device=batch["clip"].device)
         parts = {}
         for name, target in self.targets.items():
