@@ -1,0 +1,60 @@
+"""Pictures of what the model sees and learns, and reports of runs.
+
+- :mod:`~motionmae.viz.draw`: tracks (GT vs predicted), masks, token heatmaps, labelled grids.
+- :mod:`~motionmae.viz.io`: PNG, MP4 (H.264) and GIF writers.
+- :mod:`~motionmae.viz.report`: ``RUN/report/index.html`` with training curves.
+
+Attributes load lazily, so ``import motionmae.viz`` pulls in neither OpenCV nor matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from motionmae.viz.draw import (
+        draw_track_pairs,
+        draw_tracks,
+        make_grid,
+        make_grid_video,
+        overlay_mask,
+        overlay_token_values,
+    )
+    from motionmae.viz.io import write_png, write_video
+    from motionmae.viz.report import build_report, report_main, summary
+
+_EXPORTS = {
+    "draw_tracks": "draw",
+    "draw_track_pairs": "draw",
+    "overlay_mask": "draw",
+    "overlay_token_values": "draw",
+    "make_grid": "draw",
+    "make_grid_video": "draw",
+    "write_png": "io",
+    "write_video": "io",
+    "build_report": "report",
+    "report_main": "report",
+    "summary": "report",
+}
+
+__all__ = [
+    "build_report",
+    "draw_track_pairs",
+    "draw_tracks",
+    "make_grid",
+    "make_grid_video",
+    "overlay_mask",
+    "overlay_token_values",
+    "report_main",
+    "summary",
+    "write_png",
+    "write_video",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'motionmae.viz' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"motionmae.viz.{module}"), name)

@@ -1,0 +1,212 @@
+"""Read what a run folder holds, tolerating the traces of a crash.
+
+A run folder (see :mod:`motionmae.train.loop` and :mod:`motionmae.train.checkpoint`)::
+
+    RUN/config.yaml                      the resolved config
+    RUN/metrics.jsonl                    one JSON record per logging interval
+    RUN/checkpoints/step_XXXXXXXX/       model.safetensors, config.json, state.pt, manifest.json
+    RUN/checkpoints/latest               name of the newest complete checkpoint
+    RUN/eval/*.json                      probe results (``motionmae probe --out``)
+    RUN/env.json                         optional: the training machine's environment
+
+Nothing here imports torch: the layout is read from names and sizes only (checkpoints are not
+verified against their checksums, which would read every weight file).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_STEP_DIR = re.compile(r"^step_(\d{8})$")  # as in motionmae.train.checkpoint
+
+
+@dataclass
+class Metrics:
+    """Records of ``metrics.jsonl``, one per step (sorted by step), and what was skipped."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def series(self, key: str) -> tuple[list[int], list[float]]:
+        """``(steps, values)`` of the records that have a numeric ``key``."""
+        steps, values = [], []
+        for record in self.records:
+            value = record.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                steps.append(int(record["step"]))
+                values.append(float(value))
+        return steps, values
+
+    def keys(self) -> list[str]:
+        """Numeric keys in order of first appearance."""
+        seen: dict[str, None] = {}
+        for record in self.records:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    seen.setdefault(key, None)
+        return list(seen)
+
+
+def read_metrics(path: Path) -> Metrics:
+    """Parse ``metrics.jsonl``.
+
+    A line that is not a JSON object is skipped with a warning (a truncated last line is what
+    a crash mid-write leaves). Records without an integer ``step`` are skipped too. After a
+    resume the file repeats the steps since the checkpoint: the last record of each step wins.
+    """
+    metrics = Metrics()
+    if not path.is_file():
+        return metrics
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    by_step: dict[int, dict[str, Any]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            where = "the last line (truncated by a crash?)" if number == len(lines) else (
+                f"line {number}"
+            )
+            metrics.warnings.append(f"{path.name}: {where} is not a JSON record; skipped")
+            continue
+        step = record.get("step")
+        if not isinstance(step, int) or isinstance(step, bool):
+            metrics.warnings.append(f"{path.name}: line {number} has no integer step; skipped")
+            continue
+        by_step[step] = record
+    metrics.records = [by_step[s] for s in sorted(by_step)]
+    for warning in metrics.warnings:
+        log.warning("%s", warning)
+    return metrics
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    name: str
+    step: int
+    size: int
+    """Bytes of all files in the folder."""
+    mtime: float
+    """Modification time (seconds since the epoch) of its manifest, else of the folder."""
+    complete: bool
+    """Has a ``manifest.json`` (written last, so a complete save)."""
+    latest: bool
+
+
+def list_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
+    """Checkpoint folders under ``RUN/checkpoints``, oldest first (temporary folders ignored)."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    pointer = root / "latest"
+    latest = pointer.read_text(errors="replace").strip() if pointer.is_file() else None
+    found = []
+    for folder in root.iterdir():
+        match = _STEP_DIR.match(folder.name)
+        if not match or not folder.is_dir():
+            continue
+        files = [f for f in folder.iterdir() if f.is_file()]
+        manifest = folder / "manifest.json"
+        found.append(
+            CheckpointInfo(
+                name=folder.name,
+                step=int(match.group(1)),
+                size=sum(f.stat().st_size for f in files),
+                mtime=(manifest if manifest.is_file() else folder).stat().st_mtime,
+                complete=manifest.is_file(),
+                latest=folder.name == latest,
+            )
+        )
+    return sorted(found, key=lambda c: c.step)
+
+
+@dataclass
+class EvalResult:
+    file: str
+    data: dict[str, Any]
+
+
+def read_evals(run_dir: Path) -> tuple[list[EvalResult], list[str]]:
+    """JSON objects in ``RUN/eval/*.json`` (sorted by name) and warnings for unreadable ones."""
+    folder = run_dir / "eval"
+    results, warnings = [], []
+    if not folder.is_dir():
+        return results, warnings
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, json.JSONDecodeError) as error:
+            warnings.append(f"eval/{path.name}: unreadable ({error}); skipped")
+            continue
+        if not isinstance(data, dict):
+            warnings.append(f"eval/{path.name}: not a JSON object; skipped")
+            continue
+        results.append(EvalResult(path.name, data))
+    for warning in warnings:
+        log.warning("%s", warning)
+    return results, warnings
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float if it is a finite number (not bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment(run_dir: Path) -> tuple[dict[str, Any], str]:
+    """The environment to show and where it comes from.
+
+    ``RUN/env.json`` (written by the training run) when it exists and is a JSON object;
+    otherwise gathered now, from the machine building the report (which may not be the one
+    that trained). Returns ``(values, source)``.
+    """
+    path = run_dir / "env.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+            if isinstance(data, dict):
+                return data, "recorded by the training run (env.json)"
+        except json.JSONDecodeError as error:
+            log.warning("%s is unreadable (%s); gathering the environment now", path, error)
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    values = {
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu count": os.cpu_count(),
+        "usable cpus": usable,
+        "motionmae": _version("motionmae"),
+        "torch": _version("torch"),
+        "numpy": _version("numpy"),
+        "av": _version("av"),
+        "opencv": _version("opencv-python-headless"),
+        "matplotlib": _version("matplotlib"),
+    }
+    return values, "gathered when this report was built (not recorded by the training run)"

@@ -1,0 +1,120 @@
+import json
+import sys
+
+import cv2
+import pytest
+
+from motionmae.viz.plots import PLOT_SIZE
+from motionmae.viz.report import build_report, report_main, summary
+
+EVIL = '<script>alert("pwned")</script>'
+
+
+def _record(step, loss):
+    return {"step": step, "epoch": step // 20, "lr": 1e-4 * step / 50, "loss": loss,
+            "loss/pixel": loss * 0.7, "loss/tracks": loss * 0.3, "grad_norm": 2.0 / step,
+            "clips_per_s": 12.5, "skipped_steps": 0, "bad_videos": 1, "time": 1000.0 + step,
+            "sampler/entropy": 3.0 - step / 100}
+
+
+def _make_run(root):
+    run = root / "run_a"
+    run.mkdir()
+    lines = [json.dumps(_record(s, 1.0 / s)) for s in (10, 20, 30)]
+    lines.append(json.dumps(_record(20, 0.049)))  # a resume repeats step 20: last one wins
+    lines += [json.dumps(_record(s, 1.0 / s)) for s in (30, 40, 50)]
+    lines.append('{"step": 60, "epoch": 3, "lr": 0.0001, "lo')  # crash mid-write
+    (run / "metrics.jsonl").write_text("\n".join(lines))
+    (run / "config.yaml").write_text(
+        "model:\n  size: tiny\nmasking:\n  kind: tube\n  ratio: 0.9\n"
+        f"targets:\n  names: [pixel, tracks]\nrun:\n  out: '{EVIL}'\n"
+    )
+    for step in (30, 50):
+        folder = run / "checkpoints" / f"step_{step:08d}"
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"0" * 2048)
+        (folder / "config.json").write_text("{}")
+        (folder / "manifest.json").write_text("{}")
+    (run / "checkpoints" / ".step_00000060.abc.tmp").mkdir()  # half-written: ignored
+    (run / "checkpoints" / "latest").write_text("step_00000050\n")
+    (run / "eval").mkdir()
+    (run / "eval" / "linear.json").write_text(json.dumps(
+        {"kind": "linear", "top1": 0.625, "top5": 0.9, "chance": 0.1, "num_train": 40,
+         "num_val": 16, "details": {"epochs": 100}}))
+    (run / "eval" / "knn.json").write_text(json.dumps(
+        {"kind": "<img src=x onerror=alert(1)>", "top1": 0.5, "top5": 0.8, "chance": 0.1,
+         "num_train": 40, "num_val": 16, "details": {}}))
+    (run / "eval" / "broken.json").write_text("{not json")
+    return run
+
+
+def test_summary_reads_the_run(tmp_path):
+    info = summary(_make_run(tmp_path))
+    assert info["run_name"] == "run_a"
+    assert info["last_step"] == 50
+    assert info["records"] == 5
+    assert info["skipped_lines"] == 1
+    assert info["final_loss"] == pytest.approx(0.02)
+    assert info["final_losses"] == {"pixel": pytest.approx(0.014), "tracks": pytest.approx(0.006)}
+    assert info["min_loss"] == pytest.approx(0.02) and info["min_loss_step"] == 50
+    assert info["targets"] == ["pixel", "tracks"] and info["model"] == "tiny"
+    assert info["num_checkpoints"] == 2 and info["latest_checkpoint"] == "step_00000050"
+    assert info["best_probe"]["file"] == "linear.json"
+    assert info["best_probe"]["top1"] == pytest.approx(0.625)
+    assert info["duration_s"] == pytest.approx(40.0)
+
+
+def test_report_writes_html_and_plots(tmp_path, caplog):
+    run = _make_run(tmp_path)
+    with caplog.at_level("WARNING"):
+        index = report_main(run)
+    assert index == run / "report" / "index.html"
+    assert "truncated" in caplog.text
+    page = index.read_text()
+    for expected in ("run_a", "62.5%", "90.0%", "step_00000050", "step_00000030", "latest",
+                     "0.02", "linear.json", "2.0 KiB", "size: tiny", "truncated",
+                     "broken.json", "Gathered when this report was built"):
+        assert expected in page, expected
+    assert ".step_00000060" not in page
+    assert "loss_targets.png" in page and "sampler_entropy.png" in page
+    pngs = sorted(p.name for p in (run / "report").glob("*.png"))
+    assert {"loss.png", "loss_targets.png", "lr.png", "clips_per_s.png", "grad_norm.png",
+            "health.png", "sampler_entropy.png"} <= set(pngs)
+    for name in pngs:
+        assert f'src="{name}"' in page
+        image = cv2.imread(str(run / "report" / name))
+        assert image is not None and image.shape == (PLOT_SIZE[1], PLOT_SIZE[0], 3), name
+
+
+def test_report_escapes_strings_from_files(tmp_path):
+    page = build_report(_make_run(tmp_path)).read_text()
+    assert "<script>" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_report_prefers_the_recorded_environment(tmp_path):
+    run = _make_run(tmp_path)
+    (run / "env.json").write_text(json.dumps({"torch": "9.9.9-recorded", "gpu": EVIL}))
+    page = build_report(run).read_text()
+    assert "9.9.9-recorded" in page and "Recorded by the training run" in page
+    assert "<script>" not in page
+
+
+def test_report_without_matplotlib_still_writes_html(tmp_path, monkeypatch):
+    run = _make_run(tmp_path)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    page = build_report(run).read_text()
+    assert "matplotlib is not installed" in page
+    assert "<img" not in page
+    assert "62.5%" in page
+
+
+def test_report_of_an_empty_or_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        report_main(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="run folder"):
+        report_main(tmp_path)
+    (tmp_path / "config.yaml").write_text("model: {size: tiny}\n")
+    page = report_main(tmp_path).read_text()
+    assert "No checkpoints" in page and "no metrics records" in page
