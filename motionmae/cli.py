@@ -79,6 +79,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_demo)
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="plots + one-page HTML summary of a run folder")
+    p.add_argument("run_dir", type=Path, help="run folder (metrics.jsonl, config.yaml, ...)")
+    p.set_defaults(handler=cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionmae",
@@ -87,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_pretrain, _add_features, _add_probe):
+    for add in (_add_demo, _add_pretrain, _add_features, _add_probe, _add_report):
         add(sub)
     return parser
 
@@ -218,6 +224,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"{name:<34} {probe.top1:>7.1%} {probe.top5:>7.1%} {probe.chance:>7.1%}")
     print()
     print(f"Run folder: {result.run_dir} (checkpoints/, metrics.jsonl, config.yaml)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from motionmae.viz import report_main
+
+    page = report_main(args.run_dir)
+    print(f"report written to {page}")
     return 0
 
 

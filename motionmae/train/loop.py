@@ -126,7 +126,8 @@ def train(
     """Train ``task`` on ``dataset`` until ``run.steps`` optimizer steps (or ``run.epochs``).
 
     Args:
-        build_loader: ``(dataset, batch_size=, workers=, sampler=, seed=) -> DataLoader``.
+        build_loader: ``(dataset, batch_size=, workers=, shuffle=, seed=, sampler=) ->
+            DataLoader``.
         clips_per_item: clips each dataset item yields (repeated sampling); the loader's batch
             holds ``run.batch_size // clips_per_item`` items.
         resume: continue from the newest complete checkpoint in ``out_dir`` (error if none).
@@ -197,11 +198,17 @@ def train(
         )
         prune_checkpoints(ckpt_root, keep_last=1, keep_every=run.keep_every)
 
+    # One loader for the whole run, so its workers persist across epochs; the epoch reaches
+    # them through the sampler (order) and the dataset's shared epoch counter (augmentation).
+    loader = build_loader(dataset, batch_size=items_per_batch, workers=workers, shuffle=False,
+                          seed=run.seed, sampler=sampler)
+
     def batches() -> Iterator[dict[str, torch.Tensor]]:
         while True:
             sampler.set_epoch(state.epoch, skip=state.samples_in_epoch)
-            loader = build_loader(dataset, batch_size=items_per_batch, workers=workers,
-                                  sampler=sampler, seed=run.seed + state.epoch)
+            set_epoch = getattr(dataset, "set_epoch", None)
+            if set_epoch is not None:
+                set_epoch(state.epoch)
             for batch in loader:
                 state.samples_in_epoch += items_per_batch
                 yield batch
