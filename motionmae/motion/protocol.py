@@ -1,0 +1,196 @@
+"""The point-tracking protocol, input validation and query-grid helpers.
+
+Conventions shared by every backend in :mod:`motionmae.motion`:
+
+* ``frames``: ``np.ndarray`` ``[T, H, W, 3]`` ``uint8`` RGB.
+* ``queries``: ``np.ndarray`` ``[N, 3]`` ``float32`` rows ``(t, x, y)``: ``t`` an integer frame
+  index in ``[0, T)``; ``x, y`` pixel coordinates in the frames given.
+* Pixel centres lie at integer coordinates: ``x = 0`` is the centre of the first column, so the
+  frame covers ``x`` in ``[-0.5, W - 0.5]`` and ``y`` in ``[-0.5, H - 0.5]`` (the OpenCV
+  convention; ``grid_sample(align_corners=True)`` in torch terms).
+* Results: ``tracks`` ``[T, N, 2]`` ``float32`` ``(x, y)`` pixels and ``visible`` ``[T, N]``
+  ``bool``. Every query is tracked forwards and backwards from its own query frame, and
+  ``tracks[t_n, n]`` equals the query position.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "PointTracker",
+    "grid_queries",
+    "in_frame",
+    "patch_center_queries",
+    "patch_grid_queries",
+    "validate_inputs",
+    "validate_queries",
+]
+
+
+@runtime_checkable
+class PointTracker(Protocol):
+    """Anything that tracks query points through a clip.
+
+    ``track(frames [T,H,W,3] uint8 RGB, queries [N,3] float32 (t, x, y) pixels)`` returns
+    ``(tracks [T,N,2] float32 (x, y) pixels, visible [T,N] bool)``; see the module docstring for
+    the coordinate conventions.
+    """
+
+    def track(self, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Track ``queries`` through ``frames``; returns ``(tracks, visible)``."""
+        ...
+
+
+def validate_inputs(frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Check a ``track`` call's inputs; return them as contiguous ``uint8`` / ``float32`` arrays.
+
+    Args:
+        frames: ``[T, H, W, 3]`` ``uint8`` RGB, ``T >= 1``, ``H, W >= 2``.
+        queries: ``[N, 3]`` rows ``(t, x, y)``; ``t`` integer-valued in ``[0, T)``, ``x`` in
+            ``[-0.5, W - 0.5]`` and ``y`` in ``[-0.5, H - 0.5]`` pixels. ``N = 0`` is allowed.
+            Any real dtype is accepted and converted to ``float32``.
+
+    Returns:
+        ``(frames, queries)``: ``frames`` unchanged but C-contiguous, ``queries`` ``float32``.
+
+    Raises:
+        ValueError: naming the argument and what is wrong with it.
+    """
+    if not isinstance(frames, np.ndarray):
+        raise ValueError(f"frames: expected a numpy array, got {type(frames).__name__}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames: expected shape [T, H, W, 3] (ndim 4, RGB), "
+                         f"got ndim {frames.ndim} shape {tuple(frames.shape)}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames: expected dtype uint8 (0..255 RGB), got {frames.dtype}")
+    t, h, w = frames.shape[:3]
+    if t < 1 or h < 2 or w < 2:
+        raise ValueError(f"frames: need T >= 1 and H, W >= 2, got shape {tuple(frames.shape)}")
+    q = validate_queries(queries, t, h, w)
+    return np.ascontiguousarray(frames), q
+
+
+def validate_queries(queries: np.ndarray, num_frames: int, height: int,
+                     width: int) -> np.ndarray:
+    """Check ``[N, 3]`` ``(t, x, y)`` queries against a clip of ``num_frames`` frames of
+    ``width`` x ``height`` pixels (rules as in :func:`validate_inputs`); returns them as
+    contiguous ``float32``. Raises ``ValueError`` naming the first bad row."""
+    t, h, w = num_frames, height, width
+    if not isinstance(queries, np.ndarray):
+        raise ValueError(f"queries: expected a numpy array, got {type(queries).__name__}")
+    if queries.ndim != 2 or queries.shape[1] != 3:
+        raise ValueError(f"queries: expected shape [N, 3] with rows (t, x, y), "
+                         f"got shape {tuple(queries.shape)}")
+    if not (np.issubdtype(queries.dtype, np.floating) or np.issubdtype(queries.dtype, np.integer)):
+        raise ValueError(f"queries: expected a real (float or int) dtype, got {queries.dtype}")
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if not np.all(np.isfinite(q)):
+        bad = int(np.flatnonzero(~np.all(np.isfinite(q), axis=1))[0])
+        raise ValueError(f"queries: row {bad} is not finite: {q[bad].tolist()}")
+    qt = q[:, 0]
+    bad_t = (qt != np.round(qt)) | (qt < 0) | (qt > t - 1)
+    if np.any(bad_t):
+        i = int(np.flatnonzero(bad_t)[0])
+        raise ValueError(f"queries: row {i} has frame index t={qt[i]:g}, expected an integer in "
+                         f"[0, {t - 1}] (clip has T={t} frames)")
+    out_x = (q[:, 1] < -0.5) | (q[:, 1] > w - 0.5)
+    out_y = (q[:, 2] < -0.5) | (q[:, 2] > h - 0.5)
+    if np.any(out_x | out_y):
+        i = int(np.flatnonzero(out_x | out_y)[0])
+        raise ValueError(f"queries: row {i} point (x={q[i, 1]:g}, y={q[i, 2]:g}) is out of range "
+                         f"of the {w}x{h} frame: x must be in [-0.5, {w - 0.5}], "
+                         f"y in [-0.5, {h - 0.5}] (pixel centres at integers)")
+    return q
+
+
+def in_frame(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Whether points lie inside a ``width`` x ``height`` frame.
+
+    Args:
+        points: ``[..., 2]`` ``(x, y)`` pixels, pixel centres at integers.
+    Returns:
+        ``[...]`` bool: ``-0.5 <= x <= W - 0.5`` and ``-0.5 <= y <= H - 0.5`` (and finite).
+    """
+    x, y = points[..., 0], points[..., 1]
+    return (x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)
+
+
+def _cell_centres(size: int, cells: int) -> np.ndarray:
+    # centre of cell i of ``cells`` equal cells over [-0.5, size - 0.5]
+    return (np.arange(cells, dtype=np.float64) + 0.5) * size / cells - 0.5
+
+
+def grid_queries(height: int, width: int, grid: int, t: int = 0) -> np.ndarray:
+    """``grid`` x ``grid`` queries at the cell centres of frame ``t``.
+
+    The frame is cut into ``grid`` x ``grid`` equal cells; cell ``(i, j)`` (row ``i``, column
+    ``j``) has its centre at ``x = (j + 0.5) * W / G - 0.5``, ``y = (i + 0.5) * H / G - 0.5`` in
+    pixel-centre coordinates (pixel centres at integers). For ``W = 224, G = 14`` that is
+    ``x = 7.5, 23.5, ...``: the centre of each 16-pixel patch.
+
+    Args:
+        height, width: frame size ``H``, ``W`` in pixels.
+        grid: ``G >= 1`` cells per side.
+        t: query frame index.
+
+    Returns:
+        ``[G * G, 3]`` ``float32`` rows ``(t, x, y)``, row-major: query ``i * G + j`` is cell
+        ``(i, j)``, the same order as ViT patch tokens.
+    """
+    if grid < 1:
+        raise ValueError(f"grid: must be >= 1, got {grid}")
+    if height < 1 or width < 1:
+        raise ValueError(f"height, width: must be >= 1, got {height}x{width}")
+    if t < 0:
+        raise ValueError(f"t: must be >= 0, got {t}")
+    ys, xs = np.meshgrid(_cell_centres(height, grid), _cell_centres(width, grid), indexing="ij")
+    out = np.stack([np.full(xs.size, t, dtype=np.float64), xs.ravel(), ys.ravel()], axis=1)
+    return out.astype(np.float32)
+
+
+def patch_grid_queries(height: int, width: int, patch: int, per_side: int = 1,
+                       t: int = 0) -> np.ndarray:
+    """``per_side`` x ``per_side`` queries inside every ``patch`` x ``patch`` patch of frame ``t``.
+
+    Patches tile the frame from the top-left corner (``H // patch`` rows, ``W // patch``
+    columns; a remainder at the right/bottom edge is not covered). Inside a patch the points sit
+    at the centres of a ``per_side`` x ``per_side`` sub-grid: for the patch whose top-left pixel
+    is ``(px, py)`` the points are ``x = px + (j + 0.5) * patch / per_side - 0.5``, likewise ``y``.
+
+    Args:
+        height, width: frame size in pixels.
+        patch: patch side in pixels.
+        per_side: points per patch side (``K = per_side ** 2`` points per patch).
+        t: query frame index.
+
+    Returns:
+        ``[P * K, 3]`` ``float32`` rows ``(t, x, y)``, patch-major: rows ``p * K .. p * K + K - 1``
+        belong to patch ``p`` (row-major patch order, ViT token order), points inside a patch
+        row-major.
+    """
+    if patch < 1 or per_side < 1:
+        raise ValueError(f"patch and per_side: must be >= 1, got patch={patch}, "
+                         f"per_side={per_side}")
+    gh, gw = height // patch, width // patch
+    if gh < 1 or gw < 1:
+        raise ValueError(f"patch: {patch} px is larger than the {width}x{height} frame")
+    sub = (np.arange(per_side, dtype=np.float64) + 0.5) * patch / per_side - 0.5
+    py, px = np.meshgrid(np.arange(gh) * patch, np.arange(gw) * patch, indexing="ij")
+    sy, sx = np.meshgrid(sub, sub, indexing="ij")
+    x = px.reshape(-1, 1) + sx.reshape(1, -1)
+    y = py.reshape(-1, 1) + sy.reshape(1, -1)
+    out = np.stack([np.full(x.size, t, dtype=np.float64), x.ravel(), y.ravel()], axis=1)
+    return out.astype(np.float32)
+
+
+def patch_center_queries(height: int, width: int, patch: int, t: int = 0) -> np.ndarray:
+    """One query at the centre of every ``patch`` x ``patch`` patch of frame ``t``.
+
+    Same as ``patch_grid_queries(height, width, patch, 1, t)``: ``[(H//patch) * (W//patch), 3]``
+    ``float32`` rows ``(t, x, y)`` in ViT token order, ``x = px + patch / 2 - 0.5``. Equal to
+    :func:`grid_queries` when ``H == W`` is a multiple of ``patch``.
+    """
+    return patch_grid_queries(height, width, patch, 1, t)

@@ -1,0 +1,89 @@
+"""Tracker registry: build a backend by name, or track in one call."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .camera import CameraConfig
+from .cotracker import CoTrackerConfig, CoTrackerTracker
+from .flow import FlowConfig, FlowTracker
+from .lk import LKConfig, LKTracker
+from .protocol import PointTracker
+
+__all__ = ["TRACKERS", "make_tracker", "track"]
+
+# name -> (config class, tracker class)
+TRACKERS: dict[str, tuple[type, Callable[..., PointTracker]]] = {
+    "lk": (LKConfig, LKTracker),
+    "flow": (FlowConfig, FlowTracker),
+    "cotracker": (CoTrackerConfig, CoTrackerTracker),
+}
+
+
+def make_tracker(name: str, **settings: Any) -> PointTracker:
+    """Build a point tracker by name.
+
+    Args:
+        name: ``"lk"`` (pyramidal Lucas-Kanade, the default elsewhere), ``"flow"`` (chained
+            dense optical flow) or ``"cotracker"`` (CoTracker3 adapter; needs a checkpoint).
+        **settings: fields of the backend's config dataclass (:class:`LKConfig`,
+            :class:`FlowConfig`, :class:`CoTrackerConfig`), e.g.
+            ``make_tracker("flow", method="farneback", camera_compensation=True)``; or a
+            ready config as ``config=...``. ``FlowConfig.camera`` may be given as a dict.
+
+    Returns:
+        A :class:`PointTracker`: ``track(frames [T,H,W,3] uint8, queries [N,3] (t, x, y))`` ->
+        ``(tracks [T,N,2] float32 pixels, visible [T,N] bool)``.
+
+    Raises:
+        ValueError: unknown name (listing the valid ones) or unknown / invalid setting.
+    """
+    if name not in TRACKERS:
+        raise ValueError(f"unknown tracker {name!r}; valid names: {', '.join(TRACKERS)}")
+    config_cls, tracker_cls = TRACKERS[name]
+    config = settings.pop("config", None)
+    if config is not None:
+        if settings:
+            raise ValueError(f"tracker {name!r}: pass either config=... or settings, not both "
+                             f"(got config and {sorted(settings)})")
+        if not isinstance(config, config_cls):
+            raise ValueError(f"tracker {name!r}: config must be a {config_cls.__name__}, "
+                             f"got {type(config).__name__}")
+        return tracker_cls(config)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ValueError(f"tracker {name!r}: unknown setting(s) {unknown}; valid settings of "
+                         f"{config_cls.__name__}: {sorted(fields)}")
+    if isinstance(settings.get("camera"), dict):
+        settings["camera"] = CameraConfig(**settings["camera"])
+    return tracker_cls(config_cls(**settings))
+
+
+def track(frames: np.ndarray, queries: np.ndarray, tracker: str | PointTracker = "lk",
+          **settings: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Track points through a clip in one call.
+
+    Args:
+        frames: ``[T, H, W, 3]`` ``uint8`` RGB.
+        queries: ``[N, 3]`` ``float32`` rows ``(t, x, y)``: query frame index and pixel position
+            (pixel centres at integer coordinates, ``x = 0`` the centre of the first column).
+        tracker: a backend name for :func:`make_tracker` (default ``"lk"``) or a ready
+            :class:`PointTracker` (then ``settings`` must be empty).
+        **settings: backend settings, see :func:`make_tracker`.
+
+    Returns:
+        ``(tracks [T, N, 2] float32 (x, y) pixels, visible [T, N] bool)``; every point is
+        tracked forwards and backwards from its query frame. A tracker built here is not
+        cached: for many clips build one with :func:`make_tracker` and reuse it.
+    """
+    if isinstance(tracker, str):
+        tracker = make_tracker(tracker, **settings)
+    elif settings:
+        raise ValueError(f"settings {sorted(settings)} given with a ready tracker instance; "
+                         f"pass them to make_tracker instead")
+    return tracker.track(frames, queries)
