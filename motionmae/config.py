@@ -118,20 +118,46 @@ class DataConfig:
         _check(self.test_crops >= 1, f"{key}.test_crops", "must be >= 1")
 
 
-MASKING_KINDS = ("random", "tube")
+MASKING_KINDS = ("random", "tube", "motion")
 
 
 @dataclass
 class MaskingConfig:
-    """Which tokens are hidden. ``ratio`` is the hidden fraction."""
+    """Which tokens are hidden. ``ratio`` is the hidden fraction.
+
+    ``motion`` (TrackMAE's motion-aware masking) splits spatial positions into a high- and a
+    low-motion half by mean track displacement and takes a share ``rho`` of the visible
+    positions from the high half (tubed over time).
+    """
 
     kind: str = "tube"
     ratio: float = 0.9
+    rho: float = 0.5
 
     def validate(self, key: str = "masking") -> None:
         _check(self.kind in MASKING_KINDS, f"{key}.kind",
                f"must be one of {list(MASKING_KINDS)}, got {self.kind!r}")
         _check(0.0 < self.ratio < 1.0, f"{key}.ratio", f"must be in (0, 1), got {self.ratio}")
+        _check(0.0 <= self.rho <= 1.0, f"{key}.rho", f"must be in [0, 1], got {self.rho}")
+
+
+@dataclass
+class TrackingConfig:
+    """Where point tracks come from (motion targets, motion-aware masking).
+
+    Tracks are computed in the data-loader workers on the very frames the model sees, or read
+    from a track cache (``motionmae extract-tracks``) when ``cache`` is set; cache misses fall
+    back to online tracking.
+    """
+
+    tracker: str = "lk"
+    cache: str | None = None
+    cache_clips: int = 4
+
+    def validate(self, key: str = "tracking") -> None:
+        _check(self.tracker in ("lk", "flow", "cotracker"), f"{key}.tracker",
+               f"must be lk, flow or cotracker, got {self.tracker!r}")
+        _check(self.cache_clips >= 1, f"{key}.cache_clips", "must be >= 1")
 
 
 @dataclass
@@ -145,7 +171,71 @@ class PixelTargetConfig:
         _check(self.weight >= 0, f"{key}.weight", f"must be >= 0, got {self.weight}")
 
 
-TARGET_NAMES = ("pixel",)
+TRACK_NORMS = ("none", "scale", "patch")
+
+
+@dataclass
+class TracksTargetConfig:
+    """TrackMAE: per-tubelet displacements of grid points (one per patch centre, tracked
+    through the clip), spatially upsampled ``upsample`` x (``upsample**2`` points per patch).
+
+    ``norm``: ``none`` (pixels), ``scale`` (divide by ``scale`` px), ``patch`` (z-score within
+    each token, as TrackMAE; removes the patch's mean motion). Invisible points get loss weight
+    0 unless ``use_visibility`` is false (TrackMAE's original behaviour).
+    """
+
+    weight: float = 1.0
+    upsample: int = 2
+    norm: str = "patch"
+    scale: float = 8.0
+    use_visibility: bool = True
+
+    def validate(self, key: str) -> None:
+        _check(self.weight >= 0, f"{key}.weight", f"must be >= 0, got {self.weight}")
+        _check(self.upsample >= 1, f"{key}.upsample", "must be >= 1")
+        _check(self.norm in TRACK_NORMS, f"{key}.norm",
+               f"must be one of {list(TRACK_NORMS)}, got {self.norm!r}")
+        _check(self.scale > 0, f"{key}.scale", "must be > 0")
+
+
+@dataclass
+class HogTargetConfig:
+    """MaskFeat-style HOG of each tubelet frame: Sobel gradients, ``bins`` orientation bins,
+    histograms over ``cell`` x ``cell`` pixel cells, L2-normalised per cell."""
+
+    weight: float = 1.0
+    bins: int = 9
+    cell: int = 8
+
+    def validate(self, key: str) -> None:
+        _check(self.weight >= 0, f"{key}.weight", f"must be >= 0, got {self.weight}")
+        _check(self.bins >= 2, f"{key}.bins", "must be >= 2")
+        _check(self.cell >= 2, f"{key}.cell", "must be >= 2")
+
+
+@dataclass
+class M3TrajTargetConfig:
+    """M3Video: K = ``points_per_side**2`` points per patch, tracked ``length`` frames at the
+    full frame rate from the first frame of each tubelet through dense flow; target = position
+    deltas (clipped at ``clip`` px) and trajectory-aligned HOG, normalised over the patch."""
+
+    weight: float = 1.0
+    points_per_side: int = 2
+    length: int = 6
+    clip: float = 20.0
+    hog: bool = True
+    hog_bins: int = 9
+    camera_compensation: bool = False
+
+    def validate(self, key: str) -> None:
+        _check(self.weight >= 0, f"{key}.weight", f"must be >= 0, got {self.weight}")
+        _check(self.points_per_side >= 1, f"{key}.points_per_side", "must be >= 1")
+        _check(self.length >= 2, f"{key}.length", "must be >= 2")
+        _check(self.clip > 0, f"{key}.clip", "must be > 0")
+
+
+TARGET_NAMES = ("pixel", "tracks", "hog", "m3traj")
+MOTION_TARGETS = ("tracks", "m3traj")
 
 
 @dataclass
@@ -154,6 +244,9 @@ class TargetsConfig:
 
     names: list[str] = field(default_factory=lambda: ["pixel"])
     pixel: PixelTargetConfig = field(default_factory=PixelTargetConfig)
+    tracks: TracksTargetConfig = field(default_factory=TracksTargetConfig)
+    hog: HogTargetConfig = field(default_factory=HogTargetConfig)
+    m3traj: M3TrajTargetConfig = field(default_factory=M3TrajTargetConfig)
 
     def validate(self, key: str = "targets") -> None:
         _check(len(self.names) >= 1, f"{key}.names", "needs at least one target")
@@ -237,6 +330,7 @@ class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     targets: TargetsConfig = field(default_factory=TargetsConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -249,6 +343,11 @@ class PretrainConfig:
                f"{model.tubelet_size}")
         _check(self.data.size % model.patch_size == 0, "data.size",
                f"{self.data.size} px is not a multiple of model.patch_size {model.patch_size}")
+
+    @property
+    def needs_tracks(self) -> bool:
+        """Whether samples must carry point tracks (TrackMAE target or motion-aware masking)."""
+        return "tracks" in self.targets.names or self.masking.kind == "motion"
 
 
 # --------------------------------------------------------------------------------------------
