@@ -1,0 +1,79 @@
+"""Masks with a fixed visible count per clip: uniformly random tokens, and VideoMAE's tubes.
+
+Masks are bool ``[B, L]``, True = hidden, tokens in (t, h, w) order. Both kinds keep exactly
+``grid.num_visible(ratio)`` tokens per clip, so visible/hidden index tensors have static
+shapes (see :func:`motionmae.tokens.mask_to_indices`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from motionmae.tokens import TokenGrid
+
+
+def _uniform(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+) -> torch.Tensor:
+    """Uniform noise drawn on the generator's device (a generator can only draw there), then
+    moved to ``device``; a CPU-to-CUDA move goes through pinned memory without blocking the
+    host. Without a generator, the noise is drawn on ``device`` from its default generator."""
+    if generator is None:
+        return torch.rand(shape, device=device)
+    noise = torch.rand(shape, generator=generator, device=generator.device)
+    if device is None or torch.device(device) == noise.device:
+        return noise
+    if noise.device.type == "cpu" and torch.device(device).type == "cuda":
+        noise = noise.pin_memory()
+    return noise.to(device, non_blocking=True)
+
+
+def keep_lowest(noise: torch.Tensor, num_keep: int) -> torch.Tensor:
+    """``[B, N]`` noise -> ``[B, N]`` bool mask that is False at each row's ``num_keep``
+    smallest entries (kept) and True elsewhere (hidden)."""
+    keep = torch.argsort(noise, dim=1)[:, :num_keep]
+    mask = torch.ones(noise.shape, dtype=torch.bool, device=noise.device)
+    return mask.scatter(1, keep, False)
+
+
+def random_mask(
+    batch: int,
+    grid: TokenGrid,
+    ratio: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Hide a uniformly random ``L - grid.num_visible(ratio)`` tokens of every clip.
+
+    Args:
+        batch: clips ``B``.
+        grid: the token grid (``L = grid.num_tokens``).
+        ratio: hidden fraction in (0, 1).
+        generator: source of randomness; the noise is drawn on its device.
+        device: where the mask goes (default: the generator's device, else CPU).
+
+    Returns:
+        ``[B, L]`` bool, True = hidden; the same count of True in every row.
+    """
+    noise = _uniform((batch, grid.num_tokens), generator, device)
+    return keep_lowest(noise, grid.num_visible(ratio))
+
+
+def tube_mask(
+    batch: int,
+    grid: TokenGrid,
+    ratio: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """VideoMAE's tube masking: one random spatial mask per clip, repeated over all ``t``
+    tubelet slices; ``grid.num_visible_spatial(ratio)`` positions visible per slice.
+
+    Args and returns as :func:`random_mask`: ``[B, L]`` bool, True = hidden, with
+    ``grid.num_visible(ratio) = t * num_visible_spatial`` visible tokens per row.
+    """
+    noise = _uniform((batch, grid.spatial), generator, device)
+    spatial = keep_lowest(noise, grid.num_visible_spatial(ratio))  # [B, h*w]
+    return spatial.unsqueeze(1).expand(-1, grid.t, -1).reshape(batch, grid.num_tokens)

@@ -1,0 +1,34 @@
+"""Models: ViT layers, the tubelet encoder, target decoders, the pretraining model and the
+classifier, and a factory with named sizes."""
+
+from motionmae.models.classifier import VideoClassifier
+from motionmae.models.decoder import TokenDecoder
+from motionmae.models.encoder import VideoEncoder
+from motionmae.models.factory import create_encoder, create_model, model_config
+from motionmae.models.layers import (
+    Attention,
+    Block,
+    DropPath,
+    Mlp,
+    TubeletEmbed,
+    sinusoid_position_embedding,
+    sinusoid_position_table,
+)
+from motionmae.models.pretrain import MaskedVideoModel
+
+__all__ = [
+    "Attention",
+    "Block",
+    "DropPath",
+    "MaskedVideoModel",
+    "Mlp",
+    "TokenDecoder",
+    "TubeletEmbed",
+    "VideoClassifier",
+    "VideoEncoder",
+    "create_encoder",
+    "create_model",
+    "model_config",
+    "sinusoid_position_embedding",
+    "sinusoid_position_table",
+]

@@ -1,0 +1,48 @@
+"""Reconstruction targets: per-token values (and loss weights) the decoders predict.
+
+:func:`build_targets` makes the configured ones through a registry of builders; a new target
+(``tracks``, ``hog``, ``m3traj``, ``teacher``) adds a module, a config section and one entry in
+``_BUILDERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from motionmae.config import DataConfig, TargetsConfig
+from motionmae.targets.base import Target, masked_mse, per_token_error
+from motionmae.targets.pixel import (
+    PixelTarget,
+    denormalize_prediction,
+    normalize_patches,
+    patch_statistics,
+)
+from motionmae.tokens import TokenGrid
+
+__all__ = [
+    "PixelTarget",
+    "Target",
+    "build_targets",
+    "denormalize_prediction",
+    "masked_mse",
+    "normalize_patches",
+    "patch_statistics",
+    "per_token_error",
+]
+
+TargetBuilder = Callable[[TargetsConfig, TokenGrid, DataConfig], Target]
+
+
+def _pixel(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
+    return PixelTarget(cfg.pixel, grid, data.mean, data.std)
+
+
+_BUILDERS: dict[str, TargetBuilder] = {"pixel": _pixel}
+
+
+def build_targets(cfg: TargetsConfig, grid: TokenGrid, data_cfg: DataConfig) -> dict[str, Target]:
+    """The targets named in ``cfg.names``, in that order, keyed by name."""
+    unknown = [name for name in cfg.names if name not in _BUILDERS]
+    if unknown:
+        raise ValueError(f"targets.names: unknown {unknown}; known: {sorted(_BUILDERS)}")
+    return {name: _BUILDERS[name](cfg, grid, data_cfg) for name in cfg.names}
