@@ -8,6 +8,7 @@ the first second, not after the first epoch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -397,6 +398,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
                f"must be an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-3" (no dot) as a string; accept it as the number it is.
+            with contextlib.suppress(ValueError):
+                value = float(value)
         _check(isinstance(value, int | float) and not isinstance(value, bool), key,
                f"must be a number, got {value!r}")
         return float(value)

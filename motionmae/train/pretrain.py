@@ -100,6 +100,7 @@ def pretrain(
     dist = dist or DistInfo()
     videos = read_video_list(cfg.data.train)
     dataset = VideoDataset(videos, cfg.data, train=True, seed=cfg.run.seed)
+    torch.manual_seed(cfg.run.seed)  # model initialisation
     task = PretrainTask(cfg)
     out_dir = Path(cfg.run.out)
     if dist.is_main:

@@ -69,3 +69,9 @@ def test_resolved_model_sizes():
     cfg = load_config(PretrainConfig, overrides=["model.size=base"])
     model = cfg.model.resolved()
     assert (model.embed_dim, model.depth, model.num_heads) == (768, 12, 12)
+
+
+def test_exponent_without_dot_is_a_number(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 1e-3\n")
+    assert load_config(PretrainConfig, path, ["optim.min_lr=1e-7"]).optim.lr == 1e-3
