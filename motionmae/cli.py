@@ -85,6 +85,25 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_report)
 
 
+def _add_tracks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tracks", help="track points through a video; write tracks + visibility")
+    p.add_argument("video", type=Path)
+    p.add_argument("--out", required=True, type=Path,
+                   help="output .npz: tracks [T,N,2] float32 (x,y px), visible [T,N] bool")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--grid", type=int, default=14, help="G x G queries on frame 0")
+    where.add_argument("--queries", type=Path, help=".npy of [N,3] queries (t, x, y) in px")
+    p.add_argument("--tracker", choices=["lk", "flow", "cotracker"], default="lk")
+    p.add_argument("--checkpoint", help="CoTracker3 checkpoint file (--tracker cotracker)")
+    p.add_argument("--size", type=int, help="decode at this short side (px); default: as coded")
+    p.add_argument("--start", type=int, default=0, help="first frame")
+    p.add_argument("--frames", type=int, help="number of frames (default: to the end)")
+    p.add_argument("--stride", type=int, default=1, help="take every N-th frame")
+    p.add_argument("--draw", type=Path, help="also write the tracks drawn over the video "
+                   "(.mp4 or .gif)")
+    p.set_defaults(handler=cmd_tracks)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionmae",
@@ -93,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_pretrain, _add_features, _add_probe, _add_report):
+    for add in (_add_demo, _add_pretrain, _add_features, _add_probe, _add_report,
+                _add_tracks):
         add(sub)
     return parser
 
@@ -232,6 +252,40 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     page = report_main(args.run_dir)
     print(f"report written to {page}")
+    return 0
+
+
+def cmd_tracks(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from motionmae.data import probe_video, read_frames
+    from motionmae.motion import grid_queries, track
+
+    info = probe_video(args.video)
+    stop = info.num_frames if args.frames is None else args.start + args.frames * args.stride
+    indices = np.arange(args.start, min(stop, info.num_frames), args.stride)
+    if len(indices) < 2:
+        raise SystemExit(f"motionmae tracks: {args.video} has fewer than 2 frames in the "
+                         f"requested range")
+    frames = read_frames(args.video, indices, args.size)
+    height, width = frames.shape[1:3]
+    if args.queries is not None:
+        queries = np.load(args.queries, allow_pickle=False).astype(np.float32)
+    else:
+        queries = grid_queries(height, width, args.grid)
+    settings = {"checkpoint": args.checkpoint} if args.tracker == "cotracker" else {}
+    tracks, visible = track(frames, queries, tracker=args.tracker, **settings)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, tracks=tracks.astype(np.float32), visible=visible,
+                        queries=queries, frame_indices=indices)
+    log.info("%d points x %d frames (%dx%d px) -> %s; %.1f%% visible", tracks.shape[1],
+             tracks.shape[0], width, height, args.out, 100 * visible.mean())
+    if args.draw is not None:
+        from motionmae.viz import draw_tracks, write_video
+
+        write_video(args.draw, draw_tracks(frames, tracks, visible, tail=8),
+                    fps=info.fps / args.stride if info.fps else 8.0)
+        log.info("drawn tracks -> %s", args.draw)
     return 0
 
 
