@@ -52,7 +52,7 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
                    help="run folder, checkpoint folder/file or exported folder")
     p.add_argument("--train", required=True, help="list file of labelled training videos")
     p.add_argument("--val", required=True, help="list file of labelled validation videos")
-    p.add_argument("--kind", choices=["linear", "knn"], default="linear")
+    p.add_argument("--kind", choices=["linear", "knn", "attentive"], default="linear")
     p.add_argument("--out", help="write the result as JSON here")
     _add_eval_options(p)
     p.set_defaults(handler=cmd_probe)
@@ -181,7 +181,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _features(args: argparse.Namespace, list_path: str):
+def _features(args: argparse.Namespace, list_path: str, pool: bool = True):
     from motionmae.api import encoder_from_checkpoint
     from motionmae.evaluate import eval_data_config, list_features
     from motionmae.train.checkpoint import resolve_checkpoint
@@ -192,7 +192,8 @@ def _features(args: argparse.Namespace, list_path: str):
     encoder, description = encoder_from_checkpoint(checkpoint, device)
     data = eval_data_config(description, workers=args.workers, test_clips=args.clips,
                             test_crops=args.crops)
-    return list_features(encoder, list_path, data, args.batch_size, device, args.precision)
+    return list_features(encoder, list_path, data, args.batch_size, device, args.precision,
+                         pool=pool)
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -207,8 +208,9 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from motionmae.evaluate import run_probe
 
-    train = _features(args, args.train)
-    val = _features(args, args.val)
+    pool = args.kind != "attentive"
+    train = _features(args, args.train, pool)
+    val = _features(args, args.val, pool)
     result = run_probe(args.kind, train, val)
     print(f"{result.kind} probe: top-1 {result.top1:.1%}  top-5 {result.top5:.1%}  "
           f"(chance {result.chance:.1%}; {result.num_train} train / {result.num_val} val clips)")

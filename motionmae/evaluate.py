@@ -12,8 +12,9 @@ from torch import nn
 from motionmae.config import DataConfig, from_dict
 from motionmae.data import VideoDataset, build_loader, read_video_list
 from motionmae.eval import FeatureSet, ProbeResult, extract_features, knn_probe, linear_probe
+from motionmae.eval.attentive import attentive_probe
 
-PROBES = ("linear", "knn")
+PROBES = ("linear", "knn", "attentive")
 
 
 def eval_data_config(description: dict, **overrides) -> DataConfig:
@@ -36,18 +37,29 @@ def list_features(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     on_batch: Callable[[int], None] | None = None,
+    pool: bool = True,
 ) -> FeatureSet:
-    """Frozen features of every video in a list file (evaluation views averaged)."""
+    """Frozen features of every video in a list file (evaluation views averaged); all tokens
+    instead of their mean when ``pool`` is false."""
     videos = read_video_list(list_path)
     dataset = VideoDataset(videos, data, train=False, seed=0)
     loader = build_loader(dataset, batch_size=batch_size, workers=data.workers, shuffle=False,
                           seed=0, drop_last=False)
     paths = [str(entry.path) for entry in videos.entries]
-    return extract_features(encoder, loader, paths, device, precision, on_batch)
+    return extract_features(encoder, loader, paths, device, precision, on_batch, pool)
 
 
 def run_probe(kind: str, train: FeatureSet, val: FeatureSet) -> ProbeResult:
-    """Fit probe ``kind`` (linear or knn) on ``train`` and score it on ``val``."""
+    """Fit probe ``kind`` on ``train`` and score it on ``val``. The attentive probe needs
+    token features ``[N, L, D]``; the others pool them if given."""
+    if kind == "attentive":
+        if train.features.ndim != 3:
+            raise ValueError("the attentive probe needs token features [N, L, D] "
+                             "(extract them with pool=False)")
+        return attentive_probe(train.features, train.labels, val.features, val.labels)
+    if train.features.ndim == 3:
+        train = FeatureSet(train.features.mean(1), train.labels, train.paths)
+        val = FeatureSet(val.features.mean(1), val.labels, val.paths)
     if kind == "linear":
         return linear_probe(train.features, train.labels, val.features, val.labels)
     if kind == "knn":

@@ -40,8 +40,10 @@ def extract_features(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     on_batch: Callable[[int], None] | None = None,
+    pool: bool = True,
 ) -> FeatureSet:
-    """Mean-pooled tokens of every clip the loader yields.
+    """Mean-pooled tokens (``pool``; features ``[N, D]``) or all tokens (``[N, L, D]``, for
+    the attentive probe) of every clip the loader yields.
 
     Args:
         encoder: maps a normalised clip ``[B, C, T, H, W]`` to tokens ``[B, L, D]``.
@@ -65,8 +67,8 @@ def extract_features(
             clip = clip.flatten(0, 1)
         with autocast:
             tokens = encoder(clip)
-        pooled = tokens.float().mean(dim=1)
-        pooled = pooled.view(-1, views, pooled.shape[-1]).mean(dim=1)
+        pooled = tokens.float().mean(dim=1) if pool else tokens.float()
+        pooled = pooled.view(-1, views, *pooled.shape[1:]).mean(dim=1)
         features.append(pooled.cpu())
         labels.append(batch["label"].view(-1))
         indices.append(batch["index"].view(-1))

@@ -3,7 +3,8 @@
 A generator is called on the batch dict (so motion-aware kinds can read ``batch["tracks"]``)
 and returns a bool mask ``[B, L]`` (True = hidden) on the clip's device, with exactly
 ``num_visible`` visible tokens per row. Build one from the config with
-:func:`build_mask_generator`; add a kind by adding a class and an entry to ``_KINDS``.
+:func:`build_mask_generator`; add a kind by adding a class and an entry to ``_KINDS``
+(a builder ``(MaskingConfig, TokenGrid) -> MaskGenerator``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ import torch
 
 from motionmae.config import MaskingConfig
 from motionmae.masking.fixed import keep_lowest, random_mask, tube_mask
+from motionmae.masking.motion import MotionAwareMask, motion_aware_mask, motion_per_position
 from motionmae.tokens import TokenGrid
 
 __all__ = [
     "MaskGenerator",
+    "MotionAwareMask",
     "RatioMask",
     "build_mask_generator",
     "keep_lowest",
+    "motion_aware_mask",
+    "motion_per_position",
     "random_mask",
     "tube_mask",
 ]
@@ -68,12 +73,19 @@ class RatioMask:
         return f"RatioMask({self.fn.__name__}, ratio={self.ratio}, visible={self.num_visible})"
 
 
-_KINDS: dict[str, MaskFunction] = {"random": random_mask, "tube": tube_mask}
+MaskBuilder = Callable[[MaskingConfig, TokenGrid], MaskGenerator]
+
+_KINDS: dict[str, MaskBuilder] = {
+    "random": lambda cfg, grid: RatioMask(random_mask, grid, cfg.ratio),
+    "tube": lambda cfg, grid: RatioMask(tube_mask, grid, cfg.ratio),
+    "motion": MotionAwareMask,
+}
 
 
 def build_mask_generator(cfg: MaskingConfig, grid: TokenGrid) -> MaskGenerator:
-    """The generator for ``cfg.kind`` (``random`` or ``tube``) at hidden fraction
-    ``cfg.ratio``; both keep ``grid.num_visible(cfg.ratio)`` tokens per clip."""
+    """The generator for ``cfg.kind`` (``random``, ``tube`` or ``motion``) at hidden fraction
+    ``cfg.ratio``; all keep ``grid.num_visible(cfg.ratio)`` tokens per clip (``motion`` reads
+    ``batch["tracks"]``, see :class:`MotionAwareMask`)."""
     if cfg.kind not in _KINDS:
         raise ValueError(f"masking.kind: unknown kind {cfg.kind!r}; known: {sorted(_KINDS)}")
-    return RatioMask(_KINDS[cfg.kind], grid, cfg.ratio)
+    return _KINDS[cfg.kind](cfg, grid)

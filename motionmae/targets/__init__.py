@@ -11,19 +11,28 @@ from collections.abc import Callable
 
 from motionmae.config import DataConfig, TargetsConfig
 from motionmae.targets.base import Target, masked_mse, per_token_error
+from motionmae.targets.hog import HogTarget
+from motionmae.targets.m3traj import M3TrajHook, M3TrajTarget, m3traj_dim, m3traj_targets
 from motionmae.targets.pixel import (
     PixelTarget,
     denormalize_prediction,
     normalize_patches,
     patch_statistics,
 )
+from motionmae.targets.tracks import TracksTarget
 from motionmae.tokens import TokenGrid
 
 __all__ = [
+    "HogTarget",
+    "M3TrajHook",
+    "M3TrajTarget",
     "PixelTarget",
     "Target",
+    "TracksTarget",
     "build_targets",
     "denormalize_prediction",
+    "m3traj_dim",
+    "m3traj_targets",
     "masked_mse",
     "normalize_patches",
     "patch_statistics",
@@ -37,7 +46,24 @@ def _pixel(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
     return PixelTarget(cfg.pixel, grid, data.mean, data.std)
 
 
-_BUILDERS: dict[str, TargetBuilder] = {"pixel": _pixel}
+def _tracks(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
+    return TracksTarget(cfg.tracks, grid)
+
+
+def _hog(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
+    return HogTarget(cfg.hog, grid, data.mean, data.std)
+
+
+def _m3traj(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
+    return M3TrajTarget(cfg.m3traj, grid)
+
+
+_BUILDERS: dict[str, TargetBuilder] = {
+    "pixel": _pixel,
+    "tracks": _tracks,
+    "hog": _hog,
+    "m3traj": _m3traj,
+}
 
 
 def build_targets(cfg: TargetsConfig, grid: TokenGrid, data_cfg: DataConfig) -> dict[str, Target]:

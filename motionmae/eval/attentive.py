@@ -1,0 +1,85 @@
+"""Attentive probe: a learned query cross-attends over frozen tokens, then a linear head.
+
+The protocol recent video SSL papers (V-JEPA, VideoMAE v2 follow-ups) report next to the
+linear probe: it can pick the tokens that carry the answer instead of averaging them away.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from motionmae.eval.probes import ProbeResult, _chance, _check, _topk
+
+
+class AttentivePooler(nn.Module):
+    """``tokens [B, L, D] -> logits [B, classes]`` through one learned query."""
+
+    def __init__(self, dim: int, num_classes: int, heads: int = 4) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"token size {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.head_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        batch, _, dim = tokens.shape
+        key, value = self.kv(self.norm(tokens)).chunk(2, dim=-1)
+
+        def split(x: torch.Tensor) -> torch.Tensor:
+            return x.view(batch, -1, self.heads, dim // self.heads).transpose(1, 2)
+
+        query = split(self.query.expand(batch, -1, -1))
+        pooled = F.scaled_dot_product_attention(query, split(key), split(value))
+        pooled = self.proj(pooled.transpose(1, 2).reshape(batch, dim))
+        return self.head(self.head_norm(pooled))
+
+
+def attentive_probe(
+    train_tokens: np.ndarray,
+    train_y: np.ndarray,
+    val_tokens: np.ndarray,
+    val_y: np.ndarray,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 0.05,
+    heads: int = 4,
+    seed: int = 0,
+) -> ProbeResult:
+    """Train an :class:`AttentivePooler` on frozen tokens ``[N, L, D]``; score on validation.
+
+    AdamW with a cosine schedule over ``epochs``; deterministic for a given ``seed``.
+    """
+    classes = _check(train_tokens.reshape(len(train_tokens), -1), train_y,
+                     val_tokens.reshape(len(val_tokens), -1), val_y)
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = AttentivePooler(train_tokens.shape[-1], classes, heads)
+    tx, ty = torch.from_numpy(train_tokens).float(), torch.from_numpy(train_y).long()
+    vx, vy = torch.from_numpy(val_tokens).float(), torch.from_numpy(val_y).long()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * max(1, -(-len(tx) // batch_size))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(tx), generator=generator)
+        for start in range(0, len(tx), batch_size):
+            index = order[start:start + batch_size]
+            loss = F.cross_entropy(model(tx[index]), ty[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(vx[i:i + batch_size]) for i in range(0, len(vx), batch_size)])
+    return ProbeResult("attentive", _topk(logits, vy, 1), _topk(logits, vy, 5),
+                       _chance(train_y), len(tx), len(vx), {"epochs": epochs, "lr": lr})

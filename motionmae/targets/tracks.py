@@ -1,0 +1,236 @@
+"""The TrackMAE target: how the points of each token move over its tubelet.
+
+Input (built in the loader workers, see :class:`motionmae.config.TrackingConfig`):
+``batch["tracks"]`` float32 ``[B, T, N, 2]`` ``(x, y)`` clip pixels of ``N = h * w`` points
+seeded at the patch centres of clip frame 0 (``motion.patch_center_queries(S, S, patch)``
+order, row-major over ``(h, w)``) and followed through all ``T`` clip frames, and
+``batch["track_visible"]`` bool ``[B, T, N]``.
+
+Definition, per token ``(t, h, w)``:
+
+1. **Window.** Tubelet ``t`` covers clip frames ``t*u .. t*u + u - 1`` (``u`` = tubelet size).
+   Its displacement is taken from frame ``s_t = min(t*u, T-1-u)`` to ``e_t = s_t + u`` (when
+   ``T > u``; else ``0 .. T-1``): every tubelet but the last spans ``[t*u, (t+1)*u]``; the last
+   one, whose end frame does not exist, takes the last ``u`` frames of the clip
+   ``[T-1-u, T-1]``, which still contain its own frames. TrackMAE instead copies the previous
+   tubelet's displacement (it tracks only the frames ``0, u, 2u, ...``); the window here has the
+   same length as all others (same scale), is measured, not repeated, and needs no
+   extrapolation.
+2. **Upsampling.** The ``h x w`` field of displacements is upsampled ``U`` x (``U =
+   cfg.upsample``) by separable linear interpolation to the ``U x U`` sub-patch centres of each
+   patch (the points ``motion.patch_grid_queries(S, S, patch, U)`` would track): sub-point
+   ``j`` of patch row ``i`` sits at ``i + (j + 0.5) / U - 0.5`` in patch-centre units, and the
+   outermost sub-points, a quarter patch outside the outermost centres for ``U = 2``, are
+   linearly *extrapolated*, so a linear motion field (translation, rotation, zoom) is
+   reproduced exactly everywhere. TrackMAE interpolates with ``align_corners=True``, which
+   places the sub-points of border patches up to half a patch away from their patch. No extra
+   tracking: CoTracker at ``(hU) x (wU)`` points costs ``U^2`` times more.
+3. **Values.** ``dim = U^2 * 2`` per token, ordered ``(sub-row, sub-column, (dx, dy))``
+   (TrackMAE's ``(h2 w2) c``), in clip pixels over the ``u``-frame window.
+4. **Normalisation** (``cfg.norm``): ``none`` (pixels); ``scale`` (divided by ``cfg.scale``
+   px); ``patch`` (TrackMAE's: per token and per coordinate, z-score over the token's ``U^2``
+   points, unbiased variance, ``std = sqrt(var + 1e-6)`` as the pixel target; removes the
+   token's mean motion and scale, so it needs ``U >= 2``).
+5. **Weights** (``cfg.use_visibility``): a grid point's step is valid when the point is visible
+   at both ``s_t`` and ``e_t``; a token weighs 1 when every grid point its sub-points are
+   interpolated from (non-zero interpolation weight: the token's own point and, for ``U > 1``,
+   its neighbours) is valid, else 0. All-or-nothing rather than the visible fraction because
+   one bad point corrupts the patch statistics of every value of the token. With
+   ``use_visibility=False`` (TrackMAE's behaviour) the weights are ``None``.
+
+Everything is index/einsum arithmetic on device: no host synchronisation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from motionmae.config import TracksTargetConfig
+from motionmae.targets.pixel import NORM_EPS
+from motionmae.tokens import TokenGrid
+
+__all__ = [
+    "TracksTarget",
+    "token_displacements",
+    "tubelet_windows",
+    "upsample_matrix",
+]
+
+
+def tubelet_windows(frames: int, tubelet: int) -> tuple[list[int], list[int]]:
+    """Start and end clip frame of each tubelet's displacement window (see the module doc).
+
+    Args:
+        frames: clip frames ``T`` (a multiple of ``tubelet``).
+        tubelet: frames per tubelet ``u``.
+
+    Returns:
+        ``(starts, ends)``, ``T // u`` ints each: ``s_t = min(t*u, T-1-u)``, ``e_t = s_t + u``
+        when ``T > u``, else ``(0, T-1)``.
+    """
+    count = frames // tubelet
+    if frames <= tubelet:
+        return [0] * count, [frames - 1] * count
+    starts = [min(t * tubelet, frames - 1 - tubelet) for t in range(count)]
+    return starts, [s + tubelet for s in starts]
+
+
+def upsample_matrix(n: int, factor: int) -> torch.Tensor:
+    """1-D linear interpolation from ``n`` patch centres to ``n * factor`` sub-patch centres.
+
+    Output row ``r = i * factor + j`` samples position ``i + (j + 0.5) / factor - 0.5`` (in
+    units of the patch pitch, centres at integers) from its two nearest centres, extrapolating
+    linearly beyond the first and last centre; with ``n == 1`` every row copies the one value.
+
+    Returns:
+        ``[n * factor, n]`` float64; rows sum to 1.
+    """
+    rows = n * factor
+    out = torch.zeros(rows, n, dtype=torch.float64)
+    if n == 1:
+        return out.fill_(1.0)
+    pos = torch.arange(rows, dtype=torch.float64)
+    pos = torch.div(pos, factor, rounding_mode="floor") + ((pos % factor) + 0.5) / factor - 0.5
+    left = pos.floor().clamp(0, n - 2).long()
+    frac = pos - left
+    index = torch.arange(rows)
+    out[index, left] = 1.0 - frac
+    out[index, left + 1] += frac
+    return out
+
+
+def _support(matrix: torch.Tensor, factor: int) -> torch.Tensor:
+    """``[n * factor, n]`` interpolation matrix -> ``[n, n]`` float: 1 where patch ``i``'s
+    sub-points depend on centre ``k``."""
+    n = matrix.shape[1]
+    return (matrix.abs().view(n, factor, n).sum(dim=1) > 0).to(matrix.dtype)
+
+
+def token_displacements(
+    tracks: torch.Tensor,
+    grid: TokenGrid,
+    windows: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Displacement of every grid point over each tubelet's window.
+
+    Args:
+        tracks: ``[B, T, h*w, 2]`` pixels (``T = grid.frames``).
+        grid: the token grid.
+        windows: :func:`tubelet_windows` as int64 tensors on ``tracks``' device (made here
+            when ``None``; pass cached ones to avoid a host-to-device copy per call).
+
+    Returns:
+        ``[B, t, h, w, 2]`` pixels, ``tracks[:, e_t] - tracks[:, s_t]`` (:func:`tubelet_windows`).
+    """
+    if windows is None:
+        windows = tuple(torch.tensor(w, device=tracks.device)
+                        for w in tubelet_windows(grid.frames, grid.tubelet))
+    start, end = windows
+    delta = tracks.index_select(1, end) - tracks.index_select(1, start)
+    return delta.view(tracks.shape[0], grid.t, grid.h, grid.w, 2)
+
+
+class TracksTarget:
+    """TrackMAE's target (see the module docstring): ``dim = upsample^2 * 2``.
+
+    ``__call__(batch)`` reads ``tracks [B, T, h*w, 2]`` and, with ``use_visibility``,
+    ``track_visible [B, T, h*w]``; returns ``(values [B, L, dim] float32, weight [B, L] float32
+    or None)``.
+    """
+
+    name = "tracks"
+
+    def __init__(self, cfg: TracksTargetConfig, grid: TokenGrid) -> None:
+        factor = cfg.upsample
+        if cfg.norm == "patch" and factor < 2:
+            raise ValueError("targets.tracks.norm=patch normalises over the upsample^2 points "
+                             "of a token and needs targets.tracks.upsample >= 2 (got 1); use "
+                             "norm=scale or none with upsample=1")
+        self.grid = grid
+        self.factor = factor
+        self.points = factor * factor
+        self.dim = self.points * 2
+        self.weight = cfg.weight
+        self.norm = cfg.norm
+        self.scale = float(cfg.scale)
+        self.use_visibility = cfg.use_visibility
+        self._matrices: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+        self._windows: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _interp(self, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(A_h [hU, h], A_w [wU, w], S_h [h, h], S_w [w, w])`` on ``like``'s device and dtype,
+        made once per device (a host-to-device copy waits for the device)."""
+        key = (like.device, like.dtype)
+        if key not in self._matrices:
+            ah = upsample_matrix(self.grid.h, self.factor)
+            aw = upsample_matrix(self.grid.w, self.factor)
+            mats = (ah, aw, _support(ah, self.factor), _support(aw, self.factor))
+            self._matrices[key] = tuple(m.to(device=like.device, dtype=like.dtype) for m in mats)
+        return self._matrices[key]
+
+    def _window_index(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`tubelet_windows` as ``(start [t], end [t])`` int64 on ``device``, made once."""
+        if device not in self._windows:
+            starts, ends = tubelet_windows(self.grid.frames, self.grid.tubelet)
+            self._windows[device] = (torch.tensor(starts, device=device),
+                                     torch.tensor(ends, device=device))
+        return self._windows[device]
+
+    def _check(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "tracks" not in batch:
+            raise KeyError("the tracks target needs batch['tracks'] [B, T, h*w, 2] (point tracks "
+                           "of the patch centres, made by the loader when targets.names "
+                           "includes 'tracks')")
+        tracks = batch["tracks"]
+        expected = (self.grid.frames, self.grid.spatial, 2)
+        if tracks.ndim != 4 or tuple(tracks.shape[1:]) != expected:
+            raise ValueError(f"batch['tracks']: expected [B, {expected[0]}, {expected[1]}, 2] "
+                             f"(clip frames, patch centres h*w, xy), got {tuple(tracks.shape)}")
+        return tracks
+
+    def token_weights(self, visible: torch.Tensor) -> torch.Tensor:
+        """``track_visible [B, T, h*w]`` bool -> ``[B, L]`` float32 0/1 (module doc, item 5)."""
+        g = self.grid
+        expected = (g.frames, g.spatial)
+        if visible.ndim != 3 or tuple(visible.shape[1:]) != expected:
+            raise ValueError(f"batch['track_visible']: expected [B, {g.frames}, {g.spatial}], "
+                             f"got {tuple(visible.shape)}")
+        start, end = self._window_index(visible.device)
+        valid = visible.index_select(1, start) & visible.index_select(1, end)  # [B, t, h*w]
+        invalid = (~valid).to(torch.float32).view(-1, g.t, g.h, g.w)
+        _, _, sh, sw = self._interp(invalid)
+        bad = torch.einsum("ik,jl,btkl->btij", sh, sw, invalid)
+        return (bad == 0).to(torch.float32).reshape(-1, g.num_tokens)
+
+    def values(self, tracks: torch.Tensor) -> torch.Tensor:
+        """``tracks [B, T, h*w, 2]`` -> normalised per-token targets ``[B, L, dim]`` float32."""
+        g, u = self.grid, self.factor
+        delta = token_displacements(tracks.float(), g, self._window_index(tracks.device))
+        ah, aw, _, _ = self._interp(delta)
+        up = torch.einsum("Hh,Ww,bthwc->btHWc", ah, aw, delta)  # [B, t, hU, wU, 2]
+        tokens = up.reshape(-1, g.t, g.h, u, g.w, u, 2).permute(0, 1, 2, 4, 3, 5, 6)
+        tokens = tokens.reshape(-1, g.num_tokens, self.points, 2)  # [B, L, U^2, 2]
+        if self.norm == "scale":
+            tokens = tokens / self.scale
+        elif self.norm == "patch":
+            var, mean = torch.var_mean(tokens, dim=2, correction=1, keepdim=True)
+            tokens = (tokens - mean) / (var + NORM_EPS).sqrt()
+        return tokens.reshape(-1, g.num_tokens, self.dim)
+
+    def __call__(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``batch["tracks"]`` (and ``batch["track_visible"]``) -> ``(values [B, L, dim],
+        weight [B, L] | None)``."""
+        tracks = self._check(batch)
+        values = self.values(tracks)
+        if not self.use_visibility:
+            return values, None
+        if "track_visible" not in batch:
+            raise KeyError("targets.tracks.use_visibility needs batch['track_visible'] "
+                           "[B, T, h*w] bool; set use_visibility=false to train without it")
+        return values, self.token_weights(batch["track_visible"])
+
+    def __repr__(self) -> str:
+        return (f"TracksTarget(dim={self.dim}, upsample={self.factor}, norm={self.norm!r}, "
+                f"visibility={self.use_visibility})")
