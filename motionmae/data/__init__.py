@@ -1,0 +1,78 @@
+"""Data: video files -> decoded frames -> sampled, augmented, normalised clips.
+
+* :mod:`~motionmae.data.video`: PyAV reading (seek + decode only the needed frames, at the
+  working size), probing, writing.
+* :mod:`~motionmae.data.sampling`: which frame indices make a clip.
+* :mod:`~motionmae.data.transforms`: geometric augmentation on uint8 frames (as explicit
+  parameters), point mapping, normalisation.
+* :mod:`~motionmae.data.lists`: ``path [label]`` and CSV list files.
+* :mod:`~motionmae.data.dataset`: ``VideoDataset`` and ``collate_samples``.
+* :mod:`~motionmae.data.loader`: ``build_loader`` and ``set_epoch``.
+* :mod:`~motionmae.data.synthetic`: the built-in synthetic motion dataset.
+"""
+
+from motionmae.data.dataset import SampleHook, VideoDataset, collate_samples
+from motionmae.data.lists import (
+    ListFormatError,
+    VideoEntry,
+    VideoList,
+    read_video_list,
+    write_video_list,
+)
+from motionmae.data.loader import EpochShuffleSampler, build_loader, set_epoch
+from motionmae.data.sampling import clip_indices, eval_clips_indices, multi_clip_indices
+from motionmae.data.synthetic import CLASSES, SyntheticDataset, make_synthetic_dataset
+from motionmae.data.transforms import (
+    CropBox,
+    Geometry,
+    apply_geometry,
+    denormalize,
+    eval_geometries,
+    multiscale_crop_box,
+    normalize,
+    sample_train_geometry,
+    transform_points,
+)
+from motionmae.data.video import (
+    VideoInfo,
+    VideoReader,
+    VideoReadError,
+    probe_video,
+    read_frames,
+    write_video,
+)
+
+__all__ = [
+    "CLASSES",
+    "CropBox",
+    "EpochShuffleSampler",
+    "Geometry",
+    "ListFormatError",
+    "SampleHook",
+    "SyntheticDataset",
+    "VideoDataset",
+    "VideoEntry",
+    "VideoInfo",
+    "VideoList",
+    "VideoReadError",
+    "VideoReader",
+    "apply_geometry",
+    "build_loader",
+    "clip_indices",
+    "collate_samples",
+    "denormalize",
+    "eval_clips_indices",
+    "eval_geometries",
+    "make_synthetic_dataset",
+    "multi_clip_indices",
+    "multiscale_crop_box",
+    "normalize",
+    "probe_video",
+    "read_frames",
+    "read_video_list",
+    "sample_train_geometry",
+    "set_epoch",
+    "transform_points",
+    "write_video",
+    "write_video_list",
+]

@@ -1,0 +1,269 @@
+"""``VideoDataset``: list entry -> decoded, sampled, augmented, normalised clip(s).
+
+Per sample, in the worker process::
+
+    decode the needed frames (once, at the working short side)
+      -> geometric augmentation on uint8 frames [T, S, S, 3]
+      -> sample hooks (see the same uint8 frames the model sees; add e.g. point tracks)
+      -> normalise to float [C, T, S, S]
+
+Randomness: each sample draws from its own generator seeded by ``(seed, epoch, index)``, so
+a sample is the same whatever the worker count or order, and a resumed run reproduces it
+(call :meth:`VideoDataset.set_epoch` before iterating each epoch; the epoch lives in shared
+memory, so persistent workers see it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from motionmae.config import DataConfig
+from motionmae.data.lists import VideoEntry, VideoList
+from motionmae.data.sampling import eval_clips_indices, multi_clip_indices
+from motionmae.data.transforms import (
+    Geometry,
+    apply_geometry,
+    eval_geometries,
+    normalize,
+    sample_train_geometry,
+)
+from motionmae.data.video import VideoReader, VideoReadError
+
+logger = logging.getLogger(__name__)
+
+SampleHook = Callable[[np.ndarray, VideoEntry], dict[str, torch.Tensor]]
+"""``hook(frames [T, S, S, 3] uint8 read-only, entry) -> extra sample entries``."""
+
+Sample = dict[str, Any]
+
+# Paths already reported as bad by this process (each is logged once per process).
+_REPORTED_BAD: set[str] = set()
+
+
+class VideoDataset(Dataset):
+    """Clips from a :class:`VideoList`.
+
+    Args:
+        videos: the entries (``label`` ``None`` becomes -1).
+        config: frames, stride, size, scales, flip, mean, std, num_sample, on_error,
+            test_clips, test_crops are used.
+        train: random clips with multi-scale crop (+ flip if ``config.flip``); otherwise the
+            ``test_clips x test_crops`` evaluation views.
+        seed: base seed of every per-sample generator.
+        sample_hooks: callables run on each augmented uint8 clip; their outputs are merged
+            into the sample (keys must not collide). Must be picklable for workers.
+        decode_size: short side, in pixels, at which frames are decoded (default
+            ``config.size``); crops are taken at this resolution, then resized to ``size``.
+        decode_threads: decoder threads per video (1: the fastest inside workers).
+        max_bad: with ``on_error="skip"``, how many bad videos in a row before giving up.
+
+    Each item (``dataset[i]``) is a sample dict, or a list of ``num_views`` of them when
+    ``num_views > 1`` (training: ``config.num_sample`` clips of one decode; evaluation: the
+    views, clip-major). A sample holds:
+
+    * ``clip``: float32 ``[3, T, S, S]``, normalised;
+    * ``label``, ``index``, ``bad_videos``: int64 scalars (``index`` is the video actually
+      used, which differs from ``i`` when a bad video was replaced; ``bad_videos`` counts the
+      bad videos skipped to produce the sample);
+    * ``frame_indices``: int64 ``[T]`` source frame of each clip frame;
+    * ``crop_box``: float32 ``[4]`` (x, y, width, height) of the crop in the video's coded
+      pixels, and ``flipped``: bool scalar: :func:`~motionmae.data.transforms.
+      transform_points` ``(points, CropBox(*crop_box), S, flipped)`` maps source-pixel
+      points to clip pixels;
+    * ``view``: int64 scalar (evaluation only): ``clip_index * test_crops + crop_index``;
+    * the hooks' entries.
+    """
+
+    def __init__(
+        self,
+        videos: VideoList,
+        config: DataConfig,
+        train: bool,
+        seed: int = 0,
+        sample_hooks: Sequence[SampleHook] = (),
+        *,
+        decode_size: int | None = None,
+        decode_threads: int = 1,
+        max_bad: int = 20,
+    ) -> None:
+        config.validate()
+        if len(videos) == 0:
+            raise ValueError("VideoDataset needs at least one video")
+        self.videos = videos
+        self.config = config
+        self.train = train
+        self.seed = seed
+        self.sample_hooks = tuple(sample_hooks)
+        self.decode_size = decode_size or config.size
+        self.decode_threads = decode_threads
+        self.max_bad = max_bad
+        self._epoch = torch.zeros((), dtype=torch.int64)
+        try:
+            self._epoch.share_memory_()
+        except RuntimeError as error:  # no shared memory: epochs reach workers only on spawn
+            logger.warning("epoch counter not in shared memory (%s); set_epoch will not reach "
+                           "persistent workers", error)
+
+    # -- epochs and sizes ----------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's randomness; call before iterating the loader for that epoch."""
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    @property
+    def num_views(self) -> int:
+        """Samples per item: ``num_sample`` when training, ``test_clips * test_crops`` else."""
+        if self.train:
+            return self.config.num_sample
+        return self.config.test_clips * self.config.test_crops
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    # -- items ---------------------------------------------------------------------------
+
+    def __getitem__(self, index: int) -> Sample | list[Sample]:
+        samples = self._samples(int(index), train=self.train)
+        return samples[0] if len(samples) == 1 else samples
+
+    def views(self, index: int) -> Sample:
+        """All evaluation views of video ``index`` in one sample: ``clip`` ``[V, 3, T, S, S]``
+        (``V = test_clips * test_crops``, clip-major), per-view entries stacked on a first
+        ``V`` axis, ``label``/``index``/``bad_videos`` scalars."""
+        samples = self._samples(int(index), train=False)
+        stacked = collate_samples(samples)
+        for key in ("label", "index", "bad_videos"):
+            stacked[key] = stacked[key][0]
+        return stacked
+
+    def rng(self, index: int, attempt: int = 0) -> np.random.Generator:
+        """The generator of sample ``index`` in the current epoch (``attempt``: replacement)."""
+        return np.random.default_rng([self.seed, self.epoch, index, attempt])
+
+    def _samples(self, index: int, train: bool) -> list[Sample]:
+        if not 0 <= index < len(self.videos):
+            raise IndexError(f"index {index} out of range for {len(self.videos)} videos")
+        used = index
+        for bad in range(self.max_bad + 1):
+            entry = self.videos.entries[used]
+            rng = self.rng(index, bad)
+            try:
+                samples = self._load(used, entry, rng, train)
+            except VideoReadError as error:
+                if self.config.on_error != "skip":
+                    raise VideoReadError(f"sample {index}: {error}", path=error.path,
+                                         reason=error.reason) from error
+                _report_bad(entry, error)
+                used = int(np.random.default_rng([self.seed, self.epoch, index, bad, 1])
+                           .integers(len(self.videos)))
+                continue
+            for sample in samples:
+                sample["bad_videos"] = torch.tensor(bad, dtype=torch.int64)
+            return samples
+        raise VideoReadError(f"sample {index}: {self.max_bad + 1} bad videos in a row "
+                             f"(last: {entry.path}); is the dataset readable?")
+
+    def _load(self, index: int, entry: VideoEntry, rng: np.random.Generator,
+              train: bool) -> list[Sample]:
+        cfg = self.config
+        with VideoReader(entry.path, threads=self.decode_threads) as reader:
+            info = reader.info
+            if train:
+                clips = multi_clip_indices(info.num_frames, cfg.frames, cfg.stride, rng,
+                                           cfg.num_sample)
+            else:
+                clips = eval_clips_indices(info.num_frames, cfg.frames, cfg.stride,
+                                           cfg.test_clips)
+            needed, where = np.unique(clips, return_inverse=True)
+            decoded = reader.read(needed, self.decode_size)
+        where = where.reshape(clips.shape)
+        height, width = decoded.shape[1:3]
+        # Decoded pixels -> coded source pixels (for crop boxes reported in source pixels).
+        to_source = (info.width / width, info.height / height)
+        label = -1 if entry.label is None else entry.label
+        samples = []
+        for k, clip_frames in enumerate(clips):
+            frames = decoded[where[k]]
+            if train:
+                geometries = [sample_train_geometry(height, width, cfg.size, cfg.scales,
+                                                    cfg.flip, rng)]
+            else:
+                geometries = eval_geometries(height, width, cfg.size, cfg.test_crops)
+            for c, geometry in enumerate(geometries):
+                sample = self._sample(frames, geometry, entry, to_source)
+                sample["frame_indices"] = torch.from_numpy(clip_frames.copy())
+                sample["label"] = torch.tensor(label, dtype=torch.int64)
+                sample["index"] = torch.tensor(index, dtype=torch.int64)
+                if not train:
+                    sample["view"] = torch.tensor(k * cfg.test_crops + c, dtype=torch.int64)
+                samples.append(sample)
+        return samples
+
+    def _sample(self, frames: np.ndarray, geometry: Geometry, entry: VideoEntry,
+                to_source: tuple[float, float]) -> Sample:
+        augmented = apply_geometry(frames, geometry)  # [T, S, S, 3] uint8
+        sample: Sample = {}
+        if self.sample_hooks:
+            view = augmented.numpy()
+            view.flags.writeable = False
+            for hook in self.sample_hooks:
+                extra = hook(view, entry)
+                clash = set(extra) & (set(sample) | _RESERVED)
+                if clash:
+                    raise ValueError(f"sample hook {hook!r} returned reserved or duplicate "
+                                     f"keys {sorted(clash)}")
+                sample.update(extra)
+        sample["clip"] = normalize(augmented, self.config.mean, self.config.std)
+        box = geometry.box.scaled(*to_source)
+        sample["crop_box"] = torch.tensor(box.as_tuple(), dtype=torch.float32)
+        sample["flipped"] = torch.tensor(geometry.flip)
+        return sample
+
+
+_RESERVED = frozenset({"clip", "label", "index", "bad_videos", "frame_indices", "crop_box",
+                       "flipped", "view"})
+
+
+def _report_bad(entry: VideoEntry, error: VideoReadError) -> None:
+    key = str(entry.path)
+    if key not in _REPORTED_BAD:
+        _REPORTED_BAD.add(key)
+        logger.warning("skipping bad video %s: %s", entry.path, error.reason or error)
+
+
+def collate_samples(batch: Sequence[Sample | Sequence[Sample]]) -> Sample:
+    """DataLoader ``collate_fn``: flatten per-item lists of samples, stack each key.
+
+    ``B`` items of ``V`` samples give tensors with a leading ``B * V`` axis (item-major);
+    entries that are not tensors become lists.
+    """
+    flat: list[Sample] = []
+    for item in batch:
+        if isinstance(item, dict):
+            flat.append(item)
+        else:
+            flat.extend(item)
+    if not flat:
+        raise ValueError("empty batch")
+    keys = list(flat[0])
+    for sample in flat[1:]:
+        if set(sample) != set(keys):
+            raise ValueError(f"samples have different keys: {sorted(keys)} vs {sorted(sample)}")
+    out: Sample = {}
+    for key in keys:
+        values = [s[key] for s in flat]
+        if all(isinstance(v, torch.Tensor) for v in values):
+            out[key] = torch.stack(values)
+        else:
+            out[key] = values
+    return out

@@ -1,0 +1,202 @@
+"""Dataset list files: which videos, with which labels.
+
+Two formats, chosen by content (a ``.csv`` suffix, or a first line that is a CSV header with a
+path column):
+
+* plain text: one ``path [label]`` per line, whitespace separated (quote a path containing
+  spaces: ``"my clip.mp4" 3``); blank lines and ``#`` comments are skipped;
+* CSV with a header: a path column named ``path``, ``video`` or ``filename`` and an optional
+  ``label`` column.
+
+Relative paths are relative to the list file's folder. Labels are either all integers (kept)
+or class names, mapped to integers in sorted name order (``VideoList.classes``); the first
+label decides which. Either every entry has a label or none has. Errors name the file and
+line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PATH_COLUMNS = ("path", "video", "filename")
+LABEL_COLUMN = "label"
+
+
+class ListFormatError(ValueError):
+    """A list file is malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One video: its absolute ``path`` and integer ``label`` (``None`` when unlabelled)."""
+
+    path: Path
+    label: int | None = None
+
+
+@dataclass
+class VideoList:
+    """Entries in file order; ``classes[label]`` is the class name when labels were names."""
+
+    entries: list[VideoEntry]
+    classes: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes: ``len(classes)``, else ``max(label) + 1``, else ``None``."""
+        if self.classes is not None:
+            return len(self.classes)
+        labels = [e.label for e in self.entries if e.label is not None]
+        return max(labels) + 1 if labels else None
+
+
+def read_video_list(path: str | Path) -> VideoList:
+    """Parse a plain or CSV list file (see the module docstring).
+
+    Raises:
+        ListFormatError: unreadable structure, bad or missing label, missing path column,
+            or no entries; the message names ``path`` and the line number.
+        FileNotFoundError: ``path`` does not exist.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8-sig")
+    rows = _read_csv(path, text) if _is_csv(path, text) else _read_plain(path, text)
+    if not rows:
+        raise ListFormatError(f"{path}: empty list (no video entries)")
+    return _build(path, rows)
+
+
+def write_video_list(path: str | Path, entries: Sequence[VideoEntry],
+                     classes: Sequence[str] | None = None) -> None:
+    """Write a plain list: paths relative to the list's folder when inside it, labels as class
+    names when ``classes`` is given, else integers."""
+    path = Path(path)
+    lines = []
+    for entry in entries:
+        try:
+            name = entry.path.resolve().relative_to(path.parent.resolve()).as_posix()
+        except ValueError:
+            name = str(entry.path)
+        fields = [shlex.quote(name)]
+        if entry.label is not None:
+            fields.append(classes[entry.label] if classes is not None else str(entry.label))
+        lines.append(" ".join(fields))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+_Row = tuple[int, str, str | None]  # line number, path text, label text
+
+
+def _is_csv(path: Path, text: str) -> bool:
+    if path.suffix.lower() == ".csv":
+        return True
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    header = [c.strip().lower() for c in first.split(",")]
+    return len(header) > 1 and any(c in PATH_COLUMNS for c in header)
+
+
+def _read_plain(path: Path, text: str) -> list[_Row]:
+    rows: list[_Row] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        fields = _split_fields(path, number, stripped)
+        if not fields:
+            continue
+        if len(fields) > 2:
+            raise ListFormatError(
+                f"{path}:{number}: expected 'path [label]', got {len(fields)} fields "
+                f"(quote paths that contain spaces)")
+        rows.append((number, fields[0], fields[1] if len(fields) == 2 else None))
+    return rows
+
+
+def _split_fields(path: Path, number: int, line: str) -> list[str]:
+    """Whitespace-separated fields up to a ``#`` comment; shell quoting only when quoted (so
+    backslashes in unquoted paths survive)."""
+    if '"' in line or "'" in line:
+        try:
+            return shlex.split(line, comments=True)
+        except ValueError as error:
+            raise ListFormatError(f"{path}:{number}: cannot parse line ({error})") from error
+    fields = line.split()
+    cut = next((i for i, f in enumerate(fields) if f.startswith("#")), len(fields))
+    return fields[:cut]
+
+
+def _read_csv(path: Path, text: str) -> list[_Row]:
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {(name or "").strip().lower(): name for name in (reader.fieldnames or [])}
+    path_column = next((columns[c] for c in PATH_COLUMNS if c in columns), None)
+    if path_column is None:
+        raise ListFormatError(
+            f"{path}:1: CSV header has no path column (one of {', '.join(PATH_COLUMNS)}); "
+            f"columns: {list(columns)}")
+    label_column = columns.get(LABEL_COLUMN)
+    rows: list[_Row] = []
+    for record in reader:
+        number = reader.line_num
+        video = (record.get(path_column) or "").strip()
+        label = (record.get(label_column) or "").strip() if label_column else ""
+        if not video:
+            if label or any((v or "").strip() for v in record.values() if isinstance(v, str)):
+                raise ListFormatError(f"{path}:{number}: empty path")
+            continue
+        rows.append((number, video, label or None))
+    return rows
+
+
+def _build(path: Path, rows: list[_Row]) -> VideoList:
+    labelled = [r for r in rows if r[2] is not None]
+    if labelled and len(labelled) != len(rows):
+        number = next(r[0] for r in rows if r[2] is None)
+        first = labelled[0][0]
+        raise ListFormatError(f"{path}:{number}: missing label (line {first} has one; "
+                              "label every entry or none)")
+    # The first label decides: integers (then every label must be one) or class names.
+    classes: list[str] | None = None
+    mapping: dict[str, int] | None = None
+    if labelled and not _is_int(labelled[0][2]):
+        classes = sorted({r[2] for r in labelled if r[2] is not None})
+        mapping = {name: i for i, name in enumerate(classes)}
+    entries = []
+    for number, video, label_text in rows:
+        label: int | None = None
+        if label_text is not None:
+            if mapping is not None:
+                label = mapping[label_text]
+            else:
+                if not _is_int(label_text):
+                    raise ListFormatError(
+                        f"{path}:{number}: bad label {label_text!r}: not an integer, but line "
+                        f"{labelled[0][0]} has integer label {labelled[0][2]!r}")
+                label = int(label_text)
+                if label < 0:
+                    raise ListFormatError(
+                        f"{path}:{number}: bad label {label_text!r}: must be >= 0")
+        video_path = Path(video).expanduser()
+        if not video_path.is_absolute():
+            video_path = path.parent / video_path
+        entries.append(VideoEntry(path=video_path, label=label))
+    return VideoList(entries=entries, classes=classes)
+
+
+def _is_int(text: str | None) -> bool:
+    if text is None:
+        return False
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
