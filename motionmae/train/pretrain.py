@@ -36,6 +36,21 @@ def token_grid(cfg: PretrainConfig) -> TokenGrid:
     )
 
 
+def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
+    """The loader-worker hooks the configured targets and masking need: point tracks of the
+    patch-centre grid (TrackMAE target, motion-aware masking) and M3Video trajectories."""
+    hooks: list = []
+    if cfg.needs_tracks:
+        from motionmae.motion.hooks import TracksHook
+
+        hooks.append(TracksHook(patch=grid.patch, tracker=cfg.tracking.tracker))
+    if "m3traj" in cfg.targets.names:
+        from motionmae.targets.m3traj import M3TrajHook
+
+        hooks.append(M3TrajHook(grid, cfg.targets.m3traj))
+    return hooks
+
+
 class PretrainTask:
     """Hide tokens, encode the visible ones, reconstruct every target on the hidden ones.
 
@@ -99,9 +114,10 @@ def pretrain(
         raise ValueError("data.train: a list file of training videos is required")
     dist = dist or DistInfo()
     videos = read_video_list(cfg.data.train)
-    dataset = VideoDataset(videos, cfg.data, train=True, seed=cfg.run.seed)
     torch.manual_seed(cfg.run.seed)  # model initialisation
     task = PretrainTask(cfg)
+    dataset = VideoDataset(videos, cfg.data, train=True, seed=cfg.run.seed,
+                           sample_hooks=build_sample_hooks(cfg, task.grid))
     out_dir = Path(cfg.run.out)
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
