@@ -199,7 +199,7 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=12,
+    parser.add_argument("--items", type=int, default=24,
                         help="repeats of each sample video in the list (items = 3 x this)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--num-sample", type=int, nargs="+", default=[1, 2])

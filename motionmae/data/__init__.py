@@ -7,11 +7,13 @@
   parameters), point mapping, normalisation.
 * :mod:`~motionmae.data.lists`: ``path [label]`` and CSV list files.
 * :mod:`~motionmae.data.dataset`: ``VideoDataset`` and ``collate_samples``.
+* :mod:`~motionmae.data.hooks`: ``SampleHook``/``HookInput``, per-sample work in workers.
 * :mod:`~motionmae.data.loader`: ``build_loader`` and ``set_epoch``.
 * :mod:`~motionmae.data.synthetic`: the built-in synthetic motion dataset.
 """
 
-from motionmae.data.dataset import SampleHook, VideoDataset, collate_samples
+from motionmae.data.dataset import FrameHook, VideoDataset, collate_samples
+from motionmae.data.hooks import HookInput, SampleHook
 from motionmae.data.lists import (
     ListFormatError,
     VideoEntry,
@@ -46,7 +48,9 @@ __all__ = [
     "CLASSES",
     "CropBox",
     "EpochShuffleSampler",
+    "FrameHook",
     "Geometry",
+    "HookInput",
     "ListFormatError",
     "SampleHook",
     "SyntheticDataset",

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from motionmae.config import DataConfig
+from motionmae.data.hooks import HookInput, SampleHook
 from motionmae.data.lists import VideoEntry, VideoList
 from motionmae.data.sampling import eval_clips_indices, multi_clip_indices
 from motionmae.data.transforms import (
@@ -37,8 +38,11 @@ from motionmae.data.video import VideoReader, VideoReadError
 
 logger = logging.getLogger(__name__)
 
-SampleHook = Callable[[np.ndarray, VideoEntry], dict[str, torch.Tensor]]
-"""``hook(frames [T, S, S, 3] uint8 read-only, entry) -> extra sample entries``."""
+FrameHook = Callable[[np.ndarray, VideoEntry], dict[str, torch.Tensor]]
+"""The simple hook form: ``hook(frames [T, S, S, 3] uint8 read-only, entry) -> entries``.
+Hooks that need more (frame indices, geometry, every frame of the span) implement
+:class:`~motionmae.data.hooks.SampleHook` and receive a :class:`~motionmae.data.hooks.
+HookInput`."""
 
 Sample = dict[str, Any]
 
@@ -56,8 +60,13 @@ class VideoDataset(Dataset):
         train: random clips with multi-scale crop (+ flip if ``config.flip``); otherwise the
             ``test_clips x test_crops`` evaluation views.
         seed: base seed of every per-sample generator.
-        sample_hooks: callables run on each augmented uint8 clip; their outputs are merged
-            into the sample (keys must not collide). Must be picklable for workers.
+        sample_hooks: run on each augmented uint8 clip, in order; their outputs are merged
+            into the sample (keys must not collide). A :class:`~motionmae.data.hooks.
+            SampleHook` (has ``needs_dense_frames``) gets a ``HookInput`` (frames, entry,
+            frame indices, geometry in decoded pixels, and, if any hook sets
+            ``needs_dense_frames``, every source frame of the clip's span under the same
+            geometry); any other callable is a :data:`FrameHook` ``(frames, entry)``. Must be
+            picklable for workers.
         decode_size: short side, in pixels, at which frames are decoded (default
             ``config.size``); crops are taken at this resolution, then resized to ``size``.
         decode_threads: decoder threads per video (1: the fastest inside workers).
@@ -86,7 +95,7 @@ class VideoDataset(Dataset):
         config: DataConfig,
         train: bool,
         seed: int = 0,
-        sample_hooks: Sequence[SampleHook] = (),
+        sample_hooks: Sequence[SampleHook | FrameHook] = (),
         *,
         decode_size: int | None = None,
         decode_threads: int = 1,
@@ -100,6 +109,7 @@ class VideoDataset(Dataset):
         self.train = train
         self.seed = seed
         self.sample_hooks = tuple(sample_hooks)
+        self._dense = any(getattr(h, "needs_dense_frames", False) for h in self.sample_hooks)
         self.decode_size = decode_size or config.size
         self.decode_threads = decode_threads
         self.max_bad = max_bad
@@ -184,23 +194,29 @@ class VideoDataset(Dataset):
             else:
                 clips = eval_clips_indices(info.num_frames, cfg.frames, cfg.stride,
                                            cfg.test_clips)
-            needed, where = np.unique(clips, return_inverse=True)
+            wanted = [clips.ravel()]
+            if self._dense:  # every source frame of each clip's span
+                wanted += [np.arange(c[0], c[-1] + 1) for c in clips]
+            needed = np.unique(np.concatenate(wanted))  # one decode visit for all clips
             decoded = reader.read(needed, self.decode_size)
-        where = where.reshape(clips.shape)
         height, width = decoded.shape[1:3]
         # Decoded pixels -> coded source pixels (for crop boxes reported in source pixels).
         to_source = (info.width / width, info.height / height)
         label = -1 if entry.label is None else entry.label
         samples = []
         for k, clip_frames in enumerate(clips):
-            frames = decoded[where[k]]
+            frames = decoded[np.searchsorted(needed, clip_frames)]
+            dense = None
+            if self._dense:
+                span = np.arange(clip_frames[0], clip_frames[-1] + 1)
+                dense = decoded[np.searchsorted(needed, span)]
             if train:
                 geometries = [sample_train_geometry(height, width, cfg.size, cfg.scales,
                                                     cfg.flip, rng)]
             else:
                 geometries = eval_geometries(height, width, cfg.size, cfg.test_crops)
             for c, geometry in enumerate(geometries):
-                sample = self._sample(frames, geometry, entry, to_source)
+                sample = self._sample(frames, dense, clip_frames, geometry, entry, to_source)
                 sample["frame_indices"] = torch.from_numpy(clip_frames.copy())
                 sample["label"] = torch.tensor(label, dtype=torch.int64)
                 sample["index"] = torch.tensor(index, dtype=torch.int64)
@@ -209,15 +225,21 @@ class VideoDataset(Dataset):
                 samples.append(sample)
         return samples
 
-    def _sample(self, frames: np.ndarray, geometry: Geometry, entry: VideoEntry,
+    def _sample(self, frames: np.ndarray, dense: np.ndarray | None, clip_frames: np.ndarray,
+                geometry: Geometry, entry: VideoEntry,
                 to_source: tuple[float, float]) -> Sample:
         augmented = apply_geometry(frames, geometry)  # [T, S, S, 3] uint8
         sample: Sample = {}
         if self.sample_hooks:
-            view = augmented.numpy()
-            view.flags.writeable = False
+            view = _read_only(augmented.numpy())
+            hook_input = HookInput(
+                frames=view, entry=entry, frame_indices=_read_only(clip_frames.copy()),
+                geometry=geometry,
+                dense_frames=None if dense is None else
+                _read_only(apply_geometry(dense, geometry).numpy()))
             for hook in self.sample_hooks:
-                extra = hook(view, entry)
+                rich = isinstance(hook, SampleHook)
+                extra = hook(hook_input) if rich else hook(view, entry)  # type: ignore[call-arg]
                 clash = set(extra) & (set(sample) | _RESERVED)
                 if clash:
                     raise ValueError(f"sample hook {hook!r} returned reserved or duplicate "
@@ -228,6 +250,11 @@ class VideoDataset(Dataset):
         sample["crop_box"] = torch.tensor(box.as_tuple(), dtype=torch.float32)
         sample["flipped"] = torch.tensor(geometry.flip)
         return sample
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 _RESERVED = frozenset({"clip", "label", "index", "bad_videos", "frame_indices", "crop_box",

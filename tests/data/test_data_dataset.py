@@ -13,10 +13,11 @@ import torch
 from motionmae.config import DataConfig
 from motionmae.data import dataset as dataset_module
 from motionmae.data.dataset import VideoDataset, collate_samples
+from motionmae.data.hooks import HookInput, SampleHook
 from motionmae.data.lists import VideoEntry, VideoList, read_video_list
 from motionmae.data.loader import build_loader, set_epoch
 from motionmae.data.synthetic import SyntheticDataset
-from motionmae.data.transforms import CropBox, denormalize, transform_points
+from motionmae.data.transforms import CropBox, Geometry, denormalize, transform_points
 from motionmae.data.video import VideoReadError
 
 
@@ -124,6 +125,42 @@ def test_hooks_see_the_frames_the_model_sees(synthetic: SyntheticDataset) -> Non
 
     with pytest.raises(ValueError, match="reserved"):
         VideoDataset(read_video_list(synthetic.train_list), config, True, 0, [clashing])[0]
+
+
+class _DenseHook:
+    """A :class:`SampleHook` asking for every frame of the span."""
+
+    def __init__(self, dense: bool) -> None:
+        self.needs_dense_frames = dense
+        self.seen: list[HookInput] = []
+
+    def __call__(self, sample: HookInput) -> dict[str, torch.Tensor]:
+        self.seen.append(sample)
+        return {"span": torch.tensor(0 if sample.dense_frames is None
+                                     else len(sample.dense_frames))}
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_rich_hooks_get_indices_geometry_and_dense_frames(synthetic: SyntheticDataset,
+                                                          dense: bool) -> None:
+    hook = _DenseHook(dense)
+    assert isinstance(hook, SampleHook)
+    config = synthetic.data_config(frames=4, size=32, num_sample=2)  # stride 4 over 16
+    ds = VideoDataset(read_video_list(synthetic.train_list), config, True, 0, [hook])
+    samples = ds[2]
+    assert len(hook.seen) == 2
+    for sample, seen in zip(samples, hook.seen, strict=True):
+        np.testing.assert_array_equal(seen.frame_indices, sample["frame_indices"].numpy())
+        assert isinstance(seen.geometry, Geometry) and seen.geometry.size == 32
+        assert seen.frames.shape == (4, 32, 32, 3) and not seen.frames.flags.writeable
+        if not dense:
+            assert seen.dense_frames is None and sample["span"].item() == 0
+            continue
+        first, last = int(seen.frame_indices[0]), int(seen.frame_indices[-1])
+        assert seen.dense_frames.shape == (last - first + 1, 32, 32, 3)
+        np.testing.assert_array_equal(seen.dense_frames[seen.frame_indices - first],
+                                      seen.frames)
+        assert sample["span"].item() == last - first + 1
 
 
 def test_crop_box_maps_source_points(footage: Path) -> None:

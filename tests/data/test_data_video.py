@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import decode_all, make_audio_only, make_faststart
+from datatest_helpers import decode_all, make_audio_only, make_faststart
 
 from motionmae.data.video import (
     VideoReader,
