@@ -31,10 +31,16 @@ def encoder_from_checkpoint(checkpoint: Checkpoint, device: str | torch.device =
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> VideoEncoder:
     """Load a pretrained encoder from a run folder (its latest checkpoint), a checkpoint
-    folder or file, or an exported folder.
+    folder or file, or an exported folder; also from a ``transformers`` VideoMAE folder or an
+    official VideoMAE/TrackMAE ``.pth`` file (see :mod:`motionmae.interop`).
 
     The returned module maps a normalised clip ``[B, C, T, H, W]`` to tokens ``[B, L, D]``
-    (all tokens visible, after the final norm). It is in eval mode.
+    (all tokens visible, after the final norm; fine-tuned VideoMAE models have none). It is in
+    eval mode.
     """
+    from motionmae.interop import detect_format, load_any_encoder  # it imports this module
+
+    if detect_format(path) != "motionmae":
+        return load_any_encoder(path, device)[0]
     encoder, _ = encoder_from_checkpoint(resolve_checkpoint(path), device)
     return encoder

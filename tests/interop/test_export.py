@@ -1,0 +1,112 @@
+"""``export``: motionmae checkpoints to self-contained motionmae / HF folders with a model card."""
+
+import json
+
+import pytest
+import torch
+from videomae_reference import official_state_dict, reference_encoder
+
+import motionmae
+from motionmae.api import encoder_from_checkpoint
+from motionmae.config import PretrainConfig, load_config
+from motionmae.interop import InteropError, export
+from motionmae.train.checkpoint import resolve_checkpoint, save_checkpoint, verify
+from motionmae.train.pretrain import PretrainTask
+
+TOL = {"atol": 1e-4, "rtol": 1e-4}
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run folder with one checkpoint (step 120) of a tiny two-target model."""
+    cfg = load_config(PretrainConfig, overrides=[
+        "model.embed_dim=64", "model.depth=2", "model.num_heads=2", "model.decoder_dim=32",
+        "model.decoder_heads=2", "model.decoder_depth=1", "data.frames=4", "data.size=32",
+        "data.train=/data/k400/train.txt", "targets.names=pixel,hog", "masking.kind=tube",
+        "masking.ratio=0.75", "run.steps=200", "run.batch_size=4", f"run.out={tmp_path}/run",
+    ])
+    torch.manual_seed(0)
+    task = PretrainTask(cfg)
+    with torch.no_grad():
+        for param in task.model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    run = tmp_path / "run"
+    state = {"optimizer": {"state": {}, "param_groups": []},
+             "train_state": {"step": 120, "epoch": 3, "samples_in_epoch": 8,
+                             "skipped_steps": 0, "bad_videos": 2}}
+    save_checkpoint(run / "checkpoints", 120, task.model.state_dict(), task.describe(), state)
+    (run / "metrics.jsonl").write_text(
+        json.dumps({"step": 110, "loss": 0.91, "loss/pixel": 0.8, "lr": 1e-4}) + "\n"
+        + json.dumps({"step": 120, "loss": 0.87, "loss/pixel": 0.75, "lr": 1e-4}) + "\n"
+    )
+    return run
+
+
+def _clip(batch=2):
+    return torch.randn(batch, 3, 4, 32, 32, generator=torch.Generator().manual_seed(3))
+
+
+def test_motionmae_export_loads_and_has_a_model_card(tmp_path, run_dir):
+    out = export(run_dir, "motionmae", tmp_path / "export")
+    verify(out)  # manifest over weights + config
+    reference, _ = encoder_from_checkpoint(resolve_checkpoint(run_dir))
+    clip = _clip()
+    with torch.no_grad():
+        torch.testing.assert_close(motionmae.load_encoder(out)(clip), reference(clip),
+                                   atol=0, rtol=0)
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "pretrain" and config["config"]["masking"]["ratio"] == 0.75
+    card = (out / "README.md").read_text()
+    for text in ("`pixel` (weight 1", "`hog` (weight 1", "Masking: `tube`, ratio 0.75",
+                 "/data/k400/train.txt", "120 steps (epoch 3) of 200 steps planned",
+                 "Bad videos: 2", "loss 0.87", "[B, 3, 4, 32, 32]", "motionmae.load_encoder"):
+        assert text in card, text
+
+
+def test_hf_export_loads_in_transformers_and_motionmae(tmp_path, run_dir):
+    transformers = pytest.importorskip("transformers")
+    out = export(run_dir / "checkpoints", "hf", tmp_path / "hf")
+    reference, _ = encoder_from_checkpoint(resolve_checkpoint(run_dir))
+    model = transformers.VideoMAEModel.from_pretrained(out).eval()
+    clip = _clip()
+    with torch.no_grad():
+        expected = reference(clip)
+        torch.testing.assert_close(model(clip.transpose(1, 2)).last_hidden_state, expected,
+                                   **TOL)
+        torch.testing.assert_close(motionmae.load_encoder(out)(clip), expected, **TOL)
+    card = (out / "README.md").read_text()
+    assert "VideoMAEModel.from_pretrained" in card and "Masking: `tube`" in card
+    pre = json.loads((out / "preprocessor_config.json").read_text())
+    assert pre["image_mean"] == [0.485, 0.456, 0.406]
+
+
+def test_export_refuses_to_overwrite_and_unknown_formats(tmp_path, run_dir):
+    out = export(run_dir, "motionmae", tmp_path / "export")
+    with pytest.raises(ValueError, match="already holds"):
+        export(run_dir, "motionmae", out)
+    export(run_dir, "hf", out, overwrite=True)
+    with pytest.raises(ValueError, match="format must be one of"):
+        export(run_dir, "onnx", tmp_path / "x")
+
+
+def test_official_checkpoint_converted_to_motionmae(tmp_path):
+    sd = official_state_dict("pretrain", dim=192, depth=1, pos="buffer")
+    torch.save({"model": sd}, tmp_path / "videomae.pth")
+    out = export(tmp_path / "videomae.pth", "motionmae", tmp_path / "converted")
+    clip = _clip(batch=1)
+    with torch.no_grad():
+        torch.testing.assert_close(motionmae.load_encoder(out)(clip),
+                                   reference_encoder(sd, clip, heads=3), atol=1e-5, rtol=1e-5)
+    assert "Converted from a videomae checkpoint" in (out / "README.md").read_text()
+
+    finetuned = official_state_dict("finetune", dim=192, depth=1, pos="buffer")
+    torch.save({"model": finetuned}, tmp_path / "finetuned.pth")
+    with pytest.raises(InteropError, match="export it as 'hf'"):
+        export(tmp_path / "finetuned.pth", "motionmae", tmp_path / "converted2")
+    out = export(tmp_path / "finetuned.pth", "hf", tmp_path / "converted3")
+    assert json.loads((out / "config.json").read_text())["use_mean_pooling"] is True
+    transformers = pytest.importorskip("transformers")
+    model = transformers.VideoMAEModel.from_pretrained(out).eval()  # no final layernorm
+    with torch.no_grad():
+        torch.testing.assert_close(model(clip.transpose(1, 2)).last_hidden_state,
+                                   reference_encoder(finetuned, clip, heads=3, prefix=""), **TOL)
