@@ -104,6 +104,16 @@ def _add_tracks(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_tracks)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a checkpoint as a motionmae or Hugging Face folder")
+    p.add_argument("--checkpoint", required=True,
+                   help="run folder, checkpoint, exported/HF folder or official VideoMAE .pth")
+    p.add_argument("--format", choices=["motionmae", "hf"], default="motionmae")
+    p.add_argument("--out", required=True, type=Path, help="output folder (must not hold a model)")
+    p.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+    p.set_defaults(handler=cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionmae",
@@ -113,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_pretrain, _add_features, _add_probe, _add_report,
-                _add_tracks):
+                _add_tracks, _add_export):
         add(sub)
     return parser
 
@@ -182,14 +192,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _features(args: argparse.Namespace, list_path: str, pool: bool = True):
-    from motionmae.api import encoder_from_checkpoint
     from motionmae.evaluate import eval_data_config, list_features
-    from motionmae.train.checkpoint import resolve_checkpoint
+    from motionmae.interop import load_any_encoder
     from motionmae.train.loop import resolve_device
 
-    checkpoint = resolve_checkpoint(args.checkpoint)
     device = resolve_device(args.device)
-    encoder, description = encoder_from_checkpoint(checkpoint, device)
+    encoder, description = load_any_encoder(args.checkpoint, device)
     data = eval_data_config(description, workers=args.workers, test_clips=args.clips,
                             test_crops=args.crops)
     return list_features(encoder, list_path, data, args.batch_size, device, args.precision,
@@ -288,6 +296,14 @@ def cmd_tracks(args: argparse.Namespace) -> int:
         write_video(args.draw, draw_tracks(frames, tracks, visible, tail=8),
                     fps=info.fps / args.stride if info.fps else 8.0)
         log.info("drawn tracks -> %s", args.draw)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from motionmae.interop import export
+
+    folder = export(args.checkpoint, args.format, args.out, overwrite=args.overwrite)
+    print(f"exported ({args.format}) to {folder}")
     return 0
 
 

@@ -20,7 +20,9 @@ PROBES = ("linear", "knn", "attentive")
 def eval_data_config(description: dict, **overrides) -> DataConfig:
     """The evaluation data settings of a checkpoint: the clip geometry and normalisation it was
     trained with, plus ``overrides`` (e.g. ``test_clips``)."""
-    saved = description.get("config", {}).get("data", {})
+    # The training config's data section, else the description's own (foreign checkpoints
+    # carry their normalisation there).
+    saved = {**description.get("data", {}), **description.get("config", {}).get("data", {})}
     grid = description["grid"]
     keep = {k: saved[k] for k in ("stride", "mean", "std", "on_error") if k in saved}
     data = from_dict(DataConfig, keep, "data")
