@@ -8,8 +8,23 @@ dense DIS/Farneback flow, optional camera-motion compensation) and ``"cotracker"
 (CoTracker3 adapter; bring your own code base and checkpoint).
 
 >>> tracks, visible = track(frames, grid_queries(224, 224, 14))  # doctest: +SKIP
+
+Training-time tracks: :class:`TracksHook` (a data sample hook) tracks the patch centres of each
+augmented clip online, or interpolates them from the offline :class:`TrackCache` (dense-grid
+tracks of ``cache_clips`` clips per video, filled by :func:`extract_tracks`; training clips are
+then drawn with :func:`sample_cached_clip`).
 """
 
+from typing import TYPE_CHECKING, Any
+
+from .cache import (
+    CachedTracks,
+    CacheSettings,
+    TrackCache,
+    cached_clip_indices,
+    cached_clip_starts,
+    sample_cached_clip,
+)
 from .camera import (
     CameraConfig,
     cumulative_homographies,
@@ -29,17 +44,40 @@ from .protocol import (
 )
 from .registry import TRACKERS, make_tracker, track
 
+if TYPE_CHECKING:
+    from .extract import ExtractStats, extract_tracks
+    from .hooks import TracksHook
+
+# Lazy: these import torch / the data package; ``import motionmae.motion`` stays light.
+_LAZY = {"TracksHook": "hooks", "extract_tracks": "extract", "ExtractStats": "extract"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "TRACKERS",
+    "CacheSettings",
+    "CachedTracks",
     "CameraConfig",
     "CoTrackerConfig",
     "CoTrackerTracker",
+    "ExtractStats",
     "FlowConfig",
     "FlowTracker",
     "LKConfig",
     "LKTracker",
     "PointTracker",
+    "TrackCache",
+    "TracksHook",
     "average_jaccard",
+    "cached_clip_indices",
+    "cached_clip_starts",
     "chain_dense_grid",
     "chain_flow",
     "cumulative_homographies",
@@ -47,12 +85,14 @@ __all__ = [
     "dense_flow",
     "estimate_camera_motion",
     "estimate_homography",
+    "extract_tracks",
     "grid_queries",
     "make_tracker",
     "median_epe",
     "occlusion_accuracy",
     "patch_center_queries",
     "patch_grid_queries",
+    "sample_cached_clip",
     "tapvid_metrics",
     "track",
     "track_flow",

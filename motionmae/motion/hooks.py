@@ -1,0 +1,204 @@
+"""``TracksHook``: point tracks of the patch centres, per sample, in the loader workers.
+
+The TrackMAE target and motion-aware masking need, for every sample, the tracks of the
+``N = (S // patch) ** 2`` patch centres of clip frame 0 through the ``T`` clip frames, in
+pixels of the clip the model sees (after crop, resize and flip). :class:`TracksHook` makes
+them either
+
+* **online**: the tracker runs on ``HookInput.frames``, the very uint8 frames the model sees
+  (so a flip or a crop is seen by the tracker as by the model); or
+* **from the cache** (:class:`~motionmae.motion.cache.TrackCache`): when the sample's clip is
+  a cached clip (same first frame; see :meth:`CachedTracks.find_clip`), the patch centres
+  are mapped back to decoded pixels through the inverse of the sample's geometry, their
+  tracks are interpolated bilinearly from the cached dense grid's tracks (visible when all 4
+  grid neighbours are), and mapped forward to clip pixels with
+  :func:`~motionmae.data.transforms.transform_points` (crop, resize, flip). Points outside
+  the grid's hull or outside the clip frame are not visible, as an online tracker would
+  report a point that left its frame. A miss (no entry, clip not cached) tracks online and
+  is counted in :attr:`TracksHook.stats` (per worker process).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from motionmae.data.transforms import transform_points
+from motionmae.data.video import output_size
+
+from .cache import CacheSettings, TrackCache, interpolate_grid_tracks
+from .protocol import PointTracker, in_frame, patch_center_queries
+from .registry import make_tracker
+
+if TYPE_CHECKING:
+    from motionmae.data.hooks import HookInput
+    from motionmae.data.transforms import Geometry
+
+    from .cache import CachedTracks
+
+__all__ = ["HookStats", "TracksHook", "cached_tracks_for_geometry"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class HookStats:
+    """Where a :class:`TracksHook`'s tracks came from (counts in this process).
+
+    Attributes:
+        cached: samples served from the cache.
+        no_entry: cache misses because the video has no valid entry.
+        clip_not_cached: cache misses because the sample's clip is not a cached one.
+        online: samples tracked online (misses, plus every sample when there is no cache).
+    """
+
+    cached: int = 0
+    no_entry: int = 0
+    clip_not_cached: int = 0
+    online: int = 0
+
+    @property
+    def misses(self) -> int:
+        return self.no_entry + self.clip_not_cached
+
+
+class TracksHook:
+    """Sample hook adding ``tracks`` float32 ``[T, N, 2]`` (x, y clip pixels) and
+    ``track_visible`` bool ``[T, N]`` for the ``N = (S // patch) ** 2`` patch centres of clip
+    frame 0, in :func:`~motionmae.motion.protocol.patch_center_queries` ``(S, S, patch)``
+    order (ViT token order).
+
+    Args:
+        patch: patch side of the model, pixels.
+        tracker: backend name for online tracking (see :func:`make_tracker`).
+        cache: a track cache to read first; its tracker and settings must be this hook's.
+        tracker_settings: backend settings (fields of its config dataclass).
+        decode_size: short side, pixels, at which the dataset decodes the frames the
+            geometry's crop box refers to; default: the cache's ``decode_size``.
+        min_visible_weight: visibility rule of cached tracks, see
+            :func:`~motionmae.motion.cache.interpolate_grid_tracks` (``None``: a point is
+            visible when all 4 grid neighbours are).
+
+    Picklable; the tracker is built lazily in each worker process.
+    """
+
+    needs_dense_frames = False
+
+    def __init__(self, patch: int, tracker: str = "lk", cache: TrackCache | None = None,
+                 tracker_settings: dict[str, Any] | None = None,
+                 decode_size: int | None = None,
+                 min_visible_weight: float | None = None) -> None:
+        if patch < 1:
+            raise ValueError(f"patch must be >= 1, got {patch}")
+        self.patch = patch
+        self.tracker = tracker
+        self.tracker_settings = dict(tracker_settings or {})
+        self.cache = cache
+        # Validates the name and settings now, without building the tracker (CoTracker
+        # would load its checkpoint in the main process).
+        ours = CacheSettings(tracker=tracker, tracker_settings=self.tracker_settings)
+        if cache is not None and (ours.tracker, ours.tracker_settings) != (
+                cache.settings.tracker, cache.settings.tracker_settings):
+            raise ValueError(
+                f"TracksHook: tracker {tracker!r} {ours.tracker_settings} differs from the "
+                f"cache's {cache.settings.tracker!r} {cache.settings.tracker_settings}: "
+                "cached and online tracks would come from different trackers")
+        self.min_visible_weight = min_visible_weight
+        self.decode_size = decode_size or (cache.settings.decode_size if cache else None)
+        self.stats = HookStats()
+        self._tracker: PointTracker | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_tracker"] = None  # rebuilt in the worker
+        return state
+
+    def __repr__(self) -> str:
+        return (f"TracksHook(patch={self.patch}, tracker={self.tracker!r}, "
+                f"cache={self.cache!r})")
+
+    def _get_tracker(self) -> PointTracker:
+        if self._tracker is None:
+            self._tracker = make_tracker(self.tracker, **dict(self.tracker_settings))
+        return self._tracker
+
+    # -- the hook --------------------------------------------------------------------------
+
+    def __call__(self, sample: HookInput) -> dict[str, torch.Tensor]:
+        frames = np.asarray(sample.frames)
+        height, width = frames.shape[1:3]
+        queries = patch_center_queries(height, width, self.patch)  # [N, 3] (t, x, y)
+        result = self._from_cache(sample, queries[:, 1:]) if self.cache is not None else None
+        if result is None:
+            self.stats.online += 1
+            tracks, visible = self._get_tracker().track(frames, queries)
+        else:
+            self.stats.cached += 1
+            tracks, visible = result
+        return {"tracks": torch.from_numpy(np.ascontiguousarray(tracks, np.float32)),
+                "track_visible": torch.from_numpy(np.ascontiguousarray(visible, bool))}
+
+    def _from_cache(self, sample: HookInput,
+                    points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        assert self.cache is not None
+        entry = self.cache.get(sample.entry.path)
+        if entry is None:
+            self.stats.no_entry += 1
+            logger.debug("track cache miss (no entry): %s", sample.entry.path)
+            return None
+        match = entry.find_clip(sample.frame_indices)
+        if match is None:
+            self.stats.clip_not_cached += 1
+            logger.debug("track cache miss (clip %s not cached): %s",
+                         np.asarray(sample.frame_indices).tolist(), sample.entry.path)
+            return None
+        clip, rows = match
+        out_hw = tuple(np.asarray(sample.frames).shape[1:3])
+        return cached_tracks_for_geometry(entry, clip, rows, points, sample.geometry, out_hw,
+                                          self.decode_size, self.min_visible_weight)
+
+
+def cached_tracks_for_geometry(entry: CachedTracks, clip: int, rows: np.ndarray,
+                               points: np.ndarray, geometry: Geometry, out_hw: tuple[int, int],
+                               decode_size: int | None, min_visible_weight: float | None = None
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """Tracks of clip-pixel query points from a cached clip, for one sample geometry.
+
+    Args:
+        entry: the video's cached tracks.
+        clip, rows: the cached clip and its frames (``[T]``) making the sample's clip.
+        points: ``[N, 2]`` (x, y) query positions in clip pixels at clip frame 0.
+        geometry: the sample's crop box (in frames decoded at ``decode_size``), size, flip.
+        out_hw: the clip's ``(height, width)``, pixels.
+        decode_size: the dataset's decode short side (``None``: the cache's frame size).
+        min_visible_weight: see :func:`~motionmae.motion.cache.interpolate_grid_tracks`.
+
+    Returns:
+        ``(tracks [T, N, 2] float32 clip pixels, visible [T, N] bool)``.
+    """
+    out_h, out_w = out_hw
+    box = geometry.box
+    cache_h, cache_w = entry.frame_size
+    if decode_size is None:
+        dec_h, dec_w = cache_h, cache_w
+    else:
+        dec_h, dec_w = output_size(entry.source_size[0], entry.source_size[1], decode_size)
+    to_cache = np.array([cache_w / dec_w, cache_h / dec_h])
+    # clip pixels -> decoded pixels (inverse of transform_points) -> cache pixels
+    pts = np.asarray(points, np.float64).copy()
+    if geometry.flip:
+        pts[:, 0] = (out_w - 1) - pts[:, 0]
+    decoded = (pts + 0.5) * np.array([box.width / out_w, box.height / out_h]) \
+        - 0.5 + np.array([box.x, box.y])
+    in_cache = (decoded + 0.5) * to_cache - 0.5
+    tracks, visible = interpolate_grid_tracks(entry.tracks[clip][rows], entry.visible[clip][rows],
+                                              entry.grid_x, entry.grid_y, in_cache,
+                                              min_visible_weight)
+    decoded_tracks = (tracks + 0.5) / to_cache - 0.5
+    clip_tracks = transform_points(decoded_tracks, box, (out_h, out_w), geometry.flip)
+    visible &= in_frame(clip_tracks, out_h, out_w)
+    return clip_tracks.astype(np.float32), visible
