@@ -114,6 +114,18 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_export)
 
 
+def _add_extract_tracks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract-tracks", help="fill the track cache for a list of videos")
+    p.add_argument("--data", required=True, help="list file of videos")
+    p.add_argument("--cache", required=True, help="track cache folder")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--shard", default="0/1", help="i/n: this process takes videos i, i+n, ...")
+    p.add_argument("--config", help="the pretraining config the tracks are for (clip frames, "
+                   "stride, size, tracker and cache_clips must match training)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=cmd_extract_tracks)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionmae",
@@ -123,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_pretrain, _add_features, _add_probe, _add_report,
-                _add_tracks, _add_export):
+                _add_tracks, _add_export, _add_extract_tracks):
         add(sub)
     return parser
 
@@ -305,6 +317,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     folder = export(args.checkpoint, args.format, args.out, overwrite=args.overwrite)
     print(f"exported ({args.format}) to {folder}")
     return 0
+
+
+def cmd_extract_tracks(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from motionmae.config import PretrainConfig, load_config
+    from motionmae.data import read_video_list
+    from motionmae.motion import TrackCache, extract_tracks
+    from motionmae.train.pretrain import track_cache_settings
+
+    try:
+        index, count = (int(x) for x in args.shard.split("/"))
+        if not 0 <= index < count:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"motionmae extract-tracks: --shard must be i/n with 0 <= i < n, "
+                         f"got {args.shard!r}") from None
+    cfg = load_config(PretrainConfig, args.config,
+                      [f"data.train={args.data}", f"tracking.cache={args.cache}", *args.set])
+    cache = TrackCache(Path(args.cache), track_cache_settings(cfg))
+    videos = [entry.path for entry in read_video_list(args.data).entries]
+    bar = tqdm(total=len(videos) // count + 1, desc=f"tracks {index}/{count}", unit="video")
+
+    def on_progress(completed: int, total: int, video: object, status: str) -> None:
+        bar.total = total
+        bar.update(completed - bar.n)
+
+    try:
+        stats = extract_tracks(videos, cache, workers=args.workers, shard=(index, count),
+                               on_progress=on_progress)
+    finally:
+        bar.close()
+    print(f"{stats.done} tracked, {stats.skipped_existing} already cached, "
+          f"{len(stats.failed)} failed ({stats.seconds:.1f}s)")
+    for video, reason in stats.failed:
+        print(f"  failed: {video}: {reason}", file=sys.stderr)
+    return 1 if stats.failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -71,6 +71,9 @@ class VideoDataset(Dataset):
             ``config.size``); crops are taken at this resolution, then resized to ``size``.
         decode_threads: decoder threads per video (1: the fastest inside workers).
         max_bad: with ``on_error="skip"``, how many bad videos in a row before giving up.
+        clip_sampler: ``(num_frames, rng=) -> [frames]`` source indices of one training
+            clip, replacing the uniform random start (e.g. the track cache's
+            ``sample_cached_clip``, which only draws clips whose tracks are cached).
 
     Each item (``dataset[i]``) is a sample dict, or a list of ``num_views`` of them when
     ``num_views > 1`` (training: ``config.num_sample`` clips of one decode; evaluation: the
@@ -100,6 +103,7 @@ class VideoDataset(Dataset):
         decode_size: int | None = None,
         decode_threads: int = 1,
         max_bad: int = 20,
+        clip_sampler: Callable[..., np.ndarray] | None = None,
     ) -> None:
         config.validate()
         if len(videos) == 0:
@@ -113,6 +117,7 @@ class VideoDataset(Dataset):
         self.decode_size = decode_size or config.size
         self.decode_threads = decode_threads
         self.max_bad = max_bad
+        self.clip_sampler = clip_sampler
         self._epoch = torch.zeros((), dtype=torch.int64)
         try:
             self._epoch.share_memory_()
@@ -188,7 +193,10 @@ class VideoDataset(Dataset):
         cfg = self.config
         with VideoReader(entry.path, threads=self.decode_threads) as reader:
             info = reader.info
-            if train:
+            if train and self.clip_sampler is not None:
+                clips = np.stack([self.clip_sampler(info.num_frames, rng=rng)
+                                  for _ in range(cfg.num_sample)])
+            elif train:
                 clips = multi_clip_indices(info.num_frames, cfg.frames, cfg.stride, rng,
                                            cfg.num_sample)
             else:

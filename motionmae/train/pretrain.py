@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,8 @@ from motionmae.config import PretrainConfig, to_dict
 from motionmae.data import VideoDataset, build_loader, read_video_list
 from motionmae.masking import build_mask_generator
 from motionmae.models import MaskedVideoModel
+from motionmae.motion.cache import CacheSettings, TrackCache, sample_cached_clip
+from motionmae.motion.hooks import TracksHook
 from motionmae.targets import build_targets, masked_mse
 from motionmae.tokens import TokenGrid, mask_to_indices
 from motionmae.train.distributed import DistInfo
@@ -36,14 +39,24 @@ def token_grid(cfg: PretrainConfig) -> TokenGrid:
     )
 
 
+def track_cache_settings(cfg: PretrainConfig) -> CacheSettings:
+    """The cache settings (part of every cache key) that match this config's clips; the same
+    for ``motionmae extract-tracks`` and for training."""
+    return CacheSettings(tracker=cfg.tracking.tracker, decode_size=cfg.data.size,
+                         frames=cfg.data.frames, stride=cfg.data.stride,
+                         cache_clips=cfg.tracking.cache_clips)
+
+
 def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
     """The loader-worker hooks the configured targets and masking need: point tracks of the
     patch-centre grid (TrackMAE target, motion-aware masking) and M3Video trajectories."""
     hooks: list = []
     if cfg.needs_tracks:
-        from motionmae.motion.hooks import TracksHook
-
-        hooks.append(TracksHook(patch=grid.patch, tracker=cfg.tracking.tracker))
+        cache = None
+        if cfg.tracking.cache is not None:
+            cache = TrackCache(Path(cfg.tracking.cache), track_cache_settings(cfg))
+        hooks.append(TracksHook(patch=grid.patch, tracker=cfg.tracking.tracker, cache=cache,
+                                decode_size=cfg.data.size))
     if "m3traj" in cfg.targets.names:
         from motionmae.targets.m3traj import M3TrajHook
 
@@ -116,8 +129,15 @@ def pretrain(
     videos = read_video_list(cfg.data.train)
     torch.manual_seed(cfg.run.seed)  # model initialisation
     task = PretrainTask(cfg)
+    clip_sampler = None
+    if cfg.needs_tracks and cfg.tracking.cache is not None:
+        # Training clips start where tracks are cached (crop and flip stay fully random).
+        clip_sampler = functools.partial(
+            sample_cached_clip, frames=cfg.data.frames, stride=cfg.data.stride,
+            cache_clips=cfg.tracking.cache_clips)
     dataset = VideoDataset(videos, cfg.data, train=True, seed=cfg.run.seed,
-                           sample_hooks=build_sample_hooks(cfg, task.grid))
+                           sample_hooks=build_sample_hooks(cfg, task.grid),
+                           clip_sampler=clip_sampler)
     out_dir = Path(cfg.run.out)
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
