@@ -55,7 +55,7 @@ class DemoResult:
 
 
 def demo_pretrain_config(cfg: DemoConfig, train_list: Path) -> PretrainConfig:
-    """Tiny ViT, 16 frames at 112 px, tube masking 0.9, pixel target."""
+    """Tiny ViT, 16 frames at 112 px, tube masking 0.9, pixel + point-track targets."""
     base = {
         "model": {"size": "tiny", "decoder_depth": 2},
         "data": {
@@ -70,6 +70,9 @@ def demo_pretrain_config(cfg: DemoConfig, train_list: Path) -> PretrainConfig:
             "workers": 1,
         },
         "masking": {"kind": "tube", "ratio": 0.9},
+        # Pixels plus TrackMAE trajectories. "scale" keeps each patch's mean motion, which
+        # is exactly what tells these classes apart ("patch" z-scoring would remove it).
+        "targets": {"names": ["pixel", "tracks"], "tracks": {"norm": "scale", "scale": 4.0}},
         "optim": {"lr": 5e-4, "warmup_fraction": 0.1, "clip_grad": 1.0},
         "run": {
             "out": str(cfg.out),
