@@ -15,7 +15,6 @@ data list, steps), from the checkpoint's ``config.json`` and training state.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -27,6 +26,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from motionmae import __version__
+from motionmae.fileio import sha256_file
 from motionmae.interop.auto import detect_format, load_any_encoder
 from motionmae.interop.common import InteropError
 from motionmae.interop.huggingface import export_huggingface
@@ -103,18 +103,10 @@ def export(
 # motionmae folders
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_config(out: Path, description: dict[str, Any], step: int) -> None:
     """``config.json`` and a ``manifest.json`` over it and the weights (checked on load)."""
     (out / CONFIG).write_text(json.dumps(description, indent=2, sort_keys=True))
-    files = {name: {"size": (out / name).stat().st_size, "sha256": _sha256(out / name)}
+    files = {name: {"size": (out / name).stat().st_size, "sha256": sha256_file(out / name)}
              for name in (WEIGHTS, CONFIG)}
     (out / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=2))
 

@@ -54,7 +54,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -63,6 +62,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from motionmae.fileio import atomic_write_bytes
 
 from .registry import TRACKERS
 
@@ -559,7 +560,7 @@ class TrackCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
-        _atomic_write(path, buffer.getvalue())
+        atomic_write_bytes(path, buffer.getvalue())
         if not self._settings_written:
             self._write_settings()
         return path
@@ -580,26 +581,7 @@ class TrackCache:
         if known.get(fingerprint) != self.settings.to_dict():
             known[fingerprint] = self.settings.to_dict()
             text = json.dumps(known, indent=2, sort_keys=True) + "\n"
-            _atomic_write(path, text.encode("utf-8"))
+            atomic_write_bytes(path, text.encode("utf-8"))
         self._settings_written = True
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a same-folder temp file, fsync, ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # persist the rename itself
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

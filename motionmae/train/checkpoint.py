@@ -16,7 +16,6 @@ would read: on load every file is checked against the manifest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from motionmae.fileio import atomic_write_bytes, fsync_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -69,44 +70,14 @@ class Checkpoint:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_file(path: Path) -> None:
     with path.open("rb+") as handle:
         os.fsync(handle.fileno())
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` by temp file + fsync + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    """Write ``text`` to ``path`` atomically (see :func:`motionmae.fileio.atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def verify(folder: Path) -> None:
@@ -122,7 +93,7 @@ def verify(folder: Path) -> None:
         file = folder / name
         if not file.is_file():
             raise CheckpointError(f"{folder}: {name} is missing")
-        if file.stat().st_size != entry["size"] or _sha256(file) != entry["sha256"]:
+        if file.stat().st_size != entry["size"] or sha256_file(file) != entry["sha256"]:
             raise CheckpointError(f"{folder}: {name} does not match its checksum (corrupt)")
 
 
@@ -153,14 +124,14 @@ def save_checkpoint(
         files = {}
         for file in sorted(tmp.iterdir()):
             _fsync_file(file)
-            files[file.name] = {"size": file.stat().st_size, "sha256": _sha256(file)}
+            files[file.name] = {"size": file.stat().st_size, "sha256": sha256_file(file)}
         (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=2))
         _fsync_file(tmp / MANIFEST)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
