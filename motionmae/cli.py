@@ -184,20 +184,25 @@ def pretrain_overrides(args: argparse.Namespace) -> list[str]:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from motionmae.config import PretrainConfig, load_config
-    from motionmae.train.distributed import dist_from_env
+    from motionmae.train.distributed import destroy_distributed, init_distributed
+    from motionmae.train.loop import TrainingInterrupted
     from motionmae.train.pretrain import pretrain
 
     cfg = load_config(PretrainConfig, args.config, pretrain_overrides(args))
     if cfg.run.steps is None and cfg.run.epochs is None:
         cfg.run.steps = 1000
         log.info("neither --steps nor --epochs given: training for %d steps", cfg.run.steps)
-    dist = dist_from_env()
+    dist = init_distributed()
     on_log, close = _progress(cfg.run.steps or 0, "pretrain") if dist.is_main else (None, None)
     try:
         result = pretrain(cfg, resume=args.resume, dist=dist, on_log=on_log)
+    except TrainingInterrupted as stopped:
+        log.warning("%s", stopped)
+        return 143  # 128 + SIGTERM: a scheduler sees the job was preempted
     finally:
         if close is not None:
             close()
+        destroy_distributed()
     log.info("done: %d steps, checkpoints in %s", result.state.step,
              Path(cfg.run.out) / "checkpoints")
     return 0

@@ -65,3 +65,29 @@ def average_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, 
     tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
     torch_dist.all_reduce(tensor)
     return dict(zip(keys, (tensor / info.world_size).tolist(), strict=True))
+
+
+def sum_across_ranks(value: float, info: DistInfo) -> float:
+    """Sum of ``value`` over ranks (one collective); identity for a single process."""
+    if not info.enabled:
+        return value
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    torch_dist.all_reduce(tensor)
+    return float(tensor.item())
+
+
+def any_across_ranks(flag: bool, info: DistInfo) -> bool:
+    """True on every rank if ``flag`` is true on any (one collective); ``flag`` for a single
+    process."""
+    if not info.enabled:
+        return flag
+    return sum_across_ranks(1.0 if flag else 0.0, info) > 0
+
+
+def destroy_distributed() -> None:
+    """Leave the process group, if one was joined."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()

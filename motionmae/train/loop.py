@@ -6,8 +6,20 @@ schedule, non-finite steps, metrics, checkpoints and exact resume.
 
 Exact resume: the data order comes from ``(seed, epoch)`` (:class:`EpochSampler`), each sample's
 augmentation from ``(seed, epoch, index)`` (the dataset), and each step's masks and module
-randomness from ``(seed, step)``. A checkpoint stores the step, the position in the epoch and
+randomness from ``(seed, step, rank)``. A checkpoint stores the step, the position in the epoch and
 the optimizer, so a resumed run computes the same steps an uninterrupted one would.
+
+Data-parallel runs (``torchrun``): each rank takes every ``world_size``-th sample of the epoch's
+permutation, so one step of ``R`` ranks x batch ``B`` consumes the same samples as one step of
+a single process with batch ``R * B``, and DDP averages the gradients (the global batch, and so
+the learning rate, is ``R * B * accum_steps``). Masks and module randomness are seeded per
+*(step, micro-batch, rank)*: ranks draw different masks for their halves, so a 2-rank run
+matches a 1-process run on samples, gradients and schedule but not on the exact masks (rank 0
+keeps the single-process seeds). Only rank 0 writes metrics and checkpoints.
+
+Preemption: ``SIGTERM`` (installed in the main thread for the run, then restored) makes the
+loop finish the current step, save a checkpoint and raise :class:`TrainingInterrupted`; all
+ranks agree on the stop step. ``--resume`` continues from that checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +45,12 @@ from motionmae.train.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from motionmae.train.distributed import DistInfo, average_across_ranks
+from motionmae.train.distributed import (
+    DistInfo,
+    any_across_ranks,
+    average_across_ranks,
+    sum_across_ranks,
+)
 from motionmae.train.optim import build_optimizer, lr_at, set_lr
 from motionmae.train.sampler import EpochSampler
 
@@ -66,6 +85,16 @@ class NonFiniteLossError(RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
 
+class TrainingInterrupted(RuntimeError):
+    """The run received ``SIGTERM``: it saved a checkpoint at ``step`` and stopped."""
+
+    def __init__(self, step: int, out_dir: Path) -> None:
+        super().__init__(f"interrupted by SIGTERM: checkpoint saved at step {step} under "
+                         f"{out_dir / 'checkpoints'}; continue with --resume")
+        self.step = step
+        self.out_dir = out_dir
+
+
 @dataclass
 class TrainState:
     """Where a run is: saved in every checkpoint."""
@@ -90,8 +119,44 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _step_seed(seed: int, step: int, micro: int = 0) -> int:
-    return (seed * 1_000_003 + step * 101 + micro) % (2**63 - 1)
+def _step_seed(seed: int, step: int, micro: int = 0, rank: int = 0) -> int:
+    # Rank 0 keeps the single-process seeds; other ranks are offset far apart.
+    return (seed * 1_000_003 + step * 101 + micro + rank * 1_000_000_007) % (2**63 - 1)
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[threading.Event]:
+    """An event set by ``SIGTERM`` while the block runs (main thread only; the previous handler
+    is restored afterwards). Elsewhere the event is never set."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop records after ``step`` (and a torn last line) left by a run that died after
+    logging but before checkpointing, so a resumed run's log has each step once."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line)
+    path.write_text("".join(f"{line}\n" for line in kept))
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -178,15 +243,30 @@ def train(
         optimizer.load_state_dict(saved["optimizer"])
         state = TrainState(**saved["train_state"])
         log.info("resumed from %s at step %d", checkpoint.path, state.step)
+    metrics_path = out_dir / "metrics.jsonl"
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         _check_writable(out_dir)
+        if resume:
+            _trim_metrics(metrics_path, state.step)
     dist.barrier()
 
-    metrics_path = out_dir / "metrics.jsonl"
     history: list[dict[str, float]] = []
 
+    pending_bad_videos = 0  # this rank's, since the last log / checkpoint
+
+    def flush_bad_videos() -> None:
+        # Collective: every rank calls it at the same steps.
+        nonlocal pending_bad_videos
+        state.bad_videos += int(sum_across_ranks(float(pending_bad_videos), dist))
+        pending_bad_videos = 0
+
+    saved_step = -1
+
     def save() -> None:
+        nonlocal saved_step
+        flush_bad_videos()
+        saved_step = state.step
         if not dist.is_main:
             return
         save_checkpoint(
@@ -223,23 +303,30 @@ def train(
     )
     stream = batches()
     sums: dict[str, torch.Tensor] = {}
-    consecutive_bad = 0
+    # Trailing run of skipped steps, kept on the device (no host sync per step).
+    consecutive_bad = torch.zeros((), device=device)
+    step_indices: list[torch.Tensor] = []
     window_start, window_clips, window_steps = time.perf_counter(), 0, 0
     log_file = metrics_path.open("a") if dist.is_main else None
+    signals = contextlib.ExitStack()
+    stop = signals.enter_context(_stop_on_sigterm())
     try:
         while state.step < total_steps:
             lr = lr_at(state.step, total_steps, peak_lr, optim.min_lr, warmup)
             set_lr(optimizer, lr)
-            torch.manual_seed(_step_seed(run.seed, state.step))
+            torch.manual_seed(_step_seed(run.seed, state.step, rank=dist.rank))
             loss_total = torch.zeros((), device=device)
-            batch_bad_videos = 0
+            step_indices.clear()
             for micro in range(optim.accum_steps):
                 last_micro = micro == optim.accum_steps - 1
                 batch = next(stream)
                 # Counted on the loader's CPU tensor: no device sync.
-                batch_bad_videos += int(batch.pop("bad_videos", torch.zeros(1)).sum())
+                pending_bad_videos += int(batch.pop("bad_videos", torch.zeros(1)).sum())
+                if isinstance(batch.get("index"), torch.Tensor):
+                    step_indices.append(batch["index"])
                 batch = _to_device(batch, device)
-                generator = torch.Generator().manual_seed(_step_seed(run.seed, state.step, micro))
+                generator = torch.Generator().manual_seed(
+                    _step_seed(run.seed, state.step, micro, dist.rank))
                 # Gradients are all-reduced once per optimizer step, on the last micro-batch.
                 sync = (
                     step_model.no_sync()
@@ -275,7 +362,7 @@ def train(
             sums["loss"] = sums.get("loss", 0) + torch.nan_to_num(loss_total, nan=0.0)
             sums["grad_norm"] = sums.get("grad_norm", 0) + torch.nan_to_num(grad_norm, nan=0.0)
             sums["bad"] = sums.get("bad", 0) + found_inf
-            state.bad_videos += batch_bad_videos
+            consecutive_bad = (consecutive_bad + 1) * found_inf
             state.step += 1
             window_clips += run.batch_size * optim.accum_steps * dist.world_size
             window_steps += 1
@@ -284,7 +371,7 @@ def train(
             if state.step % run.log_every == 0 or state.step == total_steps:
                 bad = int(sums.pop("bad"))
                 state.skipped_steps += bad
-                consecutive_bad = consecutive_bad + bad if bad == window_steps else bad
+                flush_bad_videos()
                 good = max(1, window_steps - bad)
                 elapsed = time.perf_counter() - window_start
                 means = average_across_ranks({k: float(v) / good for k, v in sums.items()}, dist)
@@ -304,16 +391,29 @@ def train(
                     log_file.flush()
                     if on_log is not None:
                         on_log(record)
-                if consecutive_bad >= run.max_bad_steps:
+                streak = int(consecutive_bad)
+                if streak >= run.max_bad_steps:
+                    indices = torch.cat(step_indices).tolist() if step_indices else []
                     raise NonFiniteLossError(
-                        f"{consecutive_bad} consecutive steps up to step {state.step} had a "
-                        f"non-finite loss or gradient (run.max_bad_steps={run.max_bad_steps})"
+                        f"{streak} consecutive steps (steps {state.step - streak + 1} to "
+                        f"{state.step}) had a non-finite loss or gradient "
+                        f"(run.max_bad_steps={run.max_bad_steps}); the batch of step "
+                        f"{state.step} held videos {indices} (dataset indices, rank "
+                        f"{dist.rank})"
                     )
                 sums = {}
                 window_start, window_clips, window_steps = time.perf_counter(), 0, 0
             if state.step % run.ckpt_every == 0 or state.step == total_steps:
                 save()
+            # Every rank stops at the same step, even if SIGTERM reached them at different ones.
+            if any_across_ranks(stop.is_set(), dist):
+                log.warning("SIGTERM: saving a checkpoint at step %d and stopping", state.step)
+                if saved_step != state.step:
+                    save()
+                dist.barrier()
+                raise TrainingInterrupted(state.step, out_dir)
     finally:
+        signals.close()
         if log_file is not None:
             log_file.close()
     return TrainResult(state=state, out_dir=out_dir, history=history)

@@ -1,0 +1,150 @@
+"""Crashes and preemption: SIGKILL and SIGTERM mid-run, then ``--resume``; non-finite losses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from motionmae.config import PretrainConfig, load_config
+from motionmae.train.checkpoint import latest_checkpoint
+from motionmae.train.loop import NonFiniteLossError
+from motionmae.train.pretrain import PretrainTask, pretrain
+
+STEPS = 8
+
+# The CLI in a subprocess, each step slowed down (numerics unchanged) so the test can act
+# mid-run whatever the machine's speed.
+CHILD = """
+import sys, time
+from motionmae.cli import main
+from motionmae.train.pretrain import PretrainTask
+inner = PretrainTask.loss
+def slow(self, *args):
+    time.sleep(0.25)
+    return inner(self, *args)
+PretrainTask.loss = slow
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    from motionmae.data import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("crash-videos")
+    return make_synthetic_dataset(root, num_train=8, num_val=2, frames=8, size=32, seed=3)
+
+
+SETTINGS = ["data.frames=4", "data.stride=2", "data.size=32", "data.flip=false",
+            "data.workers=0", "model.depth=1", "model.decoder_depth=1", "run.batch_size=2",
+            "run.log_every=1", "optim.lr=1e-3", "optim.warmup_fraction=0.0",
+            f"run.steps={STEPS}"]
+
+
+def _config(videos, out, *extra: str) -> PretrainConfig:
+    return load_config(PretrainConfig, overrides=[
+        f"data.train={videos.train_list}", f"run.out={out}", *SETTINGS, *extra])
+
+
+@pytest.fixture(scope="module")
+def reference(videos, tmp_path_factory):
+    """The uninterrupted run's loss per step."""
+    out = tmp_path_factory.mktemp("reference")
+    pretrain(_config(videos, out))
+    return _losses(out)
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records]
+    assert steps == sorted(set(steps)), steps  # each step logged once
+    return {r["step"]: r["loss"] for r in records}
+
+
+def _start(videos, out: Path, *extra: str) -> subprocess.Popen:
+    sets = [arg for item in [*SETTINGS, *extra] for arg in ("--set", item)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, "pretrain", "--data", str(videos.train_list),
+         "--out", str(out), *sets],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_until(condition, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended early: {process.stderr.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("timed out waiting for the run")
+        time.sleep(0.02)
+
+
+def _latest_step(out: Path) -> int:
+    checkpoint = latest_checkpoint(out / "checkpoints") if (out / "checkpoints").exists() else None
+    return checkpoint.step if checkpoint is not None else 0
+
+
+def _assert_resume_matches(videos, out: Path, reference: dict[int, float]) -> None:
+    result = pretrain(_config(videos, out), resume=True)
+    assert result.state.step == STEPS
+    losses = _losses(out)
+    assert sorted(losses) == list(range(1, STEPS + 1))
+    for step, loss in reference.items():
+        assert losses[step] == pytest.approx(loss, rel=1e-5, abs=1e-6), step
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(videos, tmp_path, reference):
+    out = tmp_path / "killed"
+    process = _start(videos, out, "run.ckpt_every=1")
+    _wait_until(lambda: _latest_step(out) >= 2, process)
+    process.kill()  # SIGKILL: no handler, no cleanup
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert 2 <= _latest_step(out) < STEPS
+    _assert_resume_matches(videos, out, reference)
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues(videos, tmp_path, reference):
+    out = tmp_path / "preempted"
+    process = _start(videos, out, "run.ckpt_every=100")
+    metrics = out / "metrics.jsonl"
+    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 2,
+                process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 143, stderr[-3000:]
+    assert "interrupted by SIGTERM" in stderr
+    stopped = _latest_step(out)  # only the SIGTERM checkpoint can exist (ckpt_every=100)
+    assert 2 <= stopped < STEPS
+    assert len(metrics.read_text().splitlines()) == stopped
+    _assert_resume_matches(videos, out, reference)
+
+
+def test_non_finite_losses_stop_the_run_naming_the_step(videos, tmp_path, monkeypatch):
+    calls = []
+    inner = PretrainTask.loss
+
+    def nan_from_step_3(self, model, batch, generator):
+        calls.append(1)
+        loss, parts = inner(self, model, batch, generator)
+        return (loss * torch.nan if len(calls) >= 3 else loss), parts
+
+    monkeypatch.setattr(PretrainTask, "loss", nan_from_step_3)
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = _config(videos, tmp_path / "nan", "run.max_bad_steps=2")
+    with pytest.raises(NonFiniteLossError, match=r"steps 3 to 4\).*held videos \[\d+, \d+\]"):
+        pretrain(cfg)
+    assert signal.getsignal(signal.SIGTERM) is before  # the loop's handler was removed
+    records = [json.loads(x) for x in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped_steps"] for r in records] == [0, 0, 1, 2]
