@@ -126,6 +126,16 @@ def _add_extract_tracks(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_extract_tracks)
 
 
+def _add_visualize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("visualize", help="pictures of a pretrained model's masking and "
+                       "reconstruction (pixels, tracks) on one clip of a video")
+    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
+    p.add_argument("video", type=Path)
+    p.add_argument("--out", required=True, type=Path, help="output folder (PNGs, MP4s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the mask")
+    p.set_defaults(handler=cmd_visualize)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionmae",
@@ -135,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_pretrain, _add_features, _add_probe, _add_report,
-                _add_tracks, _add_export, _add_extract_tracks):
+                _add_tracks, _add_export, _add_extract_tracks, _add_visualize):
         add(sub)
     return parser
 
@@ -363,6 +373,15 @@ def cmd_extract_tracks(args: argparse.Namespace) -> int:
     for video, reason in stats.failed:
         print(f"  failed: {video}: {reason}", file=sys.stderr)
     return 1 if stats.failed else 0
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from motionmae.viz.reconstruct import visualize
+
+    written = visualize(args.checkpoint, args.video, args.out, seed=args.seed)
+    print(f"wrote {len(written)} files to {args.out}: "
+          f"{', '.join(p.name for p in written)}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 - :mod:`~motionmae.viz.draw`: tracks (GT vs predicted), masks, token heatmaps, labelled grids.
 - :mod:`~motionmae.viz.io`: PNG, MP4 (H.264) and GIF writers.
 - :mod:`~motionmae.viz.report`: ``RUN/report/index.html`` with training curves.
+- :mod:`~motionmae.viz.reconstruct`: what a checkpoint reconstructs on one clip.
 
 Attributes load lazily, so ``import motionmae.viz`` pulls in neither OpenCV nor matplotlib.
 """
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
         overlay_token_values,
     )
     from motionmae.viz.io import write_png, write_video
+    from motionmae.viz.reconstruct import visualize
     from motionmae.viz.report import build_report, report_main, summary
 
 _EXPORTS = {
@@ -36,6 +38,7 @@ _EXPORTS = {
     "build_report": "report",
     "report_main": "report",
     "summary": "report",
+    "visualize": "reconstruct",
 }
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "overlay_token_values",
     "report_main",
     "summary",
+    "visualize",
     "write_png",
     "write_video",
 ]
