@@ -424,11 +424,8 @@ def load_videomae_encoder(
     """
     weights = convert_official(read_state_dict(path), str(path))
     _log_parts(weights, str(path), mapped_head=False, mapped_decoder=False)
-    grid, pos = _plan_grid(weights, frames, size, source_frames, source_size)
-    cfg = model_config(weights.embed_dim, weights.depth,
-                       heads_for(weights.embed_dim, num_heads, HEADS_BY_DIM, "encoder"),
-                       weights.mlp_ratio, weights.tubelet, weights.patch)
-    encoder = _build_encoder(weights, VideoEncoder(cfg, grid), pos, str(path))
+    encoder, grid = _official_encoder(weights, str(path), frames, size, num_heads,
+                                      source_frames, source_size)
     return encoder.eval(), grid
 
 
@@ -453,11 +450,8 @@ def load_videomae_classifier(
                            "VideoMAE then classifies the first token, which motionmae does "
                            "not support")
     _log_parts(weights, str(path), mapped_head=True, mapped_decoder=False)
-    grid, pos = _plan_grid(weights, frames, size, source_frames, source_size)
-    cfg = model_config(weights.embed_dim, weights.depth,
-                       heads_for(weights.embed_dim, num_heads, HEADS_BY_DIM, "encoder"),
-                       weights.mlp_ratio, weights.tubelet, weights.patch)
-    encoder = _build_encoder(weights, VideoEncoder(cfg, grid), pos, str(path))
+    encoder, grid = _official_encoder(weights, str(path), frames, size, num_heads,
+                                      source_frames, source_size)
     model = VideoClassifier(encoder, num_classes=weights.head["head.weight"].shape[0])
     model.fc_norm.load_state_dict({"weight": weights.head["fc_norm.weight"],
                                    "bias": weights.head["fc_norm.bias"]})
@@ -508,6 +502,18 @@ def load_videomae_pretrain(
     _build_encoder(weights, model.encoder, pos, str(path))
     model.decoders["pixel"].load_state_dict(weights.decoder)
     return model.eval(), grid
+
+
+def _official_encoder(weights: OfficialWeights, source: str, frames: int | None,
+                      size: int | tuple[int, int] | None, num_heads: int | None,
+                      source_frames: int | None, source_size: int | tuple[int, int] | None
+                      ) -> tuple[VideoEncoder, TokenGrid]:
+    """The encoder an official checkpoint describes, for the requested clip geometry."""
+    grid, pos = _plan_grid(weights, frames, size, source_frames, source_size)
+    cfg = model_config(weights.embed_dim, weights.depth,
+                       heads_for(weights.embed_dim, num_heads, HEADS_BY_DIM, "encoder"),
+                       weights.mlp_ratio, weights.tubelet, weights.patch)
+    return _build_encoder(weights, VideoEncoder(cfg, grid), pos, source), grid
 
 
 def _log_parts(weights: OfficialWeights, source: str, mapped_head: bool,

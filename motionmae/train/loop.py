@@ -340,14 +340,15 @@ def train(
                 loss_total = loss_total + loss.detach() / optim.accum_steps
                 for name, value in parts.items():
                     sums[name] = sums.get(name, 0) + value.detach().float() / optim.accum_steps
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            with_grad = [p for p in model.parameters() if p.grad is not None]
+            grads = [p.grad for p in with_grad]
             grad_norm = torch.nn.utils.get_total_norm(grads)
             # From the all-reduced gradients, so every rank takes the same decision (a
             # non-finite loss anywhere makes the gradient non-finite everywhere).
             found_inf = (~torch.isfinite(grad_norm)).float()
             if optim.clip_grad is not None:
                 torch.nn.utils.clip_grads_with_norm_(
-                    [p for p in model.parameters() if p.grad is not None],
+                    with_grad,
                     optim.clip_grad,
                     torch.nan_to_num(grad_norm, nan=0.0, posinf=0.0),
                 )
