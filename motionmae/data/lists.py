@@ -10,14 +10,26 @@ path column):
 
 Relative paths are relative to the list file's folder. Labels are either all integers (kept)
 or class names, mapped to integers in sorted name order (``VideoList.classes``); the first
-label decides which. Either every entry has a label or none has. Errors name the file and
-line.
+label decides which. Either every entry has a label or none has. A video listed twice with the
+same label is kept once (the repeats are counted in one warning, so a sloppily merged list
+does not weigh some videos double); with different labels it is an error. Errors name the file
+and line.
+
+Integer labels can carry class names in a file beside the list, ``<list stem>.classes.txt``
+(one name per line, line ``i`` = class ``i``), which :func:`write_video_list` writes with
+``class_file=True``: unlike name labels, it keeps class ids that are not in sorted name order.
+
+Where a list file is expected, a dataset spec ``FORMAT:PATH[,key=value...]`` names a dataset in
+its released annotation format instead (Something-Something v2, Kinetics, UCF101, HMDB51,
+FineGym, Diving48: see :mod:`motionmae.data.formats`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
+import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +37,8 @@ from pathlib import Path
 
 PATH_COLUMNS = ("path", "video", "filename")
 LABEL_COLUMN = "label"
+
+logger = logging.getLogger(__name__)
 
 
 class ListFormatError(ValueError):
@@ -59,26 +73,67 @@ class VideoList:
 
 
 def read_video_list(path: str | Path) -> VideoList:
-    """Parse a plain or CSV list file (see the module docstring).
+    """Parse a plain or CSV list file (see the module docstring), or read a dataset spec
+    ``FORMAT:PATH[,key=value...]`` (:func:`motionmae.data.formats.read_dataset`, whose errors
+    it raises) when ``path`` is no existing file and has a ``FORMAT:`` prefix.
 
     Raises:
         ListFormatError: unreadable structure, bad or missing label, missing path column,
             or no entries; the message names ``path`` and the line number.
         FileNotFoundError: ``path`` does not exist.
     """
+    if not Path(path).exists():
+        # Imported here: the format readers build on this module.
+        from motionmae.data.formats import looks_like_spec, read_dataset
+
+        if looks_like_spec(str(path)):
+            return read_dataset(str(path))
     path = Path(path)
     text = path.read_text(encoding="utf-8-sig")
     rows = _read_csv(path, text) if _is_csv(path, text) else _read_plain(path, text)
     if not rows:
         raise ListFormatError(f"{path}: empty list (no video entries)")
-    return _build(path, rows)
+    videos = _build(path, rows)
+    class_file = classes_path(path)
+    if videos.classes is None and videos.num_classes is not None and class_file.is_file():
+        videos.classes = _read_class_file(class_file, videos.num_classes)
+    return videos
+
+
+def classes_path(path: str | Path) -> Path:
+    """The class-name file of list ``path``: ``train.txt`` -> ``train.classes.txt``."""
+    return Path(path).with_suffix(".classes.txt")
+
+
+def _read_class_file(path: Path, needed: int) -> list[str]:
+    names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    for number, name in enumerate(names, start=1):
+        if not name:
+            raise ListFormatError(f"{path}:{number}: empty class name")
+    if len(names) < needed:
+        raise ListFormatError(f"{path}: {len(names)} class names, but the list beside it has "
+                              f"label {needed - 1}")
+    return names
 
 
 def write_video_list(path: str | Path, entries: Sequence[VideoEntry],
-                     classes: Sequence[str] | None = None) -> None:
+                     classes: Sequence[str] | None = None, *, class_file: bool = False) -> None:
     """Write a plain list: paths relative to the list's folder when inside it, labels as class
-    names when ``classes`` is given, else integers."""
+    names when ``classes`` is given, else integers.
+
+    With ``class_file``, labels stay integers and ``classes`` goes to the list's
+    :func:`classes_path` file (the way to keep ids that are not in sorted name order). A
+    class file left from an earlier list of the same name is removed otherwise.
+    """
     path = Path(path)
+    if class_file and classes is not None:
+        classes_path(path).write_text("\n".join(classes) + "\n", encoding="utf-8")
+    else:
+        classes_path(path).unlink(missing_ok=True)
+    if class_file:
+        classes = None
     lines = []
     for entry in entries:
         try:
@@ -171,6 +226,8 @@ def _build(path: Path, rows: list[_Row]) -> VideoList:
         classes = sorted({r[2] for r in labelled if r[2] is not None})
         mapping = {name: i for i, name in enumerate(classes)}
     entries = []
+    seen: dict[str, tuple[int, str | None]] = {}  # normalised path -> (line, label text)
+    repeats: list[tuple[int, int]] = []
     for number, video, label_text in rows:
         label: int | None = None
         if label_text is not None:
@@ -188,7 +245,20 @@ def _build(path: Path, rows: list[_Row]) -> VideoList:
         video_path = Path(video).expanduser()
         if not video_path.is_absolute():
             video_path = path.parent / video_path
+        key = os.path.normpath(video_path)
+        if key in seen:
+            first, first_label = seen[key]
+            if first_label != label_text:
+                raise ListFormatError(
+                    f"{path}:{number}: {video} is listed again with label {label_text!r}, but "
+                    f"line {first} gives it {first_label!r}: one label per video")
+            repeats.append((number, first))
+            continue
+        seen[key] = (number, label_text)
         entries.append(VideoEntry(path=video_path, label=label))
+    if repeats:
+        logger.warning("%s: %d duplicate entries dropped (e.g. line %d repeats line %d)",
+                       path, len(repeats), *repeats[0])
     return VideoList(entries=entries, classes=classes)
 
 
