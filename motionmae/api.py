@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from motionmae.config import ModelConfig, from_dict
 from motionmae.models import VideoEncoder
@@ -12,14 +13,28 @@ from motionmae.tokens import TokenGrid
 from motionmae.train.checkpoint import Checkpoint, resolve_checkpoint
 
 
+def encoder_from_description(description: dict) -> VideoEncoder:
+    """An encoder (random weights) as a checkpoint description (``config.json``) describes
+    it: ``model``, ``grid`` and, for encoders that came from other formats, ``encoder``
+    (``final_norm``: false for mean-pooling VideoMAE models; ``layer_norm_eps``)."""
+    model_cfg = from_dict(ModelConfig, description["model"], "model")
+    encoder = VideoEncoder(model_cfg, TokenGrid(**description["grid"]))
+    options = description.get("encoder", {})
+    if not options.get("final_norm", True):
+        encoder.norm = nn.Identity()
+    if "layer_norm_eps" in options:
+        for module in encoder.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.eps = options["layer_norm_eps"]
+    return encoder
+
+
 def encoder_from_checkpoint(checkpoint: Checkpoint, device: str | torch.device = "cpu"
                             ) -> tuple[VideoEncoder, dict]:
     """Build the encoder a checkpoint describes and load its weights; returns it with the
     checkpoint's description (``config.json``)."""
     description = checkpoint.config()
-    model_cfg = from_dict(ModelConfig, description["model"], "model")
-    grid = TokenGrid(**description["grid"])
-    encoder = VideoEncoder(model_cfg, grid)
+    encoder = encoder_from_description(description)
     prefix = "encoder."
     weights = {k[len(prefix):]: v for k, v in checkpoint.weights().items()
                if k.startswith(prefix)}

@@ -351,6 +351,133 @@ class PretrainConfig:
         return "tracks" in self.targets.names or self.masking.kind == "motion"
 
 
+RANDAUGMENT_OPS = ("auto_contrast", "equalize", "invert", "rotate", "posterize", "solarize",
+                   "solarize_add", "color", "contrast", "brightness", "sharpness", "shear_x",
+                   "shear_y", "translate_x", "translate_y")
+ERASING_MODES = ("clip", "frame")
+
+
+@dataclass
+class RandAugmentConfig:
+    """RandAugment on a clip: ``num_ops`` operations drawn from ``ops`` (with replacement),
+    each applied with probability 0.5 at magnitude ``N(magnitude, magnitude_std)`` clipped to
+    [0, 10]; one draw per clip, the same for every frame. ``num_ops: 0`` disables it.
+    VideoMAE's ``rand-m7-n4-mstd0.5-inc1``."""
+
+    num_ops: int = 4
+    magnitude: float = 7.0
+    magnitude_std: float = 0.5
+    ops: list[str] = field(default_factory=lambda: list(RANDAUGMENT_OPS))
+
+    def validate(self, key: str) -> None:
+        _check(self.num_ops >= 0, f"{key}.num_ops", f"must be >= 0, got {self.num_ops}")
+        _check(0 <= self.magnitude <= 10, f"{key}.magnitude",
+               f"must be in [0, 10], got {self.magnitude}")
+        _check(self.magnitude_std >= 0, f"{key}.magnitude_std", "must be >= 0")
+        _check(self.num_ops == 0 or len(self.ops) >= 1, f"{key}.ops", "must not be empty")
+        for name in self.ops:
+            _check(name in RANDAUGMENT_OPS, f"{key}.ops",
+                   f"unknown operation {name!r}; known: {list(RANDAUGMENT_OPS)}")
+
+
+@dataclass
+class ErasingConfig:
+    """Random erasing: with probability ``prob`` a box of ``min_area..max_area`` of the frame
+    (aspect ratio in ``[min_aspect, 1 / min_aspect]``) is filled with random pixels; ``clip``
+    mode erases the same box (same noise) in every frame, ``frame`` mode draws each frame's
+    box independently."""
+
+    prob: float = 0.25
+    mode: str = "clip"
+    min_area: float = 0.02
+    max_area: float = 1 / 3
+    min_aspect: float = 0.3
+
+    def validate(self, key: str) -> None:
+        _check(0 <= self.prob <= 1, f"{key}.prob", f"must be in [0, 1], got {self.prob}")
+        _check(self.mode in ERASING_MODES, f"{key}.mode",
+               f"must be one of {list(ERASING_MODES)}, got {self.mode!r}")
+        _check(0 < self.min_area <= self.max_area < 1, f"{key}.min_area",
+               f"need 0 < min_area <= max_area < 1, got {self.min_area}, {self.max_area}")
+        _check(0 < self.min_aspect <= 1, f"{key}.min_aspect", "must be in (0, 1]")
+
+
+@dataclass
+class FinetuneSettings:
+    """Supervised fine-tuning of a classifier on the encoder (VideoMAE's recipe by default).
+
+    ``checkpoint``: the encoder to start from (anything ``load_encoder`` accepts); ``null``
+    trains from scratch with the architecture in the ``model`` section. ``num_classes``
+    defaults to the training list's. Mixup and cutmix are Beta(``mixup``/``cutmix``)
+    parameters (0 disables each); with both on, a batch takes cutmix with probability
+    ``switch_prob``; ``mix_prob`` is the chance a batch is mixed at all.
+    """
+
+    checkpoint: str | None = None
+    num_classes: int | None = None
+    layer_decay: float = 0.75
+    drop_path: float = 0.1
+    head_init_scale: float = 1e-3
+    head_dropout: float = 0.0
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    mix_prob: float = 1.0
+    switch_prob: float = 0.5
+    smoothing: float = 0.1
+    randaugment: RandAugmentConfig = field(default_factory=RandAugmentConfig)
+    erasing: ErasingConfig = field(default_factory=ErasingConfig)
+
+    def validate(self, key: str = "finetune") -> None:
+        _check(self.num_classes is None or self.num_classes >= 1, f"{key}.num_classes",
+               "must be >= 1 or null")
+        _check(0 < self.layer_decay <= 1, f"{key}.layer_decay",
+               f"must be in (0, 1], got {self.layer_decay}")
+        _check(0 <= self.drop_path < 1, f"{key}.drop_path", "must be in [0, 1)")
+        _check(self.head_init_scale > 0, f"{key}.head_init_scale", "must be > 0")
+        _check(0 <= self.head_dropout < 1, f"{key}.head_dropout", "must be in [0, 1)")
+        _check(self.mixup >= 0, f"{key}.mixup", f"must be >= 0, got {self.mixup}")
+        _check(self.cutmix >= 0, f"{key}.cutmix", f"must be >= 0, got {self.cutmix}")
+        _check(0 <= self.mix_prob <= 1, f"{key}.mix_prob", "must be in [0, 1]")
+        _check(0 <= self.switch_prob <= 1, f"{key}.switch_prob", "must be in [0, 1]")
+        _check(0 <= self.smoothing < 1, f"{key}.smoothing", "must be in [0, 1)")
+        self.randaugment.validate(f"{key}.randaugment")
+        self.erasing.validate(f"{key}.erasing")
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything a fine-tuning run needs; saved beside every checkpoint.
+
+    ``model`` is the architecture when ``finetune.checkpoint`` is null (from scratch); with a
+    checkpoint the checkpoint's own architecture is used. Stochastic depth and layer-wise lr
+    decay are set in ``finetune`` (``finetune.drop_path``, ``finetune.layer_decay``), not in
+    ``model``/``optim``.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(base_lr=1e-3, betas=(0.9, 0.999)))
+    run: RunConfig = field(default_factory=lambda: RunConfig(out="runs/finetune"))
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate(f.name)
+        _check(self.model.drop_path == 0.0, "model.drop_path",
+               "fine-tuning sets stochastic depth with finetune.drop_path")
+        _check(self.optim.layer_decay == 1.0, "optim.layer_decay",
+               "fine-tuning sets layer-wise lr decay with finetune.layer_decay")
+        if self.finetune.checkpoint is None:
+            model = self.model.resolved()
+            _check(self.data.frames % model.tubelet_size == 0, "data.frames",
+                   f"{self.data.frames} frames is not a multiple of model.tubelet_size "
+                   f"{model.tubelet_size}")
+            _check(self.data.size % model.patch_size == 0, "data.size",
+                   f"{self.data.size} px is not a multiple of model.patch_size "
+                   f"{model.patch_size}")
+
+
 # --------------------------------------------------------------------------------------------
 # Loading: dict/YAML -> dataclass with type checks, and dotted overrides.
 

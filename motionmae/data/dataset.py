@@ -4,6 +4,7 @@ Per sample, in the worker process::
 
     decode the needed frames (once, at the working short side)
       -> geometric augmentation on uint8 frames [T, S, S, 3]
+      -> clip transforms (training only; e.g. RandAugment, random erasing) on the uint8 frames
       -> sample hooks (see the same uint8 frames the model sees; add e.g. point tracks)
       -> normalise to float [C, T, S, S]
 
@@ -46,6 +47,11 @@ HookInput`."""
 
 Sample = dict[str, Any]
 
+ClipTransform = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
+"""``transform(frames [T, S, S, 3] uint8, rng) -> frames [T, S, S, 3] uint8``: a training
+augmentation of a whole clip drawing from the sample's generator (e.g.
+:class:`~motionmae.data.randaugment.RandAugment`)."""
+
 # Paths already reported as bad by this process (each is logged once per process).
 _REPORTED_BAD: set[str] = set()
 
@@ -74,6 +80,9 @@ class VideoDataset(Dataset):
         clip_sampler: ``(num_frames, rng=) -> [frames]`` source indices of one training
             clip, replacing the uniform random start (e.g. the track cache's
             ``sample_cached_clip``, which only draws clips whose tracks are cached).
+        clip_transforms: :data:`ClipTransform` s applied in order to each training clip after
+            its geometric augmentation (before the hooks, which see their output). Must be
+            picklable for workers.
 
     Each item (``dataset[i]``) is a sample dict, or a list of ``num_views`` of them when
     ``num_views > 1`` (training: ``config.num_sample`` clips of one decode; evaluation: the
@@ -104,6 +113,7 @@ class VideoDataset(Dataset):
         decode_threads: int = 1,
         max_bad: int = 20,
         clip_sampler: Callable[..., np.ndarray] | None = None,
+        clip_transforms: Sequence[ClipTransform] = (),
     ) -> None:
         config.validate()
         if len(videos) == 0:
@@ -118,6 +128,7 @@ class VideoDataset(Dataset):
         self.decode_threads = decode_threads
         self.max_bad = max_bad
         self.clip_sampler = clip_sampler
+        self.clip_transforms = tuple(clip_transforms)
         self._epoch = torch.zeros((), dtype=torch.int64)
         try:
             self._epoch.share_memory_()
@@ -224,7 +235,8 @@ class VideoDataset(Dataset):
             else:
                 geometries = eval_geometries(height, width, cfg.size, cfg.test_crops)
             for c, geometry in enumerate(geometries):
-                sample = self._sample(frames, dense, clip_frames, geometry, entry, to_source)
+                sample = self._sample(frames, dense, clip_frames, geometry, entry, to_source,
+                                      rng if train else None)
                 sample["frame_indices"] = torch.from_numpy(clip_frames.copy())
                 sample["label"] = torch.tensor(label, dtype=torch.int64)
                 sample["index"] = torch.tensor(index, dtype=torch.int64)
@@ -235,8 +247,11 @@ class VideoDataset(Dataset):
 
     def _sample(self, frames: np.ndarray, dense: np.ndarray | None, clip_frames: np.ndarray,
                 geometry: Geometry, entry: VideoEntry,
-                to_source: tuple[float, float]) -> Sample:
+                to_source: tuple[float, float], rng: np.random.Generator | None) -> Sample:
         augmented = apply_geometry(frames, geometry)  # [T, S, S, 3] uint8
+        if rng is not None:
+            for transform in self.clip_transforms:
+                augmented = transform(augmented, rng)
         sample: Sample = {}
         if self.sample_hooks:
             view = _read_only(augmented.numpy())

@@ -1,4 +1,6 @@
-"""Frozen-feature extraction: every token visible, mean-pooled after the encoder's final norm."""
+"""Frozen-feature extraction: every token visible, mean-pooled after the encoder's final norm
+(or all tokens, for the attentive probe), and the ``.npz`` files that let several probes be
+trained from one extraction pass."""
 
 from __future__ import annotations
 
@@ -12,12 +14,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from motionmae.eval.multiview import views_per_item
+
 
 @dataclass
 class FeatureSet:
-    """Pooled clip features with their labels and source videos.
+    """Clip features with their labels and source videos.
 
-    ``features [N, D]`` float32, ``labels [N]`` int64 (-1 = unlabelled), ``paths`` N strings.
+    ``features [N, D]`` (pooled) or ``[N, L, D]`` (tokens) float32, ``labels [N]`` int64
+    (-1 = unlabelled), ``paths`` N strings.
     """
 
     features: np.ndarray
@@ -47,8 +52,10 @@ def extract_features(
 
     Args:
         encoder: maps a normalised clip ``[B, C, T, H, W]`` to tokens ``[B, L, D]``.
-        loader: yields dicts with ``clip`` ``[B, C, T, H, W]`` (or ``[B, V, C, T, H, W]`` for
-            V views, whose features are averaged), ``label`` ``[B]`` and ``index`` ``[B]``.
+        loader: yields dicts with ``clip`` ``[R, C, T, H, W]``, ``label`` ``[R]`` and ``index``
+            ``[R]``; with several evaluation views per video, each video's views are
+            consecutive rows and ``view`` ``[R]`` numbers them (an evaluation
+            ``VideoDataset``): their features are averaged into one row per video.
         paths: the dataset's video paths, indexed by ``index``.
     """
     device = torch.device(device)
@@ -61,17 +68,14 @@ def extract_features(
     features, labels, indices = [], [], []
     for batch in loader:
         clip = batch["clip"].to(device, non_blocking=True)
-        views = 1
-        if clip.ndim == 6:
-            views = clip.shape[1]
-            clip = clip.flatten(0, 1)
+        views = views_per_item(batch)
         with autocast:
             tokens = encoder(clip)
         pooled = tokens.float().mean(dim=1) if pool else tokens.float()
         pooled = pooled.view(-1, views, *pooled.shape[1:]).mean(dim=1)
         features.append(pooled.cpu())
-        labels.append(batch["label"].view(-1))
-        indices.append(batch["index"].view(-1))
+        labels.append(batch["label"].view(-1, views)[:, 0])
+        indices.append(batch["index"].view(-1, views)[:, 0])
         if on_batch is not None:
             on_batch(len(pooled))
     order = torch.cat(indices).tolist() if indices else []
@@ -83,14 +87,22 @@ def extract_features(
 
 
 def save_features(features: FeatureSet, path: str | Path) -> None:
-    """Write ``features``, ``labels`` and ``paths`` arrays to an ``.npz`` file."""
+    """Write ``features``, ``labels`` and ``paths`` arrays to an ``.npz`` file.
+
+    Token features (``[N, L, D]``) are stored as float16, which halves a file that is ``L``
+    times the pooled one; :func:`load_features` returns float32 either way.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, features=features.features, labels=features.labels,
+    values = features.features
+    if values.ndim == 3:
+        values = values.astype(np.float16)
+    np.savez(path, features=values, labels=features.labels,
              paths=np.asarray(features.paths, dtype=str))
 
 
 def load_features(path: str | Path) -> FeatureSet:
-    """Read a file written by :func:`save_features` (no pickle)."""
+    """Read a file written by :func:`save_features` (no pickle); features as float32."""
     with np.load(path, allow_pickle=False) as data:
-        return FeatureSet(data["features"], data["labels"], [str(p) for p in data["paths"]])
+        return FeatureSet(data["features"].astype(np.float32), data["labels"],
+                          [str(p) for p in data["paths"]])
