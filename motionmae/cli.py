@@ -42,20 +42,68 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
                    help="run folder, checkpoint folder/file or exported folder")
     p.add_argument("--data", required=True, help="list file of videos")
     p.add_argument("--out", required=True, help="output .npz (features [N,D], labels, paths)")
+    p.add_argument("--tokens", action="store_true",
+                   help="keep every token (features [N,L,D], stored as float16) for the "
+                   "attentive probe; the other probes pool them")
     _add_eval_options(p)
     p.set_defaults(handler=cmd_features)
 
 
 def _add_probe(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("probe", help="train a probe on frozen features, report accuracy")
-    p.add_argument("--checkpoint", required=True,
-                   help="run folder, checkpoint folder/file or exported folder")
-    p.add_argument("--train", required=True, help="list file of labelled training videos")
-    p.add_argument("--val", required=True, help="list file of labelled validation videos")
-    p.add_argument("--kind", choices=["linear", "knn", "attentive"], default="linear")
-    p.add_argument("--out", help="write the result as JSON here")
+    p = sub.add_parser("probe", help="train probes on frozen features, report accuracy")
+    p.add_argument("--checkpoint",
+                   help="run folder, checkpoint folder/file or exported folder (with --train "
+                   "and --val)")
+    p.add_argument("--train", help="list file of labelled training videos")
+    p.add_argument("--val", help="list file of labelled validation videos")
+    p.add_argument("--features-train", help="cached training features (.npz from "
+                   "`motionmae features`, --tokens for the attentive probe) instead of "
+                   "--checkpoint/--train")
+    p.add_argument("--features-val", help="cached validation features (.npz)")
+    p.add_argument("--kind", default="linear",
+                   help="comma-separated probes (linear, knn, attentive), all trained on one "
+                   "features pass")
+    p.add_argument("--out", help="write the result as JSON here (a list for several probes)")
     _add_eval_options(p)
     p.set_defaults(handler=cmd_probe)
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a classifier on an encoder; evaluate on "
+                       "--val")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--checkpoint", help="encoder to start from: run folder, checkpoint, "
+                       "exported or Hugging Face folder, official VideoMAE .pth")
+    start.add_argument("--scratch", action="store_true",
+                       help="start from random weights (architecture: --model, --set model.*)")
+    p.add_argument("--train", required=True, help="list file of labelled training videos")
+    p.add_argument("--val", help="list file of labelled validation videos (evaluated at the "
+                   "end with data.test_clips x data.test_crops views)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, eval/)")
+    p.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
+    p.add_argument("--model", choices=["tiny", "small", "base", "large"],
+                   help="architecture (with --scratch)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--epochs", type=int, help="passes over the data")
+    p.add_argument("--batch-size", type=int, help="clips per step and process")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set finetune.mixup=0 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.set_defaults(handler=cmd_finetune)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="multi-view testing of a fine-tuned classifier; "
+                       "writes metrics and per-video predictions")
+    p.add_argument("--checkpoint", required=True,
+                   help="fine-tuning run folder or checkpoint, or an official fine-tuned "
+                   "VideoMAE .pth")
+    p.add_argument("--data", required=True, help="list file of videos (labels optional)")
+    p.add_argument("--out", required=True,
+                   help="F.json (metrics, per-video probabilities) and F.csv (per video)")
+    _add_eval_options(p)
+    p.set_defaults(handler=cmd_evaluate)
 
 
 def _add_eval_options(p: argparse.ArgumentParser) -> None:
@@ -144,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_pretrain, _add_features, _add_probe, _add_report,
+    for add in (_add_demo, _add_pretrain, _add_finetune, _add_evaluate, _add_features,
+                _add_probe, _add_report,
                 _add_tracks, _add_export, _add_extract_tracks, _add_visualize):
         add(sub)
     return parser
@@ -234,24 +283,129 @@ def _features(args: argparse.Namespace, list_path: str, pool: bool = True):
 def cmd_features(args: argparse.Namespace) -> int:
     from motionmae.eval import save_features
 
-    features = _features(args, args.data)
+    features = _features(args, args.data, pool=not args.tokens)
     save_features(features, args.out)
-    log.info("wrote %d x %d features to %s", *features.features.shape, args.out)
+    log.info("wrote %s features to %s", "x".join(map(str, features.features.shape)), args.out)
     return 0
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from motionmae.evaluate import run_probe
+    from motionmae.eval import load_features
+    from motionmae.evaluate import PROBES, run_probe
 
-    pool = args.kind != "attentive"
-    train = _features(args, args.train, pool)
-    val = _features(args, args.val, pool)
-    result = run_probe(args.kind, train, val)
-    print(f"{result.kind} probe: top-1 {result.top1:.1%}  top-5 {result.top5:.1%}  "
-          f"(chance {result.chance:.1%}; {result.num_train} train / {result.num_val} val clips)")
+    kinds = [k.strip() for k in args.kind.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in PROBES]
+    if not kinds or unknown:
+        raise SystemExit(f"motionmae probe: --kind takes a comma-separated list of "
+                         f"{', '.join(PROBES)}; got {args.kind!r}")
+    cached = (args.features_train, args.features_val)
+    listed = (args.checkpoint, args.train, args.val)
+    if all(cached) and not any(listed):
+        train, val = load_features(args.features_train), load_features(args.features_val)
+    elif all(listed) and not any(cached):
+        # One extraction for every probe: tokens if any probe needs them (the others pool).
+        pool = "attentive" not in kinds
+        train = _features(args, args.train, pool)
+        val = _features(args, args.val, pool)
+    else:
+        raise SystemExit("motionmae probe: give either --checkpoint, --train and --val, or "
+                         "--features-train and --features-val")
+    results = []
+    for kind in kinds:
+        result = run_probe(kind, train, val)
+        results.append(result)
+        print(f"{result.kind} probe: top-1 {result.top1:.1%}  top-5 {result.top5:.1%}  "
+              f"(chance {result.chance:.1%}; {result.num_train} train / {result.num_val} val "
+              "clips)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(vars(result), indent=2))
+        records = [vars(r) for r in results]
+        Path(args.out).write_text(json.dumps(records[0] if len(records) == 1 else records,
+                                             indent=2))
+    return 0
+
+
+def finetune_overrides(args: argparse.Namespace) -> list[str]:
+    """Turn the convenience flags into config overrides (``--set`` wins over them)."""
+    flags = {
+        "finetune.checkpoint": "null" if args.scratch else args.checkpoint,
+        "data.train": args.train,
+        "data.val": args.val,
+        "run.out": args.out,
+        "model.size": args.model,
+        "run.steps": args.steps,
+        "run.epochs": args.epochs,
+        "run.batch_size": args.batch_size,
+    }
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    if args.epochs is not None:
+        overrides.append("run.steps=null")
+    return overrides + list(args.set)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from motionmae.config import FinetuneConfig, load_config
+    from motionmae.train.distributed import destroy_distributed, init_distributed
+    from motionmae.train.finetune import data_defaults, finetune
+    from motionmae.train.loop import TrainingInterrupted
+
+    if args.model is not None and not args.scratch:
+        raise SystemExit("motionmae finetune: --model applies to --scratch only (a checkpoint "
+                         "brings its own architecture)")
+    # The checkpoint's clip geometry and normalisation, unless the file or flags say otherwise.
+    base = {"data": data_defaults(args.checkpoint)} if args.checkpoint else {}
+    cfg = load_config(FinetuneConfig, args.config, finetune_overrides(args), base=base)
+    if cfg.run.steps is None and cfg.run.epochs is None:
+        cfg.run.steps = 1000
+        log.info("neither --steps nor --epochs given: training for %d steps", cfg.run.steps)
+    dist = init_distributed()
+    on_log, close = _progress(cfg.run.steps or 0, "finetune") if dist.is_main else (None, None)
+    try:
+        result = finetune(cfg, resume=args.resume, dist=dist, on_log=on_log)
+    except TrainingInterrupted as stopped:
+        log.warning("%s", stopped)
+        return 143  # 128 + SIGTERM: a scheduler sees the job was preempted
+    finally:
+        if close is not None:
+            close()
+        destroy_distributed()
+    log.info("done: %d steps, checkpoints in %s", result.train.state.step,
+             Path(cfg.run.out) / "checkpoints")
+    if result.evaluation is not None and result.evaluation.metrics is not None:
+        metrics = result.evaluation.metrics
+        print(f"val: top-1 {metrics.top1:.1%}  top-5 {metrics.top5:.1%}  mean class "
+              f"{metrics.mean_class:.1%} ({metrics.num_videos} videos, {cfg.data.test_clips} "
+              f"clips x {cfg.data.test_crops} crops); predictions in "
+              f"{Path(cfg.run.out) / 'eval'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from motionmae.data import read_video_list
+    from motionmae.eval import align_labels, evaluate_videos, load_classifier, save_evaluation
+    from motionmae.evaluate import eval_data_config
+    from motionmae.train.loop import resolve_device
+
+    device = resolve_device(args.device)
+    model, description = load_classifier(args.checkpoint, device)
+    classes = description.get("classes")
+    data = eval_data_config(description, workers=args.workers, test_clips=args.clips,
+                            test_crops=args.crops)
+    videos = align_labels(read_video_list(args.data), classes, model.head.out_features,
+                          args.data)
+    evaluation = evaluate_videos(model, videos, data, classes, args.batch_size, device,
+                                 args.precision)
+    json_path, csv_path = save_evaluation(evaluation, args.out,
+                                          {"checkpoint": str(args.checkpoint),
+                                           "data": str(args.data)})
+    metrics = evaluation.metrics
+    if metrics is not None:
+        print(f"top-1 {metrics.top1:.1%}  top-5 {metrics.top5:.1%}  mean class "
+              f"{metrics.mean_class:.1%}  ({metrics.num_videos} videos, {args.clips} clips x "
+              f"{args.crops} crops)")
+    else:
+        print(f"{len(evaluation.paths)} unlabelled videos: predictions only")
+    print(f"wrote {json_path} and {csv_path}")
     return 0
 
 

@@ -37,7 +37,7 @@ from motionmae.interop.common import encoder_config
 from motionmae.models import DropPath, VideoClassifier, VideoEncoder
 from motionmae.models.layers import sinusoid_position_embedding
 from motionmae.tokens import TokenGrid
-from motionmae.train.checkpoint import latest_checkpoint
+from motionmae.train.checkpoint import latest_checkpoint, resolve_checkpoint
 from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, resolve_device, train
 from motionmae.train.optim import parameter_groups
@@ -73,9 +73,14 @@ def clip_transforms(settings: FinetuneSettings) -> list[ClipTransform]:
     return transforms
 
 
-def data_defaults(description: dict[str, Any]) -> dict[str, Any]:
-    """The ``data`` settings a checkpoint implies for fine-tuning it: its clip geometry
-    (frames, size) and, where recorded, stride and normalisation."""
+def data_defaults(path: str | Path) -> dict[str, Any]:
+    """The ``data`` settings checkpoint ``path`` implies for fine-tuning it: its clip geometry
+    (frames, size) and, where recorded, stride and normalisation. Reads only ``config.json``
+    of a motionmae checkpoint; other formats are loaded to be described."""
+    if detect_format(path) == "motionmae":
+        description = resolve_checkpoint(path).config()
+    else:
+        description = load_any_encoder(path)[1]
     saved = {**description.get("data", {}), **description.get("config", {}).get("data", {})}
     grid = description["grid"]
     return {"frames": grid["frames"], "size": grid["height"],
