@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,8 @@ log = logging.getLogger("motionmae")
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="masked video pretraining on a list of videos")
-    p.add_argument("--data", required=True, help="list file of training videos (path [label])")
+    p.add_argument("--data", required=True, help="list file of training videos (path [label]) "
+                   "or dataset spec FORMAT:PATH[,key=value...] (see docs/datasets.md)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, config)")
     p.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
     p.add_argument("--model", choices=["tiny", "small", "base", "large"])
@@ -40,7 +42,7 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("features", help="frozen, mean-pooled encoder features of a list")
     p.add_argument("--checkpoint", required=True,
                    help="run folder, checkpoint folder/file or exported folder")
-    p.add_argument("--data", required=True, help="list file of videos")
+    p.add_argument("--data", required=True, help="list file of videos or dataset spec")
     p.add_argument("--out", required=True, help="output .npz (features [N,D], labels, paths)")
     p.add_argument("--tokens", action="store_true",
                    help="keep every token (features [N,L,D], stored as float16) for the "
@@ -54,8 +56,10 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint",
                    help="run folder, checkpoint folder/file or exported folder (with --train "
                    "and --val)")
-    p.add_argument("--train", help="list file of labelled training videos")
-    p.add_argument("--val", help="list file of labelled validation videos")
+    p.add_argument("--train",
+                   help="list file (or dataset spec) of labelled training videos")
+    p.add_argument("--val",
+                   help="list file (or dataset spec) of labelled validation videos")
     p.add_argument("--features-train", help="cached training features (.npz from "
                    "`motionmae features`, --tokens for the attentive probe) instead of "
                    "--checkpoint/--train")
@@ -184,6 +188,31 @@ def _add_visualize(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_visualize)
 
 
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="re-encode a dataset once at working resolution "
+                       "(parallel, resumable) and write its list")
+    p.add_argument("--data", required=True,
+                   help="list file or dataset spec FORMAT:PATH[,key=value...]")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output folder: videos/, the prepared list, manifest.json")
+    p.add_argument("--short-side", type=int, default=320,
+                   help="short side in px, never enlarged (0: keep the size)")
+    p.add_argument("--fps", type=float, help="resample to this frame rate (default: keep "
+                   "every frame)")
+    p.add_argument("--crf", type=int, help="x264 quality, lower is better (default 23)")
+    p.add_argument("--preset", help="x264 preset (default veryfast)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="parallel processes (default: one per CPU)")
+    p.add_argument("--list-name", help="file name of the written list (default: the input "
+                   "list's, or <annotation stem>.txt for a spec)")
+    p.add_argument("--root", help="folder whose layout is kept under OUT/videos (default: the "
+                   "videos' common folder)")
+    p.add_argument("--list-only", action="store_true",
+                   help="only write the list of the original videos (convert a dataset spec "
+                   "to a plain list), no re-encoding")
+    p.set_defaults(handler=cmd_prepare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionmae",
@@ -194,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_pretrain, _add_finetune, _add_evaluate, _add_features,
                 _add_probe, _add_report,
-                _add_tracks, _add_export, _add_extract_tracks, _add_visualize):
+                _add_tracks, _add_export, _add_extract_tracks, _add_visualize, _add_prepare):
         add(sub)
     return parser
 
@@ -538,6 +567,45 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from motionmae.config import PrepareConfig
+    from motionmae.data.prepare import failures_path, prepare_dataset, write_list
+
+    if args.list_only:
+        path = write_list(args.data, args.out, args.list_name)
+        print(f"list written to {path}")
+        return 0
+    given = {"crf": args.crf, "preset": args.preset, "fps": args.fps}
+    settings = PrepareConfig(short_side=args.short_side or None,
+                             **{k: v for k, v in given.items() if v is not None})
+    bar = tqdm(total=0, desc="prepare", unit="video", dynamic_ncols=True)
+    failed = 0
+
+    def on_progress(completed: int, total: int, video: object, status: str) -> None:
+        nonlocal failed
+        failed += status == "failed"
+        bar.total = total
+        bar.set_postfix(failed=failed, refresh=False)
+        bar.update(completed - bar.n)
+
+    try:
+        stats = prepare_dataset(args.data, args.out, settings, workers=args.workers,
+                                list_name=args.list_name, root=args.root,
+                                on_progress=on_progress)
+    finally:
+        bar.close()
+    print(f"{stats.done} encoded, {stats.skipped} already prepared, {len(stats.failed)} failed "
+          f"({stats.seconds:.1f}s); list: {stats.list_path}")
+    for video, reason in stats.failed[:10]:
+        print(f"  failed: {video}: {reason}", file=sys.stderr)
+    if stats.failed:
+        assert stats.list_path is not None
+        print(f"  all failures: {failures_path(stats.list_path)}", file=sys.stderr)
+    return 1 if stats.failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -546,11 +614,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     from motionmae.config import ConfigError
+    from motionmae.data.formats import DatasetSpecError
+    from motionmae.data.lists import ListFormatError
 
     try:
         return args.handler(args)
     except ConfigError as error:
         print(f"motionmae: config error: {error}", file=sys.stderr)
+        return 2
+    except (ListFormatError, DatasetSpecError, FileNotFoundError) as error:
+        if args.verbose:
+            raise
+        # Bad input data (a list, a dataset spec, a missing file): the message names it.
+        print(f"motionmae: {error}", file=sys.stderr)
         return 2
 
 

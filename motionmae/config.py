@@ -87,7 +87,12 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Where clips come from and how they are sampled and augmented."""
+    """Where clips come from and how they are sampled and augmented.
+
+    ``train``/``val``: a list file (``path [label]`` per line) or a dataset spec
+    ``FORMAT:PATH[,key=value...]`` naming a dataset in its released annotation format
+    (``ssv2:labels/train.json``; see :mod:`motionmae.data.formats`).
+    """
 
     train: str | None = None
     val: str | None = None
@@ -476,6 +481,38 @@ class FinetuneConfig:
             _check(self.data.size % model.patch_size == 0, "data.size",
                    f"{self.data.size} px is not a multiple of model.patch_size "
                    f"{model.patch_size}")
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow")
+
+
+@dataclass
+class PrepareConfig:
+    """How ``motionmae prepare`` re-encodes a dataset's videos.
+
+    Short side ``short_side`` px (never enlarged; ``null`` keeps the size), aspect kept, both
+    sides even; H.264 ``yuv420p`` at quality ``crf`` with x264 ``preset``; a keyframe every
+    ``keyframe_seconds`` (a clip read seeks to the keyframe before it and decodes from
+    there); every frame kept, or resampled to ``fps`` frames per second. Audio is dropped.
+    """
+
+    short_side: int | None = 320
+    fps: float | None = None
+    # FFmpeg's default: 34.5 dB PSNR on bigbuckbunny at 320 px, half the bytes of crf 18.
+    crf: int = 23
+    preset: str = "veryfast"
+    keyframe_seconds: float = 1.0
+
+    def validate(self, key: str = "prepare") -> None:
+        _check(self.short_side is None or self.short_side >= 2, f"{key}.short_side",
+               f"must be >= 2 or null, got {self.short_side}")
+        _check(self.fps is None or self.fps > 0, f"{key}.fps", f"must be > 0, got {self.fps}")
+        _check(0 <= self.crf <= 51, f"{key}.crf", f"must be in [0, 51], got {self.crf}")
+        _check(self.preset in X264_PRESETS, f"{key}.preset",
+               f"must be one of {list(X264_PRESETS)}, got {self.preset!r}")
+        _check(self.keyframe_seconds > 0, f"{key}.keyframe_seconds",
+               f"must be > 0, got {self.keyframe_seconds}")
 
 
 # --------------------------------------------------------------------------------------------
