@@ -124,7 +124,45 @@ class DataConfig:
         _check(self.test_crops >= 1, f"{key}.test_crops", "must be >= 1")
 
 
-MASKING_KINDS = ("random", "tube", "motion")
+MASKING_KINDS = ("random", "tube", "cube", "motion", "learned")
+SAMPLER_POLICIES = ("tats", "adamae")
+
+
+@dataclass
+class LearnedMaskingConfig:
+    """The learned token sampler of ``masking.kind = learned`` (``motionmae.masking.learned``).
+
+    ``policy``: ``tats`` (actor + critic trained with PPO: clipped surrogate ``clip``, value
+    loss ``value_coef``, entropy bonus ``entropy_coef``, each rollout optimised in
+    ``ppo_epochs`` consecutive steps) or ``adamae`` (REINFORCE, no critic). ``tube``: one
+    decision per spatial position, repeated over time. ``lr``: the sampler's peak learning
+    rate (its own parameter group; it follows the run's warmup + cosine schedule).
+    ``use_tracks``: make the loader compute point tracks so that the sampler sees their
+    displacement statistics (it uses tracks whenever a batch has them).
+    """
+
+    policy: str = "tats"
+    tube: bool = False
+    dim: int = 64
+    heads: int = 2
+    lr: float = 1e-3
+    ppo_epochs: int = 4
+    clip: float = 0.2
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    use_tracks: bool = False
+
+    def validate(self, key: str = "masking.learned") -> None:
+        _check(self.policy in SAMPLER_POLICIES, f"{key}.policy",
+               f"must be one of {list(SAMPLER_POLICIES)}, got {self.policy!r}")
+        _check(self.dim >= 1, f"{key}.dim", f"must be >= 1, got {self.dim}")
+        _check(self.heads >= 1 and self.dim % self.heads == 0, f"{key}.heads",
+               f"must be >= 1 and divide dim {self.dim}, got {self.heads}")
+        _check(self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
+        _check(self.ppo_epochs >= 1, f"{key}.ppo_epochs", f"must be >= 1, got {self.ppo_epochs}")
+        _check(0.0 < self.clip < 1.0, f"{key}.clip", f"must be in (0, 1), got {self.clip}")
+        _check(self.value_coef >= 0, f"{key}.value_coef", "must be >= 0")
+        _check(self.entropy_coef >= 0, f"{key}.entropy_coef", "must be >= 0")
 
 
 @dataclass
@@ -133,18 +171,27 @@ class MaskingConfig:
 
     ``motion`` (TrackMAE's motion-aware masking) splits spatial positions into a high- and a
     low-motion half by mean track displacement and takes a share ``rho`` of the visible
-    positions from the high half (tubed over time).
+    positions from the high half (tubed over time). ``cube``: MaskFeat-style space-time
+    blocks. ``learned``: a token sampler trained with the autoencoder (section ``learned``).
+
+    ``decoder_ratio`` (VideoMAE v2's decoder masking): the fraction of the hidden tokens the
+    decoders do *not* reconstruct (running-cell pattern); 0 decodes them all.
     """
 
     kind: str = "tube"
     ratio: float = 0.9
     rho: float = 0.5
+    decoder_ratio: float = 0.0
+    learned: LearnedMaskingConfig = field(default_factory=LearnedMaskingConfig)
 
     def validate(self, key: str = "masking") -> None:
         _check(self.kind in MASKING_KINDS, f"{key}.kind",
                f"must be one of {list(MASKING_KINDS)}, got {self.kind!r}")
         _check(0.0 < self.ratio < 1.0, f"{key}.ratio", f"must be in (0, 1), got {self.ratio}")
         _check(0.0 <= self.rho <= 1.0, f"{key}.rho", f"must be in [0, 1], got {self.rho}")
+        _check(0.0 <= self.decoder_ratio < 1.0, f"{key}.decoder_ratio",
+               f"must be in [0, 1), got {self.decoder_ratio}")
+        self.learned.validate(f"{key}.learned")
 
 
 @dataclass
@@ -352,8 +399,10 @@ class PretrainConfig:
 
     @property
     def needs_tracks(self) -> bool:
-        """Whether samples must carry point tracks (TrackMAE target or motion-aware masking)."""
-        return "tracks" in self.targets.names or self.masking.kind == "motion"
+        """Whether samples must carry point tracks (TrackMAE target, motion-aware masking, or
+        the learned sampler with ``use_tracks``)."""
+        return ("tracks" in self.targets.names or self.masking.kind == "motion"
+                or (self.masking.kind == "learned" and self.masking.learned.use_tracks))
 
 
 RANDAUGMENT_OPS = ("auto_contrast", "equalize", "invert", "rotate", "posterize", "solarize",

@@ -5,6 +5,11 @@ and returns a bool mask ``[B, L]`` (True = hidden) on the clip's device, with ex
 ``num_visible`` visible tokens per row. Build one from the config with
 :func:`build_mask_generator`; add a kind by adding a class and an entry to ``_KINDS``
 (a builder ``(MaskingConfig, TokenGrid) -> MaskGenerator``).
+
+``masking.kind = learned`` is not built here: its generator is a trained module that lives
+in the pretraining model (:class:`~motionmae.masking.learned.LearnedSampler`; the
+pretraining task builds it). :class:`~motionmae.masking.decoder.DecoderMask` picks which
+hidden tokens the decoders reconstruct (``masking.decoder_ratio``).
 """
 
 from __future__ import annotations
@@ -15,19 +20,28 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from motionmae.config import MaskingConfig
+from motionmae.masking.cube import cube_mask
+from motionmae.masking.decoder import DecoderMask, decoded_subset, running_cell
 from motionmae.masking.fixed import keep_lowest, random_mask, tube_mask
+from motionmae.masking.learned import LearnedMask, LearnedSampler
 from motionmae.masking.motion import MotionAwareMask, motion_aware_mask, motion_per_position
 from motionmae.tokens import TokenGrid
 
 __all__ = [
+    "DecoderMask",
+    "LearnedMask",
+    "LearnedSampler",
     "MaskGenerator",
     "MotionAwareMask",
     "RatioMask",
     "build_mask_generator",
+    "cube_mask",
+    "decoded_subset",
     "keep_lowest",
     "motion_aware_mask",
     "motion_per_position",
     "random_mask",
+    "running_cell",
     "tube_mask",
 ]
 
@@ -48,7 +62,7 @@ MaskFunction = Callable[..., torch.Tensor]
 
 class RatioMask:
     """A mask generator around a fixed-count mask function (:func:`random_mask`,
-    :func:`tube_mask`).
+    :func:`tube_mask`, :func:`cube_mask`).
 
     Reads ``batch["clip"]`` ``[B, C, T, H, W]`` for the batch size and device only. The
     noise is drawn on ``generator``'s device (CPU generators work for CUDA clips: the mask is
@@ -78,14 +92,18 @@ MaskBuilder = Callable[[MaskingConfig, TokenGrid], MaskGenerator]
 _KINDS: dict[str, MaskBuilder] = {
     "random": lambda cfg, grid: RatioMask(random_mask, grid, cfg.ratio),
     "tube": lambda cfg, grid: RatioMask(tube_mask, grid, cfg.ratio),
+    "cube": lambda cfg, grid: RatioMask(cube_mask, grid, cfg.ratio),
     "motion": MotionAwareMask,
 }
 
 
 def build_mask_generator(cfg: MaskingConfig, grid: TokenGrid) -> MaskGenerator:
-    """The generator for ``cfg.kind`` (``random``, ``tube`` or ``motion``) at hidden fraction
-    ``cfg.ratio``; all keep ``grid.num_visible(cfg.ratio)`` tokens per clip (``motion`` reads
-    ``batch["tracks"]``, see :class:`MotionAwareMask`)."""
+    """The generator for ``cfg.kind`` (``random``, ``tube``, ``cube`` or ``motion``) at hidden
+    fraction ``cfg.ratio``; all keep ``grid.num_visible(cfg.ratio)`` tokens per clip
+    (``motion`` reads ``batch["tracks"]``, see :class:`MotionAwareMask`)."""
+    if cfg.kind == "learned":
+        raise ValueError("masking.kind=learned: the learned sampler is a trained module; build "
+                         "a LearnedSampler (the pretraining task does) and use LearnedMask")
     if cfg.kind not in _KINDS:
         raise ValueError(f"masking.kind: unknown kind {cfg.kind!r}; known: {sorted(_KINDS)}")
     return _KINDS[cfg.kind](cfg, grid)

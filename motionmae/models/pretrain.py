@@ -19,9 +19,14 @@ class MaskedVideoModel(nn.Module):
     encoder-to-decoder projection, mask token, blocks and head, so adding a target adds an
     entry and touches nothing else. Parameter names: ``encoder.*`` (see
     :class:`VideoEncoder`) and ``decoders.<target>.*``.
+
+    ``sampler``: an optional learned mask generator (``masking.kind = learned``) kept here so
+    that it is saved, restored and moved with the autoencoder (``sampler.*``); the forward
+    pass does not use it: the task draws the mask with it and passes the indices.
     """
 
-    def __init__(self, cfg: ModelConfig, grid: TokenGrid, target_dims: dict[str, int]) -> None:
+    def __init__(self, cfg: ModelConfig, grid: TokenGrid, target_dims: dict[str, int],
+                 sampler: nn.Module | None = None) -> None:
         super().__init__()
         if not target_dims:
             raise ValueError("target_dims: at least one target is needed")
@@ -43,6 +48,7 @@ class MaskedVideoModel(nn.Module):
         self.decoders.apply(init_weights)
         for decoder in self.decoders.values():
             nn.init.normal_(decoder.mask_token, std=0.02)
+        self.sampler = sampler
 
     def forward(
         self, clip: torch.Tensor, visible_idx: torch.Tensor, masked_idx: torch.Tensor

@@ -14,11 +14,11 @@ from torch import nn
 
 from motionmae.config import PretrainConfig, to_dict
 from motionmae.data import VideoDataset, build_loader, read_video_list
-from motionmae.masking import build_mask_generator
+from motionmae.masking import DecoderMask, LearnedMask, LearnedSampler, build_mask_generator
 from motionmae.models import MaskedVideoModel
 from motionmae.motion.cache import CacheSettings, TrackCache, sample_cached_clip
 from motionmae.motion.hooks import TracksHook
-from motionmae.targets import build_targets, masked_mse
+from motionmae.targets import build_targets, masked_mse, per_token_error
 from motionmae.tokens import TokenGrid, mask_to_indices
 from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, train
@@ -67,36 +67,78 @@ def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
 class PretrainTask:
     """Hide tokens, encode the visible ones, reconstruct every target on the hidden ones.
 
-    ``loss = sum_k weight_k * masked_mse_k`` over the configured targets.
+    ``loss = sum_k weight_k * masked_mse_k`` over the configured targets, on the hidden
+    tokens the decoders reconstruct (all of them, or the running-cell subset with
+    ``masking.decoder_ratio``). With ``masking.kind = learned`` the mask comes from a
+    :class:`~motionmae.masking.LearnedSampler` (``model.sampler``, its own parameter group
+    at ``masking.learned.lr``) and its loss, driven by the detached per-token errors
+    ``sum_k weight_k * token_weight_k * error_k``, is added.
+
+    ``world_size``: data-parallel processes (the sampler's learning rate is set relative to
+    the run's peak rate, which depends on the global batch).
     """
 
-    def __init__(self, cfg: PretrainConfig) -> None:
+    def __init__(self, cfg: PretrainConfig, world_size: int = 1) -> None:
         self.cfg = cfg
         self.grid = token_grid(cfg)
         self.targets = build_targets(cfg.targets, self.grid, cfg.data)
-        self.masking = build_mask_generator(cfg.masking, self.grid)
+        self.sampler: LearnedSampler | None = None
+        if cfg.masking.kind == "learned":
+            self.sampler = LearnedSampler(cfg.masking.learned, self.grid, cfg.masking.ratio)
+            self.masking = LearnedMask(self.sampler)
+            global_batch = cfg.run.batch_size * cfg.optim.accum_steps * world_size
+            self.sampler_lr_scale = cfg.masking.learned.lr / cfg.optim.peak_lr(global_batch)
+        else:
+            self.masking = build_mask_generator(cfg.masking, self.grid)
+        self.decoder_mask = (DecoderMask(self.grid, cfg.masking.decoder_ratio)
+                             if cfg.masking.decoder_ratio > 0 else None)
         self.model = MaskedVideoModel(
-            cfg.model.resolved(), self.grid, {name: t.dim for name, t in self.targets.items()}
+            cfg.model.resolved(), self.grid, {name: t.dim for name, t in self.targets.items()},
+            sampler=self.sampler,
         )
 
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        mask = self.masking(batch, generator)
+        draw = self.sampler(batch, generator) if self.sampler is not None else None
+        mask = draw.mask if draw is not None else self.masking(batch, generator)
         visible_idx, masked_idx = mask_to_indices(mask, self.masking.num_visible)
+        if self.decoder_mask is not None:
+            # From here on "masked" = the hidden tokens that are decoded and scored.
+            masked_idx = self.decoder_mask(masked_idx, generator)
         predictions = model(batch["clip"], visible_idx, masked_idx)
         total = torch.zeros((), device=batch["clip"].device)
+        token_error = torch.zeros(masked_idx.shape, device=batch["clip"].device)
         parts = {}
         for name, target in self.targets.items():
             with torch.no_grad(), torch.autocast(batch["clip"].device.type, enabled=False):
                 values, token_weight = target(batch)
-            loss = masked_mse(predictions[name].float(), values.float(), masked_idx, token_weight)
+            pred = predictions[name].float()
+            loss = masked_mse(pred, values.float(), masked_idx, token_weight)
             parts[f"loss/{name}"] = loss.detach()
             total = total + target.weight * loss
+            if draw is not None:
+                with torch.no_grad():
+                    error = per_token_error(pred, values.float(), masked_idx)
+                    if token_weight is not None:
+                        error = error * torch.gather(token_weight.float(), 1, masked_idx)
+                    token_error = token_error + target.weight * error
+        if draw is not None:
+            sampler_loss, sampler_parts = self.sampler.loss(draw, token_error, masked_idx)
+            total = total + sampler_loss
+            parts.update(sampler_parts)
         return total, parts
 
     def parameter_groups(self, weight_decay: float) -> list[dict]:
-        return parameter_groups(self.model, weight_decay)
+        if self.sampler is None:
+            return parameter_groups(self.model, weight_decay)
+        autoencoder = nn.ModuleDict({name: child for name, child in self.model.named_children()
+                                     if name != "sampler"})
+        groups = parameter_groups(autoencoder, weight_decay)
+        for group in parameter_groups(self.sampler, weight_decay):
+            group["lr_scale"] = self.sampler_lr_scale
+            groups.append(group)
+        return groups
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -128,7 +170,7 @@ def pretrain(
     dist = dist or DistInfo()
     videos = read_video_list(cfg.data.train)
     torch.manual_seed(cfg.run.seed)  # model initialisation
-    task = PretrainTask(cfg)
+    task = PretrainTask(cfg, world_size=dist.world_size)
     clip_sampler = None
     if cfg.needs_tracks and cfg.tracking.cache is not None:
         # Training clips start where tracks are cached (crop and flip stay fully random).
