@@ -359,6 +359,9 @@ class RunConfig:
     ckpt_every: int = 500
     keep_every: int | None = None
     max_bad_steps: int = 10
+    # Under torchrun: "ddp" replicates the model, "fsdp" shards parameters, gradients and
+    # optimizer state over the ranks (FSDP2 fully_shard); one process ignores it.
+    parallel: str = "ddp"
 
     def validate(self, key: str = "run") -> None:
         _check(self.steps is None or self.steps >= 1, f"{key}.steps", "must be >= 1")
@@ -373,6 +376,8 @@ class RunConfig:
         _check(self.keep_every is None or self.keep_every >= 1, f"{key}.keep_every",
                "must be >= 1 or null")
         _check(self.max_bad_steps >= 1, f"{key}.max_bad_steps", "must be >= 1")
+        _check(self.parallel in ("ddp", "fsdp"), f"{key}.parallel",
+               f"must be 'ddp' or 'fsdp', got {self.parallel!r}")
 
 
 @dataclass

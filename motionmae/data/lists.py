@@ -10,10 +10,10 @@ path column):
 
 Relative paths are relative to the list file's folder. Labels are either all integers (kept)
 or class names, mapped to integers in sorted name order (``VideoList.classes``); the first
-label decides which. Either every entry has a label or none has. A video listed twice with the
-same label is kept once (the repeats are counted in one warning, so a sloppily merged list
-does not weigh some videos double); with different labels it is an error. Errors name the file
-and line.
+label decides which. Either every entry has a label or none has. A video listed again with the
+same label is kept (repeating an entry is a way to weigh it) and the repeats are counted in one
+warning, as they are more often a merge mistake; with a different label it is an error. Errors
+name the file and line.
 
 Integer labels can carry class names in a file beside the list, ``<list stem>.classes.txt``
 (one name per line, line ``i`` = class ``i``), which :func:`write_video_list` writes with
@@ -253,11 +253,10 @@ def _build(path: Path, rows: list[_Row]) -> VideoList:
                     f"{path}:{number}: {video} is listed again with label {label_text!r}, but "
                     f"line {first} gives it {first_label!r}: one label per video")
             repeats.append((number, first))
-            continue
-        seen[key] = (number, label_text)
+        seen.setdefault(key, (number, label_text))
         entries.append(VideoEntry(path=video_path, label=label))
     if repeats:
-        logger.warning("%s: %d duplicate entries dropped (e.g. line %d repeats line %d)",
+        logger.warning("%s: %d duplicate entries, kept (e.g. line %d repeats line %d)",
                        path, len(repeats), *repeats[0])
     return VideoList(entries=entries, classes=classes)
 

@@ -1,11 +1,15 @@
-"""Process-group set-up that also works without ``torchrun`` (single process)."""
+"""Process-group set-up that also works without ``torchrun`` (single process), and the
+fully sharded (FSDP2) model with checkpoints that load on any world size."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
+import torch
 import torch.distributed as torch_dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,6 @@ def init_distributed() -> DistInfo:
     single process. Returns this process's :class:`DistInfo`."""
     info = dist_from_env()
     if info.enabled and not torch_dist.is_initialized():
-        import torch
-
         if torch.cuda.is_available():
             torch.cuda.set_device(info.local_rank)
             backend = "nccl"
@@ -58,8 +60,6 @@ def average_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, 
     """Mean of each value over ranks (one collective); identity for a single process."""
     if not info.enabled or not values:
         return values
-    import torch
-
     keys = sorted(values)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
@@ -71,8 +71,6 @@ def sum_across_ranks(value: float, info: DistInfo) -> float:
     """Sum of ``value`` over ranks (one collective); identity for a single process."""
     if not info.enabled:
         return value
-    import torch
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tensor = torch.tensor([float(value)], dtype=torch.float64, device=device)
     torch_dist.all_reduce(tensor)
@@ -91,3 +89,90 @@ def destroy_distributed() -> None:
     """Leave the process group, if one was joined."""
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+
+
+# -- fully sharded data parallel (FSDP2) ------------------------------------------------------
+
+
+def shard_model(model: nn.Module) -> nn.Module:
+    """Shard ``model`` in place with ``torch.distributed.fsdp.fully_shard``: each entry of
+    every ``nn.ModuleList`` (the transformer blocks: one all-gather per block in the forward
+    and backward) and then the root (embeddings, norms, heads). Needs an initialised process
+    group. Returns ``model`` (now an ``FSDPModule``; its parameters are ``DTensor`` shards)."""
+    from torch.distributed.fsdp import fully_shard
+
+    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
+    for blocks in lists:
+        for block in blocks:
+            fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def _full_options(**extra: bool) -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **extra)
+
+
+def full_state(model: nn.Module, optimizer: torch.optim.Optimizer,
+               sharded: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The full weights and optimizer state for a checkpoint, as a 1-process run has them.
+
+    Sharded: a collective (call it on every rank); rank 0 gets the gathered tensors on the
+    CPU, the other ranks empty dicts. The optimizer state is then keyed by parameter name
+    (``torch.distributed.checkpoint.state_dict``), so it loads on any world size and without
+    FSDP. Not sharded: ``model.state_dict()`` and ``optimizer.state_dict()``.
+    """
+    if not sharded:
+        return model.state_dict(), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = _full_options(cpu_offload=True)
+    return (get_model_state_dict(model, options=options),
+            get_optimizer_state_dict(model, optimizer, options=options))
+
+
+def load_full_state(model: nn.Module, optimizer: torch.optim.Optimizer,
+                    weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any],
+                    sharded: bool) -> None:
+    """Load full weights and optimizer state (from :func:`full_state` of any run: sharded or
+    not, any world size) into this rank's model and optimizer."""
+    from torch.distributed.checkpoint.state_dict import (
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    if sharded:
+        set_model_state_dict(model, weights, options=_full_options())
+    else:
+        model.load_state_dict(weights)
+    if _keyed_by_name(optimizer_state):
+        set_optimizer_state_dict(model, optimizer, optimizer_state, options=_full_options())
+    elif sharded:
+        set_optimizer_state_dict(model, optimizer,
+                                 optimizer_state_by_name(model, optimizer, optimizer_state),
+                                 options=_full_options())
+    else:
+        optimizer.load_state_dict(optimizer_state)
+
+
+def _keyed_by_name(optimizer_state: dict[str, Any]) -> bool:
+    params = [p for group in optimizer_state["param_groups"] for p in group["params"]]
+    return any(isinstance(p, str) for p in params)
+
+
+def optimizer_state_by_name(model: nn.Module, optimizer: torch.optim.Optimizer,
+                            optimizer_state: dict[str, Any]) -> dict[str, Any]:
+    """``optimizer.state_dict()``-style state (parameters numbered in ``optimizer``'s group
+    order) keyed by parameter name instead, for ``set_optimizer_state_dict``."""
+    names = {param: name for name, param in model.named_parameters()}
+    order = [names[p] for group in optimizer.param_groups for p in group["params"]]
+    return {
+        "state": {order[i]: value for i, value in optimizer_state["state"].items()},
+        "param_groups": [{**group, "params": [order[i] for i in group["params"]]}
+                         for group in optimizer_state["param_groups"]],
+    }

@@ -11,15 +11,23 @@ the optimizer, so a resumed run computes the same steps an uninterrupted one wou
 
 Data-parallel runs (``torchrun``): each rank takes every ``world_size``-th sample of the epoch's
 permutation, so one step of ``R`` ranks x batch ``B`` consumes the same samples as one step of
-a single process with batch ``R * B``, and DDP averages the gradients (the global batch, and so
-the learning rate, is ``R * B * accum_steps``). Masks and module randomness are seeded per
-*(step, micro-batch, rank)*: ranks draw different masks for their halves, so a 2-rank run
-matches a 1-process run on samples, gradients and schedule but not on the exact masks (rank 0
-keeps the single-process seeds). Only rank 0 writes metrics and checkpoints.
+a single process with batch ``R * B``, and DDP (or FSDP2 with ``run.parallel: fsdp``) averages
+the gradients (the global batch, and so the learning rate, is ``R * B * accum_steps``).
+Masks and module randomness are seeded per *(step, micro-batch, rank)*: ranks draw different
+masks for their halves, so a 2-rank run matches a 1-process run on samples, gradients and
+schedule but not on the exact masks (rank 0 keeps the single-process seeds). Only rank 0
+writes metrics and checkpoints. Checkpoints hold the full weights and optimizer state and the
+position in the epoch counted over all ranks, so a run resumes on any world size, with or
+without FSDP.
 
 Preemption: ``SIGTERM`` (installed in the main thread for the run, then restored) makes the
 loop finish the current step, save a checkpoint and raise :class:`TrainingInterrupted`; all
 ranks agree on the stop step. ``--resume`` continues from that checkpoint.
+
+Storage: before the first step the output folder must be writable and hold two checkpoints
+(:mod:`motionmae.train.preflight`); a checkpoint that cannot be written (disk full) raises
+:class:`~motionmae.train.checkpoint.CheckpointError` on every rank, leaving ``latest`` on the
+previous complete checkpoint.
 """
 
 from __future__ import annotations
@@ -37,10 +45,13 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader, Dataset
 
 from motionmae.config import OptimConfig, RunConfig
 from motionmae.train.checkpoint import (
+    LATEST,
+    CheckpointError,
     latest_checkpoint,
     prune_checkpoints,
     save_checkpoint,
@@ -49,9 +60,18 @@ from motionmae.train.distributed import (
     DistInfo,
     any_across_ranks,
     average_across_ranks,
+    full_state,
+    load_full_state,
+    shard_model,
     sum_across_ranks,
 )
 from motionmae.train.optim import build_optimizer, lr_at, set_lr
+from motionmae.train.preflight import (
+    OutputFolderError,
+    check_free_space,
+    checkpoint_bytes,
+    prepare_output_folder,
+)
 from motionmae.train.sampler import EpochSampler
 
 log = logging.getLogger(__name__)
@@ -97,7 +117,8 @@ class TrainingInterrupted(RuntimeError):
 
 @dataclass
 class TrainState:
-    """Where a run is: saved in every checkpoint."""
+    """Where a run is: saved in every checkpoint. ``samples_in_epoch`` counts the samples of
+    the epoch's permutation consumed by all ranks together (so any world size can resume)."""
 
     step: int = 0
     epoch: int = 0
@@ -203,10 +224,16 @@ def train(
     ckpt_root = out_dir / "checkpoints"
     device = resolve_device(run.device)
     model = task.model.to(device)
+    sharded = dist.enabled and run.parallel == "fsdp"
+    # Sized before sharding: a checkpoint holds the full tensors.
+    one_checkpoint = checkpoint_bytes(model.state_dict().values(),
+                                      (p for p in model.parameters() if p.requires_grad))
     if run.compile:
         model.compile()  # in place: state_dict keys stay as they are
     step_model: nn.Module = model
-    if dist.enabled:
+    if sharded:
+        step_model = shard_model(model)  # in place: the optimizer below gets the shards
+    elif dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         step_model = DistributedDataParallel(
@@ -238,18 +265,25 @@ def train(
         checkpoint = latest_checkpoint(ckpt_root)
         if checkpoint is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {ckpt_root}")
-        model.load_state_dict(checkpoint.weights(device))
         saved = checkpoint.state()
-        optimizer.load_state_dict(saved["optimizer"])
+        load_full_state(model, optimizer, checkpoint.weights("cpu" if sharded else device),
+                        saved["optimizer"], sharded)
         state = TrainState(**saved["train_state"])
         log.info("resumed from %s at step %d", checkpoint.path, state.step)
     metrics_path = out_dir / "metrics.jsonl"
+    problem: OutputFolderError | None = None
     if dist.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _check_writable(out_dir)
-        if resume:
+        try:
+            prepare_output_folder(out_dir)
+            saves = -(-total_steps // run.ckpt_every)
+            # A new checkpoint is complete before the previous one is pruned.
+            check_free_space(out_dir, one_checkpoint, copies=1 if resume else min(2, saves))
+        except OutputFolderError as error:
+            problem = error
+        if resume and problem is None:
             _trim_metrics(metrics_path, state.step)
-    dist.barrier()
+    if any_across_ranks(problem is not None, dist):  # also the barrier before training
+        raise problem or OutputFolderError(f"rank 0 cannot use the output folder {out_dir}")
 
     history: list[dict[str, float]] = []
 
@@ -267,16 +301,25 @@ def train(
         nonlocal saved_step
         flush_bad_videos()
         saved_step = state.step
-        if not dist.is_main:
-            return
-        save_checkpoint(
-            ckpt_root,
-            state.step,
-            task.model.state_dict(),
-            task.describe(),
-            {"optimizer": optimizer.state_dict(), "train_state": vars(state).copy()},
-        )
-        prune_checkpoints(ckpt_root, keep_last=1, keep_every=run.keep_every)
+        # A collective under FSDP: every rank gathers, rank 0 receives the full tensors.
+        weights, optimizer_state = (full_state(model, optimizer, sharded)
+                                    if sharded or dist.is_main else ({}, {}))
+        failure: CheckpointError | None = None
+        if dist.is_main:
+            try:
+                save_checkpoint(
+                    ckpt_root,
+                    state.step,
+                    weights,
+                    task.describe(),
+                    {"optimizer": optimizer_state, "train_state": vars(state).copy()},
+                )
+                prune_checkpoints(ckpt_root, keep_last=1, keep_every=run.keep_every)
+            except OSError as error:  # e.g. disk full: save_checkpoint removed its temp files
+                failure = _write_failure(ckpt_root, state.step, error)
+        if any_across_ranks(failure is not None, dist):
+            raise failure or CheckpointError(
+                f"rank 0 could not write the checkpoint of step {state.step} under {ckpt_root}")
 
     # One loader for the whole run, so its workers persist across epochs; the epoch reaches
     # them through the sampler (order) and the dataset's shared epoch counter (augmentation).
@@ -285,12 +328,12 @@ def train(
 
     def batches() -> Iterator[dict[str, torch.Tensor]]:
         while True:
-            sampler.set_epoch(state.epoch, skip=state.samples_in_epoch)
+            sampler.set_epoch(state.epoch, skip=_rank_skip(state.samples_in_epoch, dist))
             set_epoch = getattr(dataset, "set_epoch", None)
             if set_epoch is not None:
                 set_epoch(state.epoch)
             for batch in loader:
-                state.samples_in_epoch += items_per_batch
+                state.samples_in_epoch += items_per_batch * dist.world_size
                 yield batch
             state.epoch += 1
             state.samples_in_epoch = 0
@@ -328,11 +371,9 @@ def train(
                 generator = torch.Generator().manual_seed(
                     _step_seed(run.seed, state.step, micro, dist.rank))
                 # Gradients are all-reduced once per optimizer step, on the last micro-batch.
-                sync = (
-                    step_model.no_sync()
-                    if dist.enabled and not last_micro
-                    else contextlib.nullcontext()
-                )
+                sync = _grad_sync(step_model, dist.enabled and not sharded, last_micro)
+                if sharded:
+                    step_model.set_requires_gradient_sync(last_micro)
                 with sync:
                     with autocast:
                         loss, parts = task.loss(step_model, batch, generator)
@@ -343,6 +384,8 @@ def train(
             with_grad = [p for p in model.parameters() if p.grad is not None]
             grads = [p.grad for p in with_grad]
             grad_norm = torch.nn.utils.get_total_norm(grads)
+            if isinstance(grad_norm, DTensor):  # FSDP: already reduced over the shards
+                grad_norm = grad_norm.full_tensor()
             # From the all-reduced gradients, so every rank takes the same decision (a
             # non-finite loss anywhere makes the gradient non-finite everywhere).
             found_inf = (~torch.isfinite(grad_norm)).float()
@@ -417,13 +460,34 @@ def train(
         signals.close()
         if log_file is not None:
             log_file.close()
+    if dist.is_main and state.bad_videos:
+        log.warning("%d bad video(s) were skipped and replaced during the run "
+                    "(data.on_error=skip): bad_videos in %s counts them, and a warning named "
+                    "each one when it was first met", state.bad_videos, metrics_path)
     return TrainResult(state=state, out_dir=out_dir, history=history)
 
 
-def _check_writable(folder: Path) -> None:
-    probe = folder / ".write-test"
-    try:
-        probe.write_bytes(b"0" * 4096)
-        probe.unlink()
-    except OSError as error:
-        raise OSError(f"output folder {folder} is not writable: {error}") from error
+def _grad_sync(step_model: nn.Module, ddp: bool,
+               last_micro: bool) -> contextlib.AbstractContextManager:
+    """DDP's ``no_sync`` on all but the last micro-batch of a step; nothing otherwise."""
+    return step_model.no_sync() if ddp and not last_micro else contextlib.nullcontext()
+
+
+def _rank_skip(samples_in_epoch: int, dist: DistInfo) -> int:
+    """This rank's share of the samples the epoch already consumed (over all ranks)."""
+    skip, extra = divmod(samples_in_epoch, dist.world_size)
+    if extra:
+        log.warning("resuming at sample %d of the epoch on %d ranks (not a multiple): %d "
+                    "samples of this epoch are seen twice", samples_in_epoch, dist.world_size,
+                    extra)
+    return skip
+
+
+def _write_failure(root: Path, step: int, error: OSError) -> CheckpointError:
+    pointer = root / LATEST
+    previous = pointer.read_text().strip() if pointer.is_file() else None
+    kept = f"'latest' still names {previous}" if previous else "no earlier checkpoint exists"
+    return CheckpointError(
+        f"could not write the checkpoint of step {step} under {root}: {error}. Its temporary "
+        f"files were removed and {kept}; free space (or fix the folder) and continue with "
+        f"--resume")

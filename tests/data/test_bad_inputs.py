@@ -278,9 +278,10 @@ def test_list_with_duplicate_entries(tmp_path: Path, caplog: pytest.LogCaptureFi
     listing.write_text(f"a.mp4 1\nb.mp4 0\n./a.mp4 1\n{tmp_path / 'b.mp4'} 0\nc.mp4 2\n")
     with caplog.at_level(logging.WARNING, logger="motionmae.data.lists"):
         videos = read_video_list(listing)
+    # Kept (a repeat weighs an entry, e.g. to overfit one video) but counted.
     assert [(e.path.name, e.label) for e in videos.entries] == [
-        ("a.mp4", 1), ("b.mp4", 0), ("c.mp4", 2)]
-    assert f"{listing}: 2 duplicate entries dropped (e.g. line 3 repeats line 1)" in caplog.text
+        ("a.mp4", 1), ("b.mp4", 0), ("a.mp4", 1), ("b.mp4", 0), ("c.mp4", 2)]
+    assert f"{listing}: 2 duplicate entries, kept (e.g. line 3 repeats line 1)" in caplog.text
     listing.write_text("a.mp4 1\nb.mp4 0\na.mp4 2\n")
     with pytest.raises(ListFormatError,
                        match=r"train\.txt:3: a\.mp4 is listed again with label '2', but line 1 "
