@@ -52,7 +52,7 @@ from av.video.reformatter import VideoReformatter
 from motionmae.config import PrepareConfig
 from motionmae.data.formats import parse_spec
 from motionmae.data.lists import VideoEntry, VideoList, read_video_list, write_video_list
-from motionmae.data.video import VideoReadError, output_size, probe_video
+from motionmae.data.video import VideoReadError, probe_video
 from motionmae.fileio import atomic_write_bytes, fsync_dir, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -106,9 +106,10 @@ def prepared_size(height: int, width: int, short_side: int | None) -> tuple[int,
     """``(height, width)`` of a prepared video whose source shows ``height x width`` square
     pixels: the short side brought down to ``short_side`` (never up; ``None`` keeps the
     size), aspect kept, each side rounded to an even number (4:2:0 chroma), at least 2."""
+    scale = 1.0
     if short_side is not None and min(height, width) > short_side:
-        height, width = output_size(height, width, short_side)
-    return max(2, 2 * round(height / 2)), max(2, 2 * round(width / 2))
+        scale = short_side / min(height, width)
+    return max(2, 2 * round(height * scale / 2)), max(2, 2 * round(width * scale / 2))
 
 
 # -- encoding one video ----------------------------------------------------------------------
