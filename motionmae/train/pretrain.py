@@ -23,6 +23,7 @@ from motionmae.tokens import TokenGrid, mask_to_indices
 from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, train
 from motionmae.train.optim import parameter_groups
+from motionmae.train.preflight import prepare_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ def track_cache_settings(cfg: PretrainConfig) -> CacheSettings:
 
 def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
     """The loader-worker hooks the configured targets and masking need: point tracks of the
-    patch-centre grid (TrackMAE target, motion-aware masking) and M3Video trajectories."""
+    patch-centre grid (TrackMAE target, motion-aware masking), M3Video trajectories and
+    cached teacher features."""
     hooks: list = []
     if cfg.needs_tracks:
         cache = None
@@ -61,6 +63,10 @@ def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
         from motionmae.targets.m3traj import M3TrajHook
 
         hooks.append(M3TrajHook(grid, cfg.targets.m3traj))
+    if "teacher" in cfg.targets.names and cfg.tracking.cache is not None:
+        from motionmae.targets.teacher_cache import teacher_features_hook
+
+        hooks.append(teacher_features_hook(cfg, grid))
     return hooks
 
 
@@ -172,8 +178,10 @@ def pretrain(
     torch.manual_seed(cfg.run.seed)  # model initialisation
     task = PretrainTask(cfg, world_size=dist.world_size)
     clip_sampler = None
-    if cfg.needs_tracks and cfg.tracking.cache is not None:
-        # Training clips start where tracks are cached (crop and flip stay fully random).
+    cached = cfg.needs_tracks or "teacher" in cfg.targets.names
+    if cached and cfg.tracking.cache is not None:
+        # Training clips start where tracks (teacher features) are cached (crop and flip stay
+        # fully random).
         clip_sampler = functools.partial(
             sample_cached_clip, frames=cfg.data.frames, stride=cfg.data.stride,
             cache_clips=cfg.tracking.cache_clips)
@@ -182,7 +190,7 @@ def pretrain(
                            clip_sampler=clip_sampler)
     out_dir = Path(cfg.run.out)
     if dist.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        prepare_output_folder(out_dir)  # a clear error for an unwritable folder, before anything
         (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     log.info(
         "pretraining %s (%.1fM parameters) on %d videos, targets %s, masking %s %.2f",

@@ -1,0 +1,130 @@
+"""A run survives bad videos and storage trouble: 5 % unreadable files are skipped and counted;
+an unwritable or too small output folder fails before training; a disk that fills up during a
+checkpoint leaves ``latest`` on the previous complete checkpoint, and ``--resume`` continues."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from motionmae.config import PretrainConfig, load_config
+from motionmae.data.lists import VideoEntry, read_video_list, write_video_list
+from motionmae.data.video import VideoReadError
+from motionmae.train import checkpoint as checkpoint_module
+from motionmae.train import preflight
+from motionmae.train.checkpoint import CheckpointError, latest_checkpoint
+from motionmae.train.pretrain import PretrainTask, pretrain
+
+SETTINGS = ["data.frames=4", "data.stride=2", "data.size=32", "data.flip=false",
+            "data.workers=0", "model.depth=1", "model.decoder_depth=1", "model.embed_dim=64",
+            "model.num_heads=2", "model.decoder_dim=64", "model.decoder_heads=2",
+            "run.batch_size=4",
+            "run.log_every=1", "optim.lr=1e-3", "optim.warmup_fraction=0.0"]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    from motionmae.data import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("resilience-videos"), num_train=19,
+                                  num_val=1, frames=8, size=32, seed=5)
+
+
+def _config(train_list, out, *extra: str) -> PretrainConfig:
+    return load_config(PretrainConfig, overrides=[
+        f"data.train={train_list}", f"run.out={out}", *SETTINGS, *extra])
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_with_5_percent_bad_files_completes_and_counts_them(videos, tmp_path, caplog):
+    good = read_video_list(videos.train_list)
+    bad = tmp_path / "broken.mp4"
+    bad.write_text("not a video\n")
+    entries = list(good.entries)
+    entries.insert(7, VideoEntry(path=bad, label=0))  # 1 bad of 20
+    listing = tmp_path / "train.txt"
+    write_video_list(listing, entries, good.classes)
+    out = tmp_path / "run"
+    with caplog.at_level(logging.WARNING):
+        # One epoch: 5 steps x 4 clips visit every entry once, the bad one included.
+        result = pretrain(_config(listing, out, "run.steps=5", "data.on_error=skip"))
+    assert result.state.step == 5
+    records = _records(out)
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    assert records[-1]["bad_videos"] == result.state.bad_videos >= 1
+    assert f"skipping bad video {bad}: cannot be opened as media" in caplog.text
+    assert (f"{result.state.bad_videos} bad video(s) were skipped and replaced during the run"
+            in caplog.text)
+    with pytest.raises(VideoReadError, match=rf"{bad}: cannot be opened as media"):
+        pretrain(_config(listing, tmp_path / "strict", "run.steps=5"))  # on_error: raise
+
+
+def test_unwritable_output_folder_fails_before_training(videos, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(preflight.OutputFolderError,
+                       match=rf"output folder {blocker / 'run'} is not writable: .*directory"):
+        pretrain(_config(videos.train_list, blocker / "run", "run.steps=2"))
+
+
+def test_too_little_free_space_fails_before_training(videos, tmp_path, monkeypatch):
+    real = preflight.shutil.disk_usage
+
+    def nearly_full(path):
+        return real(path)._replace(free=3_000_000)  # 3 MB: less than two checkpoints
+
+    monkeypatch.setattr(preflight.shutil, "disk_usage", nearly_full)
+    out = tmp_path / "run"
+    with pytest.raises(preflight.OutputFolderError,
+                       match=rf"not enough free space for checkpoints in {out}: 3\.0 MB free, "
+                             r"about \d+\.\d MB needed \(2 checkpoint\(s\)"):
+        pretrain(_config(videos.train_list, out, "run.steps=4", "run.ckpt_every=2"))
+    assert not (out / "metrics.jsonl").exists() and not (out / "checkpoints").exists()
+
+
+def test_disk_full_mid_checkpoint_keeps_latest_and_resume_works(videos, tmp_path, monkeypatch):
+    cfg = _config(videos.train_list, tmp_path / "reference", "run.steps=4", "run.ckpt_every=2")
+    reference = pretrain(cfg)
+    # The size the preflight check expects is close to a real checkpoint's.
+    model = PretrainTask(cfg).model
+    estimate = preflight.checkpoint_bytes(model.state_dict().values(), model.parameters())
+    written = latest_checkpoint(tmp_path / "reference" / "checkpoints").path.iterdir()
+    real_size = sum(f.stat().st_size for f in written)
+    assert 0.9 * real_size < estimate < 1.1 * real_size, (estimate, real_size)
+
+    out = tmp_path / "run"
+    calls = []
+    save = checkpoint_module.torch.save
+
+    def fills_the_disk(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # the checkpoint of step 4: a partial state.pt, then ENOSPC
+            Path(path).write_bytes(b"\x80\x02partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", fills_the_disk)
+    cfg = _config(videos.train_list, out, "run.steps=4", "run.ckpt_every=2")
+    with pytest.raises(CheckpointError, match=r"could not write the checkpoint of step 4 under "
+                       r".*No space left on device.*'latest' still names step_00000002; free "
+                       r"space .* --resume"):
+        pretrain(cfg)
+    monkeypatch.undo()
+
+    root = out / "checkpoints"
+    assert (root / "latest").read_text().strip() == "step_00000002"
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_00000002"]  # no temp
+    assert latest_checkpoint(root).step == 2
+    result = pretrain(cfg, resume=True)
+    assert result.state.step == 4
+    losses = {r["step"]: r["loss"] for r in _records(out)}
+    assert sorted(losses) == [1, 2, 3, 4]
+    for record in reference.history:
+        assert losses[record["step"]] == pytest.approx(record["loss"], rel=1e-5, abs=1e-6)
