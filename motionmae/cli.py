@@ -25,7 +25,8 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
     p.add_argument("--model", choices=["tiny", "small", "base", "large"])
     p.add_argument("--targets", help="comma-separated targets, e.g. pixel")
-    p.add_argument("--masking", help="masking kind, e.g. tube or random")
+    p.add_argument("--masking", help="masking kind: tube, random, cube, motion or learned "
+                   "(see masking.learned.* for the learned sampler)")
     p.add_argument("--frames", type=int, help="frames per clip")
     p.add_argument("--size", type=int, help="clip side in pixels")
     length = p.add_mutually_exclusive_group()
