@@ -14,6 +14,8 @@ the model and writes labelled pictures:
 - ``tracks.png`` / ``tracks.mp4`` (tracks target): true vs predicted trajectories of the
   hidden positions' patch-centre points, predicted ones integrated from the true start points.
 - ``motion_bins.png`` (motion-aware masking): per-position mean displacement over the clip.
+- ``sampler.png`` (learned masking): each token's probability of staying visible under the
+  trained sampler (Monte Carlo over 256 draws), beside the drawn mask.
 - ``panel.mp4``: the rows above, frame by frame.
 """
 
@@ -300,6 +302,17 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
              f"{values.max():.2f})", "motion-aware mask"])))
         video_rows.append([heat])
         video_labels.append("mean displacement per position")
+
+    if task.sampler is not None:
+        visible = task.sampler.visible_probability(
+            batch, 256, torch.Generator().manual_seed(seed))[0].numpy()
+        heat = overlay_token_values(frames, visible, grid, vmin=0.0)
+        label = (f"P(visible) per token, learned {cfg.masking.learned.policy} sampler "
+                 f"(0..{visible.max():.2f})")
+        written.append(write_png(out / "sampler.png", make_grid(
+            [list(heat), list(masked_frames)], [label, "drawn mask"])))
+        video_rows.append([heat])
+        video_labels.append("P(visible), learned sampler")
 
     written.append(write_video(out / "panel.mp4", make_grid_video(video_rows, video_labels),
                                fps=4.0))

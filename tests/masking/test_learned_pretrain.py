@@ -78,6 +78,11 @@ def test_learned_masking_trains_resumes_exactly_and_leaves_a_plain_encoder(video
         tokens = encoder(torch.randn(2, 3, 4, 32, 32))
     assert tokens.shape == (2, 8, encoder.embed_dim)  # all L = 2 * 2 * 2 tokens visible
 
+    video = next(videos.train_list.parent.rglob("*.mp4"))
+    assert main(["visualize", "--checkpoint", str(full), str(video), "--out",
+                 str(tmp_path / "viz")]) == 0
+    assert (tmp_path / "viz" / "sampler.png").stat().st_size > 0
+
 
 def test_sampler_has_its_own_parameter_group_and_learning_rate():
     cfg = load_config(PretrainConfig, overrides=[
