@@ -178,3 +178,17 @@ def test_bf16_step_and_pretraining_checkpoint_has_no_head(videos, pretrained, tm
         result.train.history[-1]["loss"]))
     with pytest.raises(CheckpointError, match="'pretrain' checkpoint has no classification"):
         load_classifier(pretrained)
+
+
+def test_torchrun_two_ranks_finetune(videos, tmp_path):
+    from test_distributed import torchrun  # the launcher the pretraining tests use
+
+    out = tmp_path / "ddp"
+    torchrun("-m", "motionmae", "finetune", "--scratch", "--train", str(videos.train_list),
+             "--val", str(videos.val_list), "--out", str(out), "--steps", "2",
+             "--batch-size", "2", "--set", "model.depth=1", "--set", "data.frames=4",
+             "--set", "data.size=32", "--set", "data.workers=0", "--set", "run.log_every=1",
+             "--set", "data.flip=false")
+    assert [r["step"] for r in map(json.loads, (out / "metrics.jsonl").open())] == [1, 2]
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_00000002"
+    assert len(json.loads((out / "eval" / "val.json").read_text())["predictions"]) == 9
