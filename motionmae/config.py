@@ -234,17 +234,20 @@ class TracksTargetConfig:
 
     ``norm``: ``none`` (pixels), ``scale`` (divide by ``scale`` px), ``patch`` (z-score within
     each token, as TrackMAE; removes the patch's mean motion). Invisible points get loss weight
-    0 unless ``use_visibility`` is false (TrackMAE's original behaviour).
+    0 unless ``use_visibility`` is false (TrackMAE's original behaviour). ``weight`` null
+    (default): TrackMAE's lambda, 0.25 next to a teacher target, else 1
+    (:meth:`TargetsConfig.loss_weight`).
     """
 
-    weight: float = 1.0
+    weight: float | None = None
     upsample: int = 2
     norm: str = "patch"
     scale: float = 8.0
     use_visibility: bool = True
 
     def validate(self, key: str) -> None:
-        _check(self.weight >= 0, f"{key}.weight", f"must be >= 0, got {self.weight}")
+        _check(self.weight is None or self.weight >= 0, f"{key}.weight",
+               f"must be >= 0 or null, got {self.weight}")
         _check(self.upsample >= 1, f"{key}.upsample", "must be >= 1")
         _check(self.norm in TRACK_NORMS, f"{key}.norm",
                f"must be one of {list(TRACK_NORMS)}, got {self.norm!r}")
@@ -287,7 +290,50 @@ class M3TrajTargetConfig:
         _check(self.clip > 0, f"{key}.clip", "must be > 0")
 
 
-TARGET_NAMES = ("pixel", "tracks", "hog", "m3traj")
+TEACHER_NORMS = ("layer", "zscore", "none")
+TEACHER_RESIZES = ("bilinear", "area")
+TEACHER_PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@dataclass
+class TeacherTargetConfig:
+    """Patch features of a frozen image model (CLIP, SigLIP, DINOv2; see
+    :mod:`motionmae.targets.teacher`) on one frame per tubelet.
+
+    ``path``: a local folder written by ``save_pretrained`` (the model kind comes from its
+    ``config.json``). ``frame``: which frame of each tubelet the teacher sees (0 = first).
+    ``size``: the teacher's input side, pixels (null: its own, from the folder). ``grid_resize``:
+    how its patch grid becomes the student's token grid. ``norm``: ``layer`` (per token),
+    ``zscore`` (per channel over the clip's tokens) or ``none``. ``precision``: ``auto`` runs
+    the teacher under bf16 autocast on CUDA devices that support it and in fp32 elsewhere.
+    """
+
+    path: str | None = None
+    weight: float = 1.0
+    norm: str = "layer"
+    frame: int = 0
+    size: int | None = None
+    grid_resize: str = "bilinear"
+    precision: str = "auto"
+
+    def validate(self, key: str) -> None:
+        _check(self.path is not None, f"{key}.path",
+               "the teacher target needs a local Hugging Face model folder (written by "
+               "save_pretrained) of a CLIP, SigLIP or DINOv2 vision model")
+        _check(self.weight >= 0, f"{key}.weight", f"must be >= 0, got {self.weight}")
+        _check(self.norm in TEACHER_NORMS, f"{key}.norm",
+               f"must be one of {list(TEACHER_NORMS)}, got {self.norm!r}")
+        _check(self.frame >= 0, f"{key}.frame", f"must be >= 0, got {self.frame}")
+        _check(self.size is None or self.size >= 1, f"{key}.size", "must be >= 1 or null")
+        _check(self.grid_resize in TEACHER_RESIZES, f"{key}.grid_resize",
+               f"must be one of {list(TEACHER_RESIZES)}, got {self.grid_resize!r}")
+        _check(self.precision in TEACHER_PRECISIONS, f"{key}.precision",
+               f"must be one of {list(TEACHER_PRECISIONS)}, got {self.precision!r}")
+
+
+TARGET_NAMES = ("pixel", "tracks", "hog", "m3traj", "teacher")
+# TrackMAE's loss weight of the tracks target next to a feature (teacher) target.
+TRACKS_WEIGHT_WITH_TEACHER = 0.25
 MOTION_TARGETS = ("tracks", "m3traj")
 
 
@@ -300,6 +346,15 @@ class TargetsConfig:
     tracks: TracksTargetConfig = field(default_factory=TracksTargetConfig)
     hog: HogTargetConfig = field(default_factory=HogTargetConfig)
     m3traj: M3TrajTargetConfig = field(default_factory=M3TrajTargetConfig)
+    teacher: TeacherTargetConfig = field(default_factory=TeacherTargetConfig)
+
+    def loss_weight(self, name: str) -> float:
+        """Target ``name``'s loss weight: its section's ``weight``; an unset (null) tracks
+        weight is :data:`TRACKS_WEIGHT_WITH_TEACHER` when ``names`` has a teacher, else 1."""
+        weight = getattr(self, name).weight
+        if weight is not None:
+            return float(weight)
+        return TRACKS_WEIGHT_WITH_TEACHER if "teacher" in self.names else 1.0
 
     def validate(self, key: str = "targets") -> None:
         _check(len(self.names) >= 1, f"{key}.names", "needs at least one target")
@@ -401,6 +456,10 @@ class PretrainConfig:
                f"{model.tubelet_size}")
         _check(self.data.size % model.patch_size == 0, "data.size",
                f"{self.data.size} px is not a multiple of model.patch_size {model.patch_size}")
+        if "teacher" in self.targets.names:
+            _check(self.targets.teacher.frame < model.tubelet_size, "targets.teacher.frame",
+                   f"must be < model.tubelet_size {model.tubelet_size}, "
+                   f"got {self.targets.teacher.frame}")
 
     @property
     def needs_tracks(self) -> bool:

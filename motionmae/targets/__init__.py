@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from motionmae.config import DataConfig, TargetsConfig
@@ -19,6 +20,7 @@ from motionmae.targets.pixel import (
     normalize_patches,
     patch_statistics,
 )
+from motionmae.targets.teacher import TeacherTarget
 from motionmae.targets.tracks import TracksTarget
 from motionmae.tokens import TokenGrid
 
@@ -28,6 +30,7 @@ __all__ = [
     "M3TrajTarget",
     "PixelTarget",
     "Target",
+    "TeacherTarget",
     "TracksTarget",
     "build_targets",
     "denormalize_prediction",
@@ -47,7 +50,8 @@ def _pixel(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
 
 
 def _tracks(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
-    return TracksTarget(cfg.tracks, grid)
+    # the weight's default depends on the other targets (0.25 next to a teacher)
+    return TracksTarget(dataclasses.replace(cfg.tracks, weight=cfg.loss_weight("tracks")), grid)
 
 
 def _hog(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
@@ -58,11 +62,16 @@ def _m3traj(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
     return M3TrajTarget(cfg.m3traj, grid)
 
 
+def _teacher(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
+    return TeacherTarget(cfg.teacher, grid, data.mean, data.std)
+
+
 _BUILDERS: dict[str, TargetBuilder] = {
     "pixel": _pixel,
     "tracks": _tracks,
     "hog": _hog,
     "m3traj": _m3traj,
+    "teacher": _teacher,
 }
 
 

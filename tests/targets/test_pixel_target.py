@@ -89,7 +89,7 @@ def test_build_targets_registry():
     assert isinstance(pixel, Target)
     assert (pixel.name, pixel.dim, pixel.weight) == ("pixel", GRID.patch_dim, 0.5)
     with pytest.raises(ValueError, match="unknown"):
-        build_targets(TargetsConfig(names=["teacher"]), GRID, DataConfig())
+        build_targets(TargetsConfig(names=["optical_flow"]), GRID, DataConfig())
 
 
 def test_norm_pix_fast_path_equals_normalising_the_pixels():
