@@ -179,6 +179,22 @@ def _add_extract_tracks(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_extract_tracks)
 
 
+def _add_extract_teacher(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract-teacher", help="fill the cache with a frozen teacher's features "
+                       "of the cached clips (train with --set tracking.cache=CACHE)")
+    p.add_argument("--data", required=True, help="list file of videos")
+    p.add_argument("--cache", required=True, help="cache folder (the track cache's)")
+    p.add_argument("--teacher", help="teacher model folder (default: targets.teacher.path of "
+                   "the config)")
+    p.add_argument("--device", default="auto", help="where the teacher runs (auto, cpu, cuda)")
+    p.add_argument("--batch-size", type=int, default=32, help="frames per teacher forward")
+    p.add_argument("--shard", default="0/1", help="i/n: this process takes videos i, i+n, ...")
+    p.add_argument("--config", help="the pretraining config the features are for (clip "
+                   "frames, stride, size, cache_clips and targets.teacher must match training)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=cmd_extract_teacher)
+
+
 def _add_visualize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("visualize", help="pictures of a pretrained model's masking and "
                        "reconstruction (pixels, tracks) on one clip of a video")
@@ -224,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_pretrain, _add_finetune, _add_evaluate, _add_features,
                 _add_probe, _add_report,
-                _add_tracks, _add_export, _add_extract_tracks, _add_visualize, _add_prepare):
+                _add_tracks, _add_export, _add_extract_tracks, _add_extract_teacher,
+                _add_visualize, _add_prepare):
         add(sub)
     return parser
 
@@ -530,13 +547,7 @@ def cmd_extract_tracks(args: argparse.Namespace) -> int:
     from motionmae.motion import TrackCache, extract_tracks
     from motionmae.train.pretrain import track_cache_settings
 
-    try:
-        index, count = (int(x) for x in args.shard.split("/"))
-        if not 0 <= index < count:
-            raise ValueError
-    except ValueError:
-        raise SystemExit(f"motionmae extract-tracks: --shard must be i/n with 0 <= i < n, "
-                         f"got {args.shard!r}") from None
+    index, count = _parse_shard(args.shard, "extract-tracks")
     cfg = load_config(PretrainConfig, args.config,
                       [f"data.train={args.data}", f"tracking.cache={args.cache}", *args.set])
     cache = TrackCache(Path(args.cache), track_cache_settings(cfg))
@@ -553,6 +564,54 @@ def cmd_extract_tracks(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     print(f"{stats.done} tracked, {stats.skipped_existing} already cached, "
+          f"{len(stats.failed)} failed ({stats.seconds:.1f}s)")
+    for video, reason in stats.failed:
+        print(f"  failed: {video}: {reason}", file=sys.stderr)
+    return 1 if stats.failed else 0
+
+
+def _parse_shard(text: str, command: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+        if not 0 <= index < count:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"motionmae {command}: --shard must be i/n with 0 <= i < n, "
+                         f"got {text!r}") from None
+    return index, count
+
+
+def cmd_extract_teacher(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from motionmae.config import PretrainConfig, load_config
+    from motionmae.data import read_video_list
+    from motionmae.targets.teacher_cache import TeacherCacheSettings, TeacherFeatureCache
+    from motionmae.targets.teacher_extract import ClipLayout, extract_teacher
+    from motionmae.targets.teacher_models import load_teacher, read_teacher_spec
+    from motionmae.train.loop import resolve_device
+
+    index, count = _parse_shard(args.shard, "extract-teacher")
+    teacher = [f"targets.teacher.path={args.teacher}"] if args.teacher else []
+    cfg = load_config(PretrainConfig, args.config, [f"data.train={args.data}",
+                      f"tracking.cache={args.cache}", *teacher, *args.set])
+    cfg.targets.teacher.validate("targets.teacher")  # also when names lacks the teacher
+    spec = read_teacher_spec(cfg.targets.teacher.path)
+    cache = TeacherFeatureCache(args.cache, TeacherCacheSettings.from_config(cfg, spec))
+    videos = [entry.path for entry in read_video_list(args.data).entries]
+    bar = tqdm(total=len(videos) // count + 1, desc=f"teacher {index}/{count}", unit="video")
+
+    def on_progress(completed: int, total: int, video: object, status: str) -> None:
+        bar.total = total
+        bar.update(completed - bar.n)
+
+    try:
+        stats = extract_teacher(videos, cache, load_teacher(spec), ClipLayout.from_config(cfg),
+                                device=resolve_device(args.device), batch_size=args.batch_size,
+                                shard=(index, count), on_progress=on_progress)
+    finally:
+        bar.close()
+    print(f"{stats.done} computed, {stats.skipped_existing} already cached, "
           f"{len(stats.failed)} failed ({stats.seconds:.1f}s)")
     for video, reason in stats.failed:
         print(f"  failed: {video}: {reason}", file=sys.stderr)

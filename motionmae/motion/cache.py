@@ -56,10 +56,10 @@ import logging
 import os
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -76,7 +76,10 @@ __all__ = [
     "cached_clip_starts",
     "dense_grid",
     "interpolate_grid_tracks",
+    "read_shard",
     "sample_cached_clip",
+    "video_key",
+    "write_shard",
 ]
 
 logger = logging.getLogger(__name__)
@@ -436,6 +439,87 @@ def _checksum(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
+# Shards: verified, atomically written .npz files (the track cache's and the teacher feature
+# cache's, see motionmae.targets.teacher_cache)
+
+T = TypeVar("T")
+
+
+def video_key(video_path: str | Path, settings: Mapping[str, Any]) -> str:
+    """sha256 hex of the video's absolute path, size and ``mtime_ns`` and of ``settings`` (a
+    JSON-ready mapping merged into the hashed record). Raises ``OSError`` when the video cannot
+    be stat'ed."""
+    path = Path(video_path).resolve()
+    stat = path.stat()
+    return _sha256_json({"video": str(path), "size": stat.st_size,
+                         "mtime_ns": stat.st_mtime_ns, **settings})
+
+
+def write_shard(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any],
+                compress: bool = True) -> None:
+    """Store ``arrays`` plus ``meta`` (JSON, as the uint8 array ``meta``; must hold ``version``
+    and ``key``) and a ``checksum`` of all of them at ``path``: temp file + fsync + rename.
+    ``compress=False`` skips zlib (float features barely compress and decompress slowly)."""
+    payload = dict(arrays)
+    payload["meta"] = np.frombuffer(json.dumps(dict(meta), sort_keys=True).encode("utf-8"),
+                                    dtype=np.uint8)
+    payload["checksum"] = _checksum(payload)
+    buffer = io.BytesIO()
+    (np.savez_compressed if compress else np.savez)(buffer, **payload)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _verified_arrays(path: Path, key: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    stored = arrays.pop("checksum")
+    if not np.array_equal(stored, _checksum(arrays)):
+        raise ValueError("checksum mismatch")
+    meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+    if meta.get("version") != FORMAT_VERSION:
+        raise ValueError(f"format version {meta.get('version')}, expected {FORMAT_VERSION}")
+    if meta.get("key") != key:
+        raise ValueError("entry was written for another key")
+    return arrays
+
+
+def read_shard(path: Path, key: str, parse: Callable[[dict[str, np.ndarray]], T],
+               what: str, video_path: str | Path) -> T | None:
+    """``parse(arrays)`` of the shard :func:`write_shard` stored at ``path`` for ``key``, or
+    ``None`` (a miss).
+
+    A missing shard is a miss. A shard that fails to load, verify or parse (truncated, flipped
+    bytes, wrong checksum or key) is reported with ``logging.warning`` naming the file and
+    ``what`` holds it, deleted (unless a writer replaced it meanwhile), and is a miss.
+    """
+    try:
+        before = path.stat()
+    except FileNotFoundError:
+        return None
+    try:
+        return parse(_verified_arrays(path, key))
+    except _READ_ERRORS as error:
+        if isinstance(error, FileNotFoundError):
+            return None
+        logger.warning("%s: corrupt entry %s for %s (%s: %s); deleting it, it will be "
+                       "recomputed", what, path, video_path, type(error).__name__, error)
+        _discard(path, before, what)
+        return None
+
+
+def _discard(path: Path, seen: os.stat_result, what: str) -> None:
+    try:
+        now = path.stat()
+        if (now.st_ino, now.st_mtime_ns, now.st_size) == (seen.st_ino, seen.st_mtime_ns,
+                                                           seen.st_size):
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        logger.warning("%s: cannot delete %s: %s", what, path, error)
+
+
+# --------------------------------------------------------------------------------------------
 # The cache
 
 
@@ -470,10 +554,7 @@ class TrackCache:
     def key(self, video_path: str | Path) -> str:
         """sha256 hex of (absolute path, size, mtime_ns, settings). Raises ``OSError`` when
         the video cannot be stat'ed."""
-        path = Path(video_path).resolve()
-        stat = path.stat()
-        return _sha256_json({"video": str(path), "size": stat.st_size,
-                             "mtime_ns": stat.st_mtime_ns, "settings": self.settings.to_dict()})
+        return video_key(video_path, {"settings": self.settings.to_dict()})
 
     def shard_path(self, key: str) -> Path:
         """``root/ab/abcdef....npz`` for key ``abcdef...``."""
@@ -500,46 +581,8 @@ class TrackCache:
             key = self.key(video_path)
         except OSError:
             return None
-        path = self.shard_path(key)
-        try:
-            before = path.stat()
-        except FileNotFoundError:
-            return None
-        try:
-            return self._load(path, key)
-        except _READ_ERRORS as error:
-            if isinstance(error, FileNotFoundError):
-                return None
-            logger.warning("track cache: corrupt entry %s for %s (%s: %s); deleting it, "
-                           "it will be recomputed", path, video_path, type(error).__name__,
-                           error)
-            self._discard(path, before)
-            return None
-
-    def _load(self, path: Path, key: str) -> CachedTracks:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-        stored = arrays.pop("checksum")
-        if not np.array_equal(stored, _checksum(arrays)):
-            raise ValueError("checksum mismatch")
-        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
-        if meta.get("version") != FORMAT_VERSION:
-            raise ValueError(f"format version {meta.get('version')}, expected {FORMAT_VERSION}")
-        if meta.get("key") != key:
-            raise ValueError("entry was written for another key")
-        return CachedTracks.from_arrays(arrays)
-
-    @staticmethod
-    def _discard(path: Path, seen: os.stat_result) -> None:
-        try:
-            now = path.stat()
-            if (now.st_ino, now.st_mtime_ns, now.st_size) == (seen.st_ino, seen.st_mtime_ns,
-                                                               seen.st_size):
-                path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            logger.warning("track cache: cannot delete %s: %s", path, error)
+        return read_shard(self.shard_path(key), key, CachedTracks.from_arrays, "track cache",
+                          video_path)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -550,17 +593,10 @@ class TrackCache:
         changed while it was being tracked is stored under its old, never-served key.
         """
         key = key or self.key(video_path)
-        arrays = tracks.arrays()
         meta = {"version": FORMAT_VERSION, "key": key, "video": str(Path(video_path).resolve()),
                 "settings": self.settings.to_dict()}
-        arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"),
-                                       dtype=np.uint8)
-        arrays["checksum"] = _checksum(arrays)
         path = self.shard_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
+        write_shard(path, tracks.arrays(), meta)
         if not self._settings_written:
             self._write_settings()
         return path
