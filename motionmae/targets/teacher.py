@@ -54,6 +54,7 @@ from motionmae.tokens import TokenGrid
 __all__ = [
     "TeacherStats",
     "TeacherTarget",
+    "channel_affine",
     "footprint_weights",
     "normalize_features",
     "resample_grid",
@@ -72,6 +73,14 @@ def tubelet_frames(clip: torch.Tensor, tubelet: int, frame: int) -> torch.Tensor
     (clip-major: row ``b * t + i`` is clip ``b``'s frame ``i * tubelet + frame``)."""
     frames = clip[:, :, frame::tubelet]
     return frames.transpose(1, 2).flatten(0, 1)
+
+
+def channel_affine(images: torch.Tensor, scale: Sequence[float],
+                   shift: Sequence[float]) -> torch.Tensor:
+    """``[N, C, H, W]`` -> ``images[:, c] * scale[c] + shift[c]`` per channel. The constants
+    travel as kernel arguments: no host-to-device copy, which would wait for the device."""
+    return torch.stack([images[:, c] * a + b for c, (a, b) in enumerate(zip(scale, shift,
+                                                                            strict=True))], 1)
 
 
 def teacher_pixels(pixels: torch.Tensor, spec: TeacherSpec,
@@ -94,9 +103,8 @@ def teacher_pixels(pixels: torch.Tensor, spec: TeacherSpec,
         pixels = F.interpolate(pixels, size=size, mode=spec.resample,
                                align_corners=False if smooth else None,
                                antialias=smooth and shrink).clamp_(0.0, 1.0)
-    mean = torch.tensor(spec.mean, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
-    std = torch.tensor(spec.std, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
-    return (pixels * spec.scale - mean) / std
+    return channel_affine(pixels, [spec.scale / s for s in spec.std],
+                          [-m / s for m, s in zip(spec.mean, spec.std, strict=True)])
 
 
 def teacher_input_side(cfg: TeacherTargetConfig, spec: TeacherSpec) -> int:
@@ -270,10 +278,8 @@ class TeacherTarget:
         ``[B, L, D]`` float32 (steps 1-4 of the module doc)."""
         g = self.grid
         frames = tubelet_frames(clip.float(), g.tubelet, self.frame)  # [B*t, C, H, W]
-        mean = torch.tensor(self.mean, dtype=frames.dtype, device=frames.device).view(3, 1, 1)
-        std = torch.tensor(self.std, dtype=frames.dtype, device=frames.device).view(3, 1, 1)
         teacher = self.teacher(clip.device)
-        features = run_teacher(teacher, torch.addcmul(mean, frames, std),
+        features = run_teacher(teacher, channel_affine(frames, self.std, self.mean),
                                (self.size, self.size), use_bf16(self.precision, clip.device))
         rows, cols = self._grid_weights(features)
         tokens = resample_grid(features, rows, cols)  # [B*t, h, w, D]
@@ -292,7 +298,7 @@ class TeacherTarget:
                                "cached; computing them online (fill the cache with "
                                "`motionmae extract-teacher`)", len(missing), values.shape[0])
                 self._warned_misses = True
-            index = torch.tensor(missing, device=clip.device)
+            index = torch.tensor(missing).to(clip.device, non_blocking=True)
             values = values.index_copy(0, index, self.features(clip.index_select(0, index)))
         return values
 

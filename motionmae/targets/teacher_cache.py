@@ -32,7 +32,7 @@ verified like track shards (:func:`~motionmae.motion.cache.write_shard`, uncompr
 features barely compress). Shard arrays: ``features`` float16 ``[t, g_h, g_w, D]``,
 ``frame_indices`` int64 ``[T]``, ``frame_size`` (decoded ``(H, W)``), ``source_size``.
 Size per clip: ``2 * t * g_h * g_w * D`` bytes (ViT-B/16, 16 frames at 224 px, 4:3 video:
-``2 * 8 * 14 * 18 * 768`` = 3.1 MB).
+``2 * 8 * 14 * 19 * 768`` = 3.3 MB).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from motionmae.targets.teacher import (
     footprint_weights,
     normalize_features,
     tubelet_frames,
+    use_bf16,
 )
 from motionmae.targets.teacher_models import read_teacher_spec
 from motionmae.tokens import TokenGrid
@@ -225,6 +226,21 @@ def test_norm_modes(folders):
     # each clip's statistics are its own: z-scoring one clip alone gives the same values
     torch.testing.assert_close(normalize_features(raw[1:], "zscore"), zscore[1:])
     assert not torch.allclose(raw, layer, atol=0.1)
+
+
+def test_bf16_precision_runs_the_teacher_under_autocast(folders):
+    clip = torch.randn(1, 3, 4, 64, 64)
+    fp32 = make_target(folders["dinov2"], precision="fp32")
+    bf16 = make_target(folders["dinov2"], precision="bf16")
+    dtypes = []
+    linear = next(m for m in bf16.teacher(torch.device("cpu")).modules()
+                  if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    reference, _ = fp32({"clip": clip})
+    values, _ = bf16({"clip": clip})
+    assert set(dtypes) == {torch.bfloat16} and values.dtype == torch.float32
+    assert F.cosine_similarity(values, reference, dim=-1).min() > 0.99
+    assert not use_bf16("auto", torch.device("cpu"))  # slower than fp32 on most CPUs
 
 
 # -- frozen ---------------------------------------------------------------------------------
