@@ -13,7 +13,8 @@ from motionmae.config import ConfigError, FinetuneConfig, PretrainConfig, load_c
 from motionmae.data import make_synthetic_dataset, read_video_list
 from motionmae.data.mixing import smooth_targets
 from motionmae.eval import evaluate_videos, load_classifier
-from motionmae.models import DropPath
+from motionmae.models import DropPath, VideoClassifier, create_encoder
+from motionmae.tokens import TokenGrid
 from motionmae.train.checkpoint import CheckpointError, latest_checkpoint
 from motionmae.train.finetune import (
     build_task,
@@ -192,3 +193,24 @@ def test_torchrun_two_ranks_finetune(videos, tmp_path):
     assert [r["step"] for r in map(json.loads, (out / "metrics.jsonl").open())] == [1, 2]
     assert (out / "checkpoints" / "latest").read_text().strip() == "step_00000002"
     assert len(json.loads((out / "eval" / "val.json").read_text())["predictions"]) == 9
+
+
+def test_start_from_an_official_file_without_final_norm(videos, tmp_path):
+    # An official fine-tuned layout (mean pooling: fc_norm, no final norm, fixed positions)
+    # is built at the run's clip size; the fine-tuned checkpoint remembers the missing norm.
+    torch.manual_seed(0)
+    source = VideoClassifier(create_encoder("tiny", TokenGrid(16, 224, 224), depth=1), 3)
+    source.encoder.norm = torch.nn.Identity()
+    path = tmp_path / "official.pth"
+    torch.save({"model": {k.removeprefix("encoder."): v
+                          for k, v in source.state_dict().items()}}, path)
+    out = tmp_path / "from-official"
+    finetune(_config(videos, out, f"finetune.checkpoint={path}", "run.steps=1",
+                     "data.val=null"))
+    model, description = load_classifier(out)
+    assert description["encoder"] == {"final_norm": False, "layer_norm_eps": 1e-6}
+    assert isinstance(model.encoder.norm, torch.nn.Identity)
+    assert model.encoder.grid == TokenGrid(4, 32, 32)
+    clip = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():  # the encoder (blocks only, no norm) as the checkpoint stores it
+        torch.testing.assert_close(load_encoder(out)(clip), model.encoder(clip))
