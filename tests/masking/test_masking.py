@@ -57,7 +57,7 @@ def test_generator_from_config(kind):
 
 def test_unknown_kind_is_rejected():
     with pytest.raises(ValueError, match="unknown kind"):
-        build_mask_generator(MaskingConfig(kind="cube"), GRID)
+        build_mask_generator(MaskingConfig(kind="spiral"), GRID)
 
 
 def test_mask_to_indices_round_trip():
