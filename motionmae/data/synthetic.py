@@ -1,14 +1,18 @@
 """A built-in synthetic motion dataset: the class is how an object moves, not how it looks.
 
-Each clip shows one textured object (ellipse, rectangle or wobbly blob; smooth-noise, stripe
-or checker texture; random colours) over a static textured background. The object either
-stays still, translates (left/right/up/down), rotates (cw/ccw, as seen on screen) or scales
-(zoom in/out). Appearance is drawn from its own generator, independently of the class, and
+Each clip shows a few textured objects (ellipses, rectangles or wobbly blobs; smooth-noise,
+stripe or checker textures; random colours) over a static textured background. All objects of
+a clip move the same way: they stay still, translate (left/right/up/down), rotate about their
+own centres (cw/ccw, as seen on screen) or scale (zoom in/out). Several objects rather than one
+put the class signal into a sizeable share of the tokens (one object covers ~5% of a 112 px
+frame), so a short pretraining budget sees enough motion to learn from.
+
+Appearance is drawn from its own generator, independently of the class, and
 every motion is the identity at frame 0, so **frame 0 of a clip is the same image whatever
 its class** (:func:`render_clip` of one appearance with two motions gives identical first
-frames). The object lives on a torus (it wraps around the frame edges) with a uniform
-position, so its position does not reveal the class in any frame either; the zoom classes
-do change the object's size over the clip (that is the motion).
+frames). The objects live on a torus (they wrap around the frame edges) with uniform
+positions, so positions do not reveal the class in any frame either; the zoom classes do
+change the objects' sizes over the clip (that is the motion).
 
 Clips are written as real H.264 mp4 files (``yuv420p``, crf 18) with plain list files, so
 the demo and tests exercise the same decode path as real data. Generation is seeded and
@@ -42,7 +46,7 @@ CLASSES: tuple[str, ...] = ("down", "left", "right", "rotate_ccw", "rotate_cw", 
                             "zoom_in", "zoom_out")
 """Class names in label order (sorted, matching :func:`read_video_list`'s name mapping)."""
 
-GENERATOR_VERSION = 2  # bump when rendering changes, so old datasets are regenerated
+GENERATOR_VERSION = 3  # bump when rendering changes, so old datasets are regenerated
 FPS = 25.0
 CRF = 18
 MANIFEST = "manifest.json"
@@ -86,14 +90,15 @@ class Appearance:
 
     Attributes:
         background: float32 ``[S, S, 3]`` in [0, 1].
-        sprite: float32 ``[P, P, 4]``: premultiplied RGB and alpha of the object, centred.
-        position: (x, y) of the object centre at frame 0, in pixels (pixel centres at
+        sprites: per object, float32 ``[P, P, 4]``: premultiplied RGB and alpha, centred;
+            drawn in this order (later ones in front).
+        positions: per object, (x, y) of its centre at frame 0, in pixels (pixel centres at
             integers), anywhere in ``[0, S)`` (the frame wraps around).
     """
 
     background: np.ndarray
-    sprite: np.ndarray
-    position: tuple[float, float]
+    sprites: tuple[np.ndarray, ...]
+    positions: tuple[tuple[float, float], ...]
 
 
 def _colour(rng: np.random.Generator) -> np.ndarray:
@@ -153,17 +158,25 @@ def _shape_mask(rng: np.random.Generator, patch: int, radius: float) -> np.ndarr
     return np.clip(edge + 0.5, 0.0, 1.0).astype(np.float32)
 
 
-def sample_appearance(rng: np.random.Generator, size: int) -> Appearance:
-    """Background, object sprite and frame-0 position of one clip (class-independent)."""
-    background = _texture(rng, size, contrast=rng.uniform(0.2, 0.5))
+def _sample_sprite(rng: np.random.Generator, size: int) -> np.ndarray:
     radius = rng.uniform(0.11, 0.17) * size
     patch = math.ceil(radius * 2.6) | 1  # odd: the centre is a pixel centre
     mask = _shape_mask(rng, patch, radius)
     texture = _texture(rng, patch, contrast=rng.uniform(0.6, 1.0))
-    sprite = np.concatenate([texture * mask[..., None], mask[..., None]], axis=-1)
-    position = (float(rng.uniform(0, size)), float(rng.uniform(0, size)))
-    return Appearance(background=background, sprite=sprite.astype(np.float32),
-                      position=position)
+    return np.concatenate([texture * mask[..., None], mask[..., None]], axis=-1).astype(
+        np.float32)
+
+
+def sample_appearance(rng: np.random.Generator, size: int,
+                      objects: tuple[int, int] = (2, 4)) -> Appearance:
+    """Background, object sprites and frame-0 positions of one clip (class-independent);
+    the number of objects is uniform in ``objects`` (inclusive)."""
+    background = _texture(rng, size, contrast=rng.uniform(0.2, 0.5))
+    count = int(rng.integers(objects[0], objects[1] + 1))
+    sprites = tuple(_sample_sprite(rng, size) for _ in range(count))
+    positions = tuple((float(rng.uniform(0, size)), float(rng.uniform(0, size)))
+                      for _ in range(count))
+    return Appearance(background=background, sprites=sprites, positions=positions)
 
 
 # -- motion -------------------------------------------------------------------------------
@@ -206,28 +219,29 @@ def sample_motion(name: str, rng: np.random.Generator, size: int) -> Motion:
 
 
 def render_clip(appearance: Appearance, motion: Motion, frames: int) -> np.ndarray:
-    """Render ``[frames, S, S, 3]`` uint8 RGB; frame 0 depends on ``appearance`` only."""
-    background = appearance.background
-    size = background.shape[0]
-    sprite = appearance.sprite
-    pc = (sprite.shape[0] - 1) / 2
+    """Render ``[frames, S, S, 3]`` uint8 RGB; frame 0 depends on ``appearance`` only.
+    Every object moves by ``motion`` (rotation and scale about its own centre)."""
+    size = appearance.background.shape[0]
     centre = (size - 1) / 2
     out = np.empty((frames, size, size, 3), dtype=np.uint8)
     for t in range(frames):
         f = t / max(frames - 1, 1)
-        x = appearance.position[0] + f * motion.shift[0]
-        y = appearance.position[1] + f * motion.shift[1]
-        # Render at the canvas centre plus the sub-pixel part, then roll the integer part
-        # (mod S): the object wraps around the frame edges.
-        ix, iy = math.floor(x - centre), math.floor(y - centre)
-        matrix = cv2.getRotationMatrix2D((pc, pc), f * motion.angle,
-                                         math.exp(f * motion.log_scale))
-        matrix[0, 2] += centre + (x - centre - ix) - pc
-        matrix[1, 2] += centre + (y - centre - iy) - pc
-        layer = cv2.warpAffine(sprite, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-        layer = np.roll(layer, (iy % size, ix % size), axis=(0, 1))
-        image = background * (1.0 - layer[..., 3:]) + layer[..., :3]
+        image = appearance.background
+        for sprite, position in zip(appearance.sprites, appearance.positions, strict=True):
+            pc = (sprite.shape[0] - 1) / 2
+            x = position[0] + f * motion.shift[0]
+            y = position[1] + f * motion.shift[1]
+            # Render at the canvas centre plus the sub-pixel part, then roll the integer
+            # part (mod S): objects wrap around the frame edges.
+            ix, iy = math.floor(x - centre), math.floor(y - centre)
+            matrix = cv2.getRotationMatrix2D((pc, pc), f * motion.angle,
+                                             math.exp(f * motion.log_scale))
+            matrix[0, 2] += centre + (x - centre - ix) - pc
+            matrix[1, 2] += centre + (y - centre - iy) - pc
+            layer = cv2.warpAffine(sprite, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+            layer = np.roll(layer, (iy % size, ix % size), axis=(0, 1))
+            image = image * (1.0 - layer[..., 3:]) + layer[..., :3]
         out[t] = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from pathlib import Path
@@ -100,3 +101,25 @@ def test_generation_is_idempotent_and_atomic(tmp_path: Path) -> None:
     assert videos[0].path.read_bytes() != content
     with pytest.raises(ValueError, match="even"):
         make_synthetic_dataset(root, num_train=1, num_val=1, size=33)
+
+
+def test_every_object_moves_the_same_way() -> None:
+    """Each object of a multi-object clip is drawn and shifted by the class motion: the
+    clip equals the composite of single-object clips over the shared background."""
+    appearance = sample_appearance(np.random.default_rng(5), 64, objects=(3, 3))
+    assert len(appearance.sprites) == len(appearance.positions) == 3
+    motion = sample_motion("right", np.random.default_rng(1), 64)
+    clip = render_clip(appearance, motion, 6).astype(np.int16)
+    background = render_clip(dataclasses.replace(appearance, sprites=(), positions=()),
+                             motion, 6).astype(np.int16)
+    for k in range(3):
+        alone = dataclasses.replace(appearance, sprites=appearance.sprites[k:k + 1],
+                                    positions=appearance.positions[k:k + 1])
+        single = render_clip(alone, motion, 6).astype(np.int16)
+        covered = np.abs(single - background).max(-1) > 40  # where object k is, per frame
+        assert covered[0].any() and covered[-1].any()
+        # The object's footprint moved right by the class shift (on the torus).
+        shift = round(motion.shift[0])
+        overlap = (np.roll(covered[0], shift, axis=1) & covered[-1]).sum() / covered[-1].sum()
+        assert overlap > 0.6, (k, overlap)
+    assert (np.abs(clip - background).max(-1) > 40).any(axis=(1, 2)).all()
