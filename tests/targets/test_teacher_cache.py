@@ -143,7 +143,7 @@ def test_cached_equals_online_on_the_whole_frame_and_misses_fall_back(teacher_di
     online = target.features(batch["clip"])
     values, _ = target(batch)
     assert target.stats.cached == 3 and target.stats.online == 0
-    torch.testing.assert_close(values, online, atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(values, online, atol=3e-3, rtol=0)  # float16 storage
 
     for shard in (tmp_path / "cache").rglob("*.npz"):  # drop video 0's entries
         if json.loads(np.load(shard)["meta"].tobytes())["video"] == str(paths[0].resolve()):
@@ -155,7 +155,7 @@ def test_cached_equals_online_on_the_whole_frame_and_misses_fall_back(teacher_di
         values, _ = target(batch)
     assert "1 of 2 clips of a batch are not cached" in caplog.text
     assert (target.stats.cached, target.stats.online) == (4, 1)
-    torch.testing.assert_close(values, target.features(batch["clip"]), atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(values, target.features(batch["clip"]), atol=3e-3, rtol=0)
 
 
 def test_key_covers_teacher_identity_and_settings(teacher_dir, videos, tmp_path):
