@@ -460,6 +460,9 @@ class PretrainConfig:
             _check(self.targets.teacher.frame < model.tubelet_size, "targets.teacher.frame",
                    f"must be < model.tubelet_size {model.tubelet_size}, "
                    f"got {self.targets.teacher.frame}")
+        # The sampler runs outside the model's forward, where FSDP keeps parameters sharded.
+        _check(not (self.masking.kind == "learned" and self.run.parallel == "fsdp"),
+               "masking.kind", "learned masking does not run under run.parallel=fsdp; use ddp")
 
     @property
     def needs_tracks(self) -> bool:

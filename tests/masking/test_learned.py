@@ -241,6 +241,8 @@ def test_config_errors_name_the_key():
         load_config(PretrainConfig, overrides=["masking.learned.heads=3"])
     with pytest.raises(ConfigError, match=r"masking\.decoder_ratio"):
         load_config(PretrainConfig, overrides=["masking.decoder_ratio=1.0"])
+    with pytest.raises(ConfigError, match=r"masking\.kind: learned masking does not run"):
+        load_config(PretrainConfig, overrides=["masking.kind=learned", "run.parallel=fsdp"])
     cfg = load_config(PretrainConfig, overrides=["masking.kind=learned",
                                                  "masking.learned.use_tracks=true"])
     assert cfg.needs_tracks and isinstance(cfg.masking, MaskingConfig)
