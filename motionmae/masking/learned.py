@@ -69,6 +69,7 @@ from motionmae.tokens import TokenGrid
 __all__ = ["Draw", "LearnedMask", "LearnedSampler", "Rollout", "SamplerPolicy"]
 
 _ADV_EPS = 1e-8
+_MAX_LOG_RATIO = 20.0
 _PACKED_SCALARS = 3  # old log-probability, advantage, reward
 
 
@@ -246,7 +247,9 @@ class LearnedSampler(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clipped surrogate, value loss, entropy and clipped fraction of one rollout."""
         log_prob = plackett_luce_log_prob(logits, rollout.order, self.num_visible_units)
-        ratio = torch.exp(log_prob - rollout.old_log_prob)
+        # Bounded so that a stale rollout can make the step large but never infinite.
+        ratio = torch.exp((log_prob - rollout.old_log_prob).clamp(-_MAX_LOG_RATIO,
+                                                                    _MAX_LOG_RATIO))
         clip = self.cfg.clip
         surrogate = torch.minimum(ratio * rollout.advantage,
                                   ratio.clamp(1.0 - clip, 1.0 + clip) * rollout.advantage)
