@@ -198,6 +198,9 @@ def _encode(frames: Iterable[av.VideoFrame], output: Path, rate: Fraction, width
                                            interpolation=interpolation, threads=1)
             picture.pts = count
             picture.time_base = time_base
+            # The scaler keeps the source's frame type, and FFmpeg's libx264 wrapper obeys it
+            # (I/P/B forced as in the source): let the encoder choose, to our keyframe rate.
+            picture.pict_type = av.video.frame.PictureType.NONE
             count += 1
             for packet in stream.encode(picture):
                 dst.mux(packet)
