@@ -175,7 +175,7 @@ def transcode(source: Path, output: Path, settings: PrepareConfig) -> Encoded:
                 frames = (frame for _, frame in timed)
             count = _encode(frames, output, rate, width, height, interpolation, settings)
     except av.FFmpegError as error:
-        raise VideoReadError.for_file(source, f"decode error: {error}") from error
+        raise VideoReadError.for_file(source, f"decode or encode error: {error}") from error
     if count == 0:
         raise VideoReadError.for_file(source, "no frames decoded")
     return Encoded(frames=count, width=width, height=height, fps=float(rate))
@@ -422,6 +422,8 @@ def prepare_dataset(
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     videos = data if isinstance(data, VideoList) else read_video_list(data)
+    if not videos.entries:
+        raise ValueError("prepare: no videos to prepare")
     list_path = out / (list_name or default_list_name(data))
     sources = [entry.path.absolute() for entry in videos.entries]
     outputs = output_paths(sources, out / VIDEOS_DIR, None if root is None else Path(root))

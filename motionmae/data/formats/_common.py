@@ -213,6 +213,8 @@ def build_list(parsed: Parsed, source: str, missing: str) -> VideoList:
     ``missing``: ``raise`` (any missing video is an error) or ``skip`` (leave them out, with a
     warning naming the count and the first few).
     """
+    if not parsed.rows:
+        raise AnnotationError(f"{source}: no videos annotated")
     finder = VideoFinder()
     entries: list[VideoEntry] = []
     absent: list[Path] = []
@@ -222,8 +224,6 @@ def build_list(parsed: Parsed, source: str, missing: str) -> VideoList:
             absent.append(row.candidates[0])
         else:
             entries.append(VideoEntry(path=found, label=row.label))
-    if not parsed.rows:
-        raise AnnotationError(f"{source}: no videos annotated")
     if absent:
         total = len(parsed.rows)
         shown = ", ".join(str(p) for p in absent[:MISSING_SHOWN])
