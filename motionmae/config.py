@@ -138,7 +138,10 @@ class LearnedMaskingConfig:
     decision per spatial position, repeated over time. ``lr``: the sampler's peak learning
     rate (its own parameter group; it follows the run's warmup + cosine schedule).
     ``use_tracks``: make the loader compute point tracks so that the sampler sees their
-    displacement statistics (it uses tracks whenever a batch has them).
+    displacement statistics (it uses tracks whenever a batch has them). ``loss_weight``: the
+    sampler's loss enters the joint loss at this weight; AdamW makes the sampler's own
+    updates independent of it, while a small weight keeps the sampler's gradients (its early
+    value loss especially) from dominating the joint norm that ``optim.clip_grad`` clips.
     """
 
     policy: str = "tats"
@@ -151,6 +154,7 @@ class LearnedMaskingConfig:
     value_coef: float = 0.5
     entropy_coef: float = 0.01
     use_tracks: bool = False
+    loss_weight: float = 0.01
 
     def validate(self, key: str = "masking.learned") -> None:
         _check(self.policy in SAMPLER_POLICIES, f"{key}.policy",
@@ -163,6 +167,7 @@ class LearnedMaskingConfig:
         _check(0.0 < self.clip < 1.0, f"{key}.clip", f"must be in (0, 1), got {self.clip}")
         _check(self.value_coef >= 0, f"{key}.value_coef", "must be >= 0")
         _check(self.entropy_coef >= 0, f"{key}.entropy_coef", "must be >= 0")
+        _check(self.loss_weight > 0, f"{key}.loss_weight", "must be > 0")
 
 
 @dataclass

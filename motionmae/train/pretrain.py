@@ -78,7 +78,7 @@ class PretrainTask:
     ``masking.decoder_ratio``). With ``masking.kind = learned`` the mask comes from a
     :class:`~motionmae.masking.LearnedSampler` (``model.sampler``, its own parameter group
     at ``masking.learned.lr``) and its loss, driven by the detached per-token errors
-    ``sum_k weight_k * token_weight_k * error_k``, is added.
+    ``sum_k weight_k * token_weight_k * error_k``, is added at ``masking.learned.loss_weight``.
 
     ``world_size``: data-parallel processes (the sampler's learning rate is set relative to
     the run's peak rate, which depends on the global batch).
@@ -131,7 +131,7 @@ class PretrainTask:
                     token_error = token_error + target.weight * error
         if draw is not None:
             sampler_loss, sampler_parts = self.sampler.loss(draw, token_error, masked_idx)
-            total = total + sampler_loss
+            total = total + self.cfg.masking.learned.loss_weight * sampler_loss
             parts.update(sampler_parts)
         return total, parts
 
