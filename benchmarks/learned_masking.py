@@ -38,6 +38,7 @@ from motionmae.config import PretrainConfig
 from motionmae.data import make_synthetic_dataset
 from motionmae.demo import DemoConfig, demo_pretrain_config
 from motionmae.evaluate import eval_data_config, list_features, run_probe
+from motionmae.train.checkpoint import latest_checkpoint
 from motionmae.train.optim import build_optimizer, set_lr
 from motionmae.train.pretrain import PretrainTask, pretrain
 
@@ -133,9 +134,10 @@ def peak_memory(variant: str, batch: int) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def probes(variants: list[str], steps: int, out: Path, demo: DemoConfig
+def probes(variants: list[str], steps: int, out: Path, demo: DemoConfig, reuse: bool
            ) -> dict[str, tuple[float, float, float]]:
-    """``{variant: (linear top-1, kNN top-1, pretraining minutes)}`` after ``steps`` steps."""
+    """``{variant: (linear top-1, kNN top-1, pretraining minutes)}`` after ``steps`` steps;
+    with ``reuse``, a variant whose run folder already finished ``steps`` is not retrained."""
     data = make_synthetic_dataset(demo.data_dir, num_train=demo.num_train, num_val=demo.num_val,
                                   frames=demo.video_frames, size=demo.video_size, seed=demo.seed)
     eval_data = eval_data_config({"grid": {"frames": 16, "height": demo.video_size},
@@ -145,9 +147,15 @@ def probes(variants: list[str], steps: int, out: Path, demo: DemoConfig
         demo.out = out / name.replace(" ", "_").replace("(", "").replace(")", "")
         demo.overrides = VARIANTS[name]
         demo.steps = steps
-        start = time.perf_counter()
-        pretrain(demo_pretrain_config(demo, data.train_list))
-        minutes = (time.perf_counter() - start) / 60
+        minutes_file = demo.out / "pretrain_minutes.txt"
+        finished = latest_checkpoint(demo.out / "checkpoints")
+        if reuse and finished is not None and finished.step == steps and minutes_file.exists():
+            minutes = float(minutes_file.read_text())
+        else:
+            start = time.perf_counter()
+            pretrain(demo_pretrain_config(demo, data.train_list))
+            minutes = (time.perf_counter() - start) / 60
+            minutes_file.write_text(f"{minutes}\n")
         encoder = load_encoder(demo.out)
         train = list_features(encoder, data.train_list, eval_data, batch_size=16)
         val = list_features(encoder, data.val_list, eval_data, batch_size=16)
@@ -169,6 +177,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/learned_masking"))
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-probe", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="probe finished runs under --out instead of pretraining again")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--memory-worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -187,7 +197,7 @@ def main() -> None:
     quality = {name: (float("nan"),) * 3 for name in variants}
     if not args.no_probe:
         logging.getLogger().setLevel(logging.WARNING)
-        quality = probes(variants, args.steps, args.out, DemoConfig())
+        quality = probes(variants, args.steps, args.out, DemoConfig(), args.reuse)
 
     chance = 1 / 9
     print(f"\ntiny ViT 16x112, pixel + tracks targets, batch {args.batch}, {args.threads} "
