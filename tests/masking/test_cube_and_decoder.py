@@ -13,7 +13,7 @@ from motionmae.masking import (
     tube_mask,
 )
 from motionmae.masking.decoder import num_decoded
-from motionmae.targets import masked_mse
+from motionmae.targets import m3traj_dim, masked_mse
 from motionmae.tokens import TokenGrid, mask_to_indices
 from motionmae.train.pretrain import PretrainTask
 
@@ -114,18 +114,20 @@ def _tracks(batch, grid):
 
 @pytest.mark.parametrize("kind", ["tube", "learned"])
 def test_every_target_trains_on_the_decoded_subset(kind):
-    """Pixel, HOG and tracks targets with decoder masking: the decoders see V + D tokens and
-    each loss is the masked MSE over the D decoded tokens."""
+    """Pixel, HOG, tracks and M3Video targets with decoder masking: the decoders see V + D
+    tokens and each loss is the (token-weighted) masked MSE over the D decoded tokens."""
     cfg = load_config(PretrainConfig, overrides=[
         "data.frames=8", "data.size=64", "model.depth=1", "model.decoder_depth=1",
-        "targets.names=[pixel,hog,tracks]", f"masking.kind={kind}", "masking.ratio=0.75",
+        "targets.names=[pixel,hog,tracks,m3traj]", f"masking.kind={kind}", "masking.ratio=0.75",
         "masking.decoder_ratio=0.5"])
     torch.manual_seed(0)
     task = PretrainTask(cfg)
     grid = task.grid
     batch = {"clip": torch.randn(2, 3, grid.frames, grid.height, grid.width),
              "tracks": _tracks(2, grid),
-             "track_visible": torch.ones(2, grid.frames, grid.spatial, dtype=torch.bool)}
+             "track_visible": torch.ones(2, grid.frames, grid.spatial, dtype=torch.bool),
+             "m3traj": torch.randn(2, grid.num_tokens, m3traj_dim(cfg.targets.m3traj)),
+             "m3traj_weight": (torch.rand(2, grid.num_tokens) > 0.3).float()}
     seen = []
     hook = task.model.decoders["hog"].blocks[0].register_forward_hook(
         lambda module, args, out: seen.append(args[0].shape[1]))
