@@ -153,7 +153,7 @@ def _add_tracks(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, help="number of frames (default: to the end)")
     p.add_argument("--stride", type=int, default=1, help="take every N-th frame")
     p.add_argument("--draw", type=Path, help="also write the tracks drawn over the video "
-                   "(.mp4 or .gif)")
+                   "(.mp4 or .gif; .png: the last frame with the recent trails)")
     p.set_defaults(handler=cmd_tracks)
 
 
@@ -523,10 +523,13 @@ def cmd_tracks(args: argparse.Namespace) -> int:
     log.info("%d points x %d frames (%dx%d px) -> %s; %.1f%% visible", tracks.shape[1],
              tracks.shape[0], width, height, args.out, 100 * visible.mean())
     if args.draw is not None:
-        from motionmae.viz import draw_tracks, write_video
+        from motionmae.viz import draw_tracks, write_png, write_video
 
-        write_video(args.draw, draw_tracks(frames, tracks, visible, tail=8),
-                    fps=info.fps / args.stride if info.fps else 8.0)
+        drawn = draw_tracks(frames, tracks, visible, tail=8)
+        if args.draw.suffix.lower() == ".png":
+            write_png(args.draw, drawn[-1])
+        else:
+            write_video(args.draw, drawn, fps=info.fps / args.stride if info.fps else 8.0)
         log.info("drawn tracks -> %s", args.draw)
     return 0
 
