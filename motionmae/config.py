@@ -422,6 +422,9 @@ class RunConfig:
     # Under torchrun: "ddp" replicates the model, "fsdp" shards parameters, gradients and
     # optimizer state over the ranks (FSDP2 fully_shard); one process ignores it.
     parallel: str = "ddp"
+    # Also write the logged records as TensorBoard scalars to RUN/tensorboard (rank 0; needs
+    # the tensorboard package: pip install 'motionmae[tensorboard]').
+    tensorboard: bool = False
 
     def validate(self, key: str = "run") -> None:
         _check(self.steps is None or self.steps >= 1, f"{key}.steps", "must be >= 1")

@@ -73,6 +73,7 @@ from motionmae.train.preflight import (
     prepare_output_folder,
 )
 from motionmae.train.sampler import EpochSampler
+from motionmae.train.tensorboard import TensorBoardWriter
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +351,8 @@ def train(
     consecutive_bad = torch.zeros((), device=device)
     step_indices: list[torch.Tensor] = []
     window_start, window_clips, window_steps = time.perf_counter(), 0, 0
+    scalars = (TensorBoardWriter(out_dir / "tensorboard")
+               if run.tensorboard and dist.is_main else None)
     log_file = metrics_path.open("a") if dist.is_main else None
     signals = contextlib.ExitStack()
     stop = signals.enter_context(_stop_on_sigterm())
@@ -435,6 +438,8 @@ def train(
                     log_file.flush()
                     if on_log is not None:
                         on_log(record)
+                if scalars is not None:
+                    scalars.write(record)
                 streak = int(consecutive_bad)
                 if streak >= run.max_bad_steps:
                     indices = torch.cat(step_indices).tolist() if step_indices else []
@@ -460,6 +465,8 @@ def train(
         signals.close()
         if log_file is not None:
             log_file.close()
+        if scalars is not None:
+            scalars.close()
     if dist.is_main and state.bad_videos:
         log.warning("%d bad video(s) were skipped and replaced during the run "
                     "(data.on_error=skip): bad_videos in %s counts them, and a warning named "
