@@ -47,6 +47,10 @@ VARIANTS: dict[str, list[str]] = {
     "learned (tats) 0.95": ["masking.kind=learned", "masking.ratio=0.95"],
     "learned (adamae) 0.95": ["masking.kind=learned", "masking.ratio=0.95",
                               "masking.learned.policy=adamae"],
+    "tube 0.90, decoder 0.5": ["masking.kind=tube", "masking.ratio=0.9",
+                               "masking.decoder_ratio=0.5"],
+    "learned (tats) 0.95, decoder 0.5": ["masking.kind=learned", "masking.ratio=0.95",
+                                         "masking.decoder_ratio=0.5"],
 }
 REFERENCE = "tube 0.90"
 DEFAULT_VARIANTS = ["tube 0.90", "learned (tats) 0.95"]
