@@ -82,7 +82,7 @@ def _table(parser: argparse.ArgumentParser) -> list[str]:
         if action.option_strings and action.nargs != 0:
             names += f" `{_metavar(action)}`"
         notes = []
-        if action.required:
+        if action.required and action.option_strings:  # positionals always are
             notes.append("required")
         if isinstance(action, argparse._AppendAction) and "repeatable" not in (action.help or ""):
             notes.append("repeatable")
