@@ -2,7 +2,12 @@
 sampler, exact resume, and a plain encoder for evaluation."""
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,3 +105,26 @@ def test_sampler_has_its_own_parameter_group_and_learning_rate():
     assert all(g["lr_scale"] == 1.0 for g in other_groups)
     n_params = sum(len(g["params"]) for g in groups)
     assert n_params == len(list(task.model.parameters()))
+
+
+def test_learned_masking_under_torchrun_two_ranks(videos, tmp_path):
+    """Data parallel: the sampler runs outside the DDP forward; its gradients are reduced with
+    the rest (every parameter gets one each step, so DDP's reducer is satisfied)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+               "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
+               str(port), "-m", "motionmae", "pretrain", "--data", str(videos.train_list),
+               "--out", str(out), "--frames", "4", "--size", "32", "--steps", "2",
+               "--batch-size", "2", "--masking", "learned", "--set", "model.depth=1",
+               "--set", "model.decoder_depth=1", "--set", "data.workers=0",
+               "--set", "run.log_every=1", "--set", "masking.ratio=0.75"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-4000:]
+    records = _records(out)
+    assert [r["step"] for r in records] == [1, 2]
+    assert "sampler/value_loss" in records[-1]
