@@ -157,9 +157,11 @@ def test_parallel_run_matches_and_a_dead_source_is_reported(dataset: Path,
         parallel = read_frames(tmp_path / "out" / "videos" / relative, [0, 3])
         single = read_frames(tmp_path / "inline" / "videos" / relative, [0, 3])
         # Not bit-exact: x264's analysis of frames this tiny (32 rows) varies from run to run
-        # with its assembly paths on (real-size videos encode identically every time).
+        # with its assembly paths on (real-size videos encode identically every time); runs
+        # differed by up to 2.02 grey levels on average. A wrong frame, size or colour
+        # conversion differs by tens of levels.
         assert parallel.shape == single.shape
-        assert np.abs(parallel.astype(np.float32) - single).mean() < 2.0
+        assert np.abs(parallel.astype(np.float32) - single).mean() < 4.0
     assert inline.failed[0][1] == stats.failed[0][1]
 
 
