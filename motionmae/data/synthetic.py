@@ -1,4 +1,4 @@
-"""A built-in synthetic motion dataset: the class is how an object moves, not how it looks.
+"""A built-in synthetic motion dataset: the class is how objects move, not how they look.
 
 Each clip shows a few textured objects (ellipses, rectangles or wobbly blobs; smooth-noise,
 stripe or checker textures; random colours) over a static textured background. All objects of
