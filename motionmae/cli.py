@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("motionmae")
 
@@ -288,27 +289,36 @@ def pretrain_overrides(args: argparse.Namespace) -> list[str]:
     return overrides + list(args.set)
 
 
-def cmd_pretrain(args: argparse.Namespace) -> int:
-    from motionmae.config import PretrainConfig, load_config
+def _run_training(name: str, run: Callable[..., Any], cfg: Any, resume: bool) -> Any:
+    """Run ``run(cfg, ...)`` (pretrain or finetune) in this process's distributed context with
+    a progress bar on rank 0; ``None`` when preempted (SIGTERM: a checkpoint was saved)."""
     from motionmae.train.distributed import destroy_distributed, init_distributed
     from motionmae.train.loop import TrainingInterrupted
-    from motionmae.train.pretrain import pretrain
 
-    cfg = load_config(PretrainConfig, args.config, pretrain_overrides(args))
     if cfg.run.steps is None and cfg.run.epochs is None:
         cfg.run.steps = 1000
         log.info("neither --steps nor --epochs given: training for %d steps", cfg.run.steps)
     dist = init_distributed()
-    on_log, close = _progress(cfg.run.steps or 0, "pretrain") if dist.is_main else (None, None)
+    on_log, close = _progress(cfg.run.steps or 0, name) if dist.is_main else (None, None)
     try:
-        result = pretrain(cfg, resume=args.resume, dist=dist, on_log=on_log)
+        return run(cfg, resume=resume, dist=dist, on_log=on_log)
     except TrainingInterrupted as stopped:
         log.warning("%s", stopped)
-        return 143  # 128 + SIGTERM: a scheduler sees the job was preempted
+        return None
     finally:
         if close is not None:
             close()
         destroy_distributed()
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from motionmae.config import PretrainConfig, load_config
+    from motionmae.train.pretrain import pretrain
+
+    cfg = load_config(PretrainConfig, args.config, pretrain_overrides(args))
+    result = _run_training("pretrain", pretrain, cfg, args.resume)
+    if result is None:
+        return 143  # 128 + SIGTERM: a scheduler sees the job was preempted
     log.info("done: %d steps, checkpoints in %s", result.state.step,
              Path(cfg.run.out) / "checkpoints")
     return 0
@@ -392,9 +402,7 @@ def finetune_overrides(args: argparse.Namespace) -> list[str]:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from motionmae.config import FinetuneConfig, load_config
-    from motionmae.train.distributed import destroy_distributed, init_distributed
     from motionmae.train.finetune import data_defaults, finetune
-    from motionmae.train.loop import TrainingInterrupted
 
     if args.model is not None and not args.scratch:
         raise SystemExit("motionmae finetune: --model applies to --scratch only (a checkpoint "
@@ -402,20 +410,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     # The checkpoint's clip geometry and normalisation, unless the file or flags say otherwise.
     base = {"data": data_defaults(args.checkpoint)} if args.checkpoint else {}
     cfg = load_config(FinetuneConfig, args.config, finetune_overrides(args), base=base)
-    if cfg.run.steps is None and cfg.run.epochs is None:
-        cfg.run.steps = 1000
-        log.info("neither --steps nor --epochs given: training for %d steps", cfg.run.steps)
-    dist = init_distributed()
-    on_log, close = _progress(cfg.run.steps or 0, "finetune") if dist.is_main else (None, None)
-    try:
-        result = finetune(cfg, resume=args.resume, dist=dist, on_log=on_log)
-    except TrainingInterrupted as stopped:
-        log.warning("%s", stopped)
+    result = _run_training("finetune", finetune, cfg, args.resume)
+    if result is None:
         return 143  # 128 + SIGTERM: a scheduler sees the job was preempted
-    finally:
-        if close is not None:
-            close()
-        destroy_distributed()
     log.info("done: %d steps, checkpoints in %s", result.train.state.step,
              Path(cfg.run.out) / "checkpoints")
     if result.evaluation is not None and result.evaluation.metrics is not None:
