@@ -5,7 +5,7 @@ models for the same number of steps with targets pixel / tracks / pixel+tracks /
 and masking tube vs motion, then linear- and kNN-probe each frozen encoder. A random-init
 encoder is the floor.
 
-    .venv/bin/python benchmarks/representation.py --steps 300 --out runs/representation
+    .venv/bin/python benchmarks/representation.py --steps 1000 --out runs/representation
 
 The published finding to check (TrackMAE, M3Video): trajectory targets beat pixel targets on
 motion-sensitive data, and the combination beats both.
@@ -24,7 +24,7 @@ import torch
 from motionmae.api import load_encoder
 from motionmae.data import make_synthetic_dataset
 from motionmae.demo import DemoConfig, demo_pretrain_config
-from motionmae.evaluate import eval_data_config, list_features, run_probe
+from motionmae.evaluate import list_features, run_probe
 from motionmae.models import VideoEncoder
 from motionmae.train.pretrain import pretrain, token_grid
 
@@ -39,12 +39,15 @@ VARIANTS: dict[str, list[str]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    defaults = DemoConfig()
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("runs/representation"))
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--train-videos", type=int, default=480)
-    parser.add_argument("--val-videos", type=int, default=240)
+    parser.add_argument("--train-videos", type=int, default=defaults.num_train)
+    parser.add_argument("--val-videos", type=int, default=defaults.num_val)
     parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="probe a variant's finished run folder instead of pretraining again")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -54,12 +57,11 @@ def main() -> None:
     data = make_synthetic_dataset(demo.data_dir, num_train=demo.num_train,
                                   num_val=demo.num_val, frames=demo.video_frames,
                                   size=demo.video_size, seed=demo.seed)
-    eval_data = eval_data_config({"grid": {"frames": 16, "height": demo.video_size},
-                                  "config": {"data": {"stride": 2}}}, workers=2)
+    eval_data = demo.eval_data()
 
     def probe(encoder: torch.nn.Module) -> tuple[float, float]:
-        train = list_features(encoder, data.train_list, eval_data, batch_size=16)
-        val = list_features(encoder, data.val_list, eval_data, batch_size=16)
+        train = list_features(encoder, data.train_list, eval_data, batch_size=32)
+        val = list_features(encoder, data.val_list, eval_data, batch_size=32)
         return run_probe("linear", train, val).top1, run_probe("knn", train, val).top1
 
     rows = []
@@ -67,22 +69,26 @@ def main() -> None:
     torch.manual_seed(0)
     rows.append(("random init", *probe(VideoEncoder(base_cfg.model.resolved(),
                                                     token_grid(base_cfg))), 0.0))
+    print(f"{'random init':<24} linear {rows[0][1]:6.1%}  knn {rows[0][2]:6.1%}", flush=True)
     for name, overrides in VARIANTS.items():
         if args.only and name not in args.only:
             continue
         demo.out = args.out / name.replace(" ", "").replace("/", "_").replace("+", "-")
         demo.overrides = overrides
         cfg = demo_pretrain_config(demo, data.train_list)
-        start = time.perf_counter()
-        pretrain(cfg)
-        minutes = (time.perf_counter() - start) / 60
+        minutes = 0.0
+        if not (args.reuse and (demo.out / "checkpoints").is_dir()):
+            start = time.perf_counter()
+            pretrain(cfg)
+            minutes = (time.perf_counter() - start) / 60
         linear, knn = probe(load_encoder(demo.out))
         rows.append((name, linear, knn, minutes))
         print(f"{name:<24} linear {linear:6.1%}  knn {knn:6.1%}  ({minutes:.1f} min)",
               flush=True)
 
     chance = 1 / len(data.classes)
-    print(f"\n{args.steps} steps each, tiny ViT, 16x{demo.video_size}px, "
+    print(f"\n{args.steps} steps of batch {demo.batch_size} each, tiny ViT depth {demo.depth}, "
+          f"{demo.frames}x{demo.video_size}px, patch {demo.patch_size}, "
           f"{demo.num_train} train / {demo.num_val} val videos, chance {chance:.1%}\n")
     print(f"| {'targets / masking':<24} | linear | kNN    | pretrain min |")
     print(f"|{'-' * 26}|--------|--------|--------------|")

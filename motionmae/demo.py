@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from motionmae.config import PretrainConfig, load_config
+from motionmae.config import DataConfig, PretrainConfig, load_config
 from motionmae.data import make_synthetic_dataset
 from motionmae.eval import ProbeResult
 from motionmae.evaluate import eval_data_config, list_features, run_probe
@@ -33,18 +33,37 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo; the defaults finish in a few minutes on a 2-core CPU."""
+    """Sizes of the demo; the defaults finish in a few minutes on a 2-core CPU.
+
+    The geometry is chosen so that a few minutes of CPU pretraining learn motion: 8 frames
+    of 64 px with 8x8 patches (each token sees a few pixels of displacement, where 16x16
+    patches at this budget learned nothing, see docs/benchmarks.md), a 4-block tiny ViT and
+    a few thousand clips.
+    """
 
     data_dir: Path = field(default_factory=default_cache_dir)
     out: Path = Path("runs/demo")
-    num_train: int = 480
-    num_val: int = 240
-    video_frames: int = 32
-    video_size: int = 112
-    steps: int = 400
-    batch_size: int = 16
+    num_train: int = 3000
+    num_val: int = 480
+    video_frames: int = 16
+    video_size: int = 64
+    frames: int = 8
+    stride: int = 2
+    patch_size: int = 8
+    depth: int = 4
+    mask_ratio: float = 0.8
+    targets: tuple[str, ...] = ("pixel", "tracks")
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 1e-3
     seed: int = 0
     overrides: list[str] = field(default_factory=list)
+
+    def eval_data(self, workers: int = 2) -> DataConfig:
+        """Evaluation clips of the pretraining geometry (centre crop, all tokens visible)."""
+        return eval_data_config({"grid": {"frames": self.frames, "height": self.video_size},
+                                 "config": {"data": {"stride": self.stride}}},
+                                workers=workers)
 
 
 @dataclass
@@ -55,25 +74,27 @@ class DemoResult:
 
 
 def demo_pretrain_config(cfg: DemoConfig, train_list: Path) -> PretrainConfig:
-    """Tiny ViT, 16 frames at 112 px, tube masking 0.9, pixel + point-track targets."""
+    """Tiny ViT (``cfg.depth`` blocks, ``cfg.patch_size`` patches) on ``cfg.frames`` frames,
+    tube masking at ``cfg.mask_ratio``, ``cfg.targets`` (default pixels + point tracks)."""
     base = {
-        "model": {"size": "tiny", "decoder_depth": 2},
+        "model": {"size": "tiny", "depth": cfg.depth, "patch_size": cfg.patch_size,
+                  "decoder_depth": 2},
         "data": {
             "train": str(train_list),
-            "frames": 16,
-            "stride": 2,
+            "frames": cfg.frames,
+            "stride": cfg.stride,
             "size": cfg.video_size,
             "flip": False,  # left vs right motion is a class here
             "scales": [1.0, 0.875, 0.75],
-            # One worker keeps up with these small clips (>80 clips/s) and leaves the other
-            # core to the model: two workers beside two torch threads oversubscribe 2 cores.
+            # One worker keeps up with these small clips and leaves the other core to the
+            # model: two workers beside two torch threads oversubscribe 2 cores.
             "workers": 1,
         },
-        "masking": {"kind": "tube", "ratio": 0.9},
-        # Pixels plus TrackMAE trajectories. "scale" keeps each patch's mean motion, which
-        # is exactly what tells these classes apart ("patch" z-scoring would remove it).
-        "targets": {"names": ["pixel", "tracks"], "tracks": {"norm": "scale", "scale": 4.0}},
-        "optim": {"lr": 5e-4, "warmup_fraction": 0.1, "clip_grad": 1.0},
+        "masking": {"kind": "tube", "ratio": cfg.mask_ratio},
+        # "scale" keeps each patch's mean motion, which is exactly what tells these classes
+        # apart ("patch" z-scoring would remove it).
+        "targets": {"names": list(cfg.targets), "tracks": {"norm": "scale", "scale": 4.0}},
+        "optim": {"lr": cfg.lr, "warmup_fraction": 0.1, "clip_grad": 1.0},
         "run": {
             "out": str(cfg.out),
             "steps": cfg.steps,
@@ -108,9 +129,7 @@ def run_demo(
     pretrained = load_encoder(cfg.out)
     torch.manual_seed(cfg.seed)
     random_init = VideoEncoder(pretrain_cfg.model.resolved(), token_grid(pretrain_cfg))
-    description = {"grid": {"frames": 16, "height": cfg.video_size},
-                   "config": {"data": {"stride": 2}}}
-    data = eval_data_config(description, workers=2)
+    data = cfg.eval_data()
     rows = []
     for name, encoder in (("random init", random_init), ("motionmae pretrained", pretrained)):
         stage(f"frozen features of {name} encoder")
