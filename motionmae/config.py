@@ -425,6 +425,13 @@ class RunConfig:
     # Also write the logged records as TensorBoard scalars to RUN/tensorboard (rank 0; needs
     # the tensorboard package: pip install 'motionmae[tensorboard]').
     tensorboard: bool = False
+    # Also log them to Weights & Biases (rank 0; pip install 'motionmae[wandb]'). The API key
+    # comes from WANDB_API_KEY or `wandb login`, never from the config. ``wandb_mode`` null:
+    # W&B's default (WANDB_MODE, else online).
+    wandb: bool = False
+    wandb_project: str = "motionmae"
+    wandb_entity: str | None = None
+    wandb_mode: str | None = None
 
     def validate(self, key: str = "run") -> None:
         _check(self.steps is None or self.steps >= 1, f"{key}.steps", "must be >= 1")
@@ -441,6 +448,9 @@ class RunConfig:
         _check(self.max_bad_steps >= 1, f"{key}.max_bad_steps", "must be >= 1")
         _check(self.parallel in ("ddp", "fsdp"), f"{key}.parallel",
                f"must be 'ddp' or 'fsdp', got {self.parallel!r}")
+        _check(self.wandb_mode in (None, "online", "offline"), f"{key}.wandb_mode",
+               f"must be online, offline or null, got {self.wandb_mode!r}")
+        _check(bool(self.wandb_project), f"{key}.wandb_project", "must not be empty")
 
 
 @dataclass

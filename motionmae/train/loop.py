@@ -36,6 +36,7 @@ import contextlib
 import json
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -74,6 +75,7 @@ from motionmae.train.preflight import (
 )
 from motionmae.train.sampler import EpochSampler
 from motionmae.train.tensorboard import TensorBoardWriter
+from motionmae.train.wandb_logger import WandbLogger
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +353,8 @@ def train(
     consecutive_bad = torch.zeros((), device=device)
     step_indices: list[torch.Tensor] = []
     window_start, window_clips, window_steps = time.perf_counter(), 0, 0
+    # W&B first: a missing package fails before TensorBoard starts an event file.
+    remote = WandbLogger(out_dir, run, resume=resume) if run.wandb and dist.is_main else None
     scalars = (TensorBoardWriter(out_dir / "tensorboard")
                if run.tensorboard and dist.is_main else None)
     log_file = metrics_path.open("a") if dist.is_main else None
@@ -440,6 +444,8 @@ def train(
                         on_log(record)
                 if scalars is not None:
                     scalars.write(record)
+                if remote is not None:
+                    remote.write(record)
                 streak = int(consecutive_bad)
                 if streak >= run.max_bad_steps:
                     indices = torch.cat(step_indices).tolist() if step_indices else []
@@ -467,6 +473,8 @@ def train(
             log_file.close()
         if scalars is not None:
             scalars.close()
+        if remote is not None:  # an exception on its way out marks the W&B run failed
+            remote.close(failed=sys.exc_info()[0] is not None)
     if dist.is_main and state.bad_videos:
         log.warning("%d bad video(s) were skipped and replaced during the run "
                     "(data.on_error=skip): bad_videos in %s counts them, and a warning named "

@@ -12,7 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-SKIPPED = ("step", "time")  # the x axis, and a wall clock TensorBoard keeps itself
+SKIPPED = ("step", "time")  # the x axis, and a wall clock the logging tools keep themselves
+
+
+def scalars(record: dict[str, Any]) -> dict[str, float]:
+    """Every int/float entry of a logged record but ``step`` and ``time`` (also what
+    :mod:`motionmae.train.wandb_logger` logs)."""
+    return {name: value for name, value in record.items()
+            if name not in SKIPPED and isinstance(value, int | float)}
 
 
 class TensorBoardWriter:
@@ -27,12 +34,11 @@ class TensorBoardWriter:
         self._writer = SummaryWriter(log_dir=str(log_dir))
 
     def write(self, record: dict[str, Any]) -> None:
-        """Every int/float entry of ``record`` but ``step`` and ``time``, at ``record["step"]``;
-        flushed, so the file is current at every logging interval."""
+        """:func:`scalars` of ``record`` at ``record["step"]``; flushed, so the file is current
+        at every logging interval."""
         step = int(record["step"])
-        for name, value in record.items():
-            if name not in SKIPPED and isinstance(value, int | float):
-                self._writer.add_scalar(name, value, step)
+        for name, value in scalars(record).items():
+            self._writer.add_scalar(name, value, step)
         self._writer.flush()
 
     def close(self) -> None:
