@@ -206,16 +206,40 @@ class TrackingConfig:
     Tracks are computed in the data-loader workers on the very frames the model sees, or read
     from a track cache (``motionmae extract-tracks``) when ``cache`` is set; cache misses fall
     back to online tracking.
+
+    ``tracker: cotracker`` (:mod:`motionmae.motion.cotracker`) needs ``cotracker_checkpoint``,
+    the local ``scaled_offline.pth`` (``scaled_online.pth`` with ``cotracker_variant:
+    online``), and the CoTracker code base: installed, or a clone named by ``cotracker_code``.
+    These settings, paths included, are part of the track cache's key: ``extract-tracks`` and
+    training must name the same ones.
     """
 
     tracker: str = "lk"
     cache: str | None = None
     cache_clips: int = 4
+    cotracker_checkpoint: str | None = None
+    cotracker_variant: str = "offline"
+    cotracker_code: str | None = None
+
+    def tracker_settings(self) -> dict[str, Any]:
+        """The settings of ``tracker`` for :func:`motionmae.motion.make_tracker` (also part
+        of the track cache's key)."""
+        if self.tracker != "cotracker":
+            return {}
+        return {"checkpoint": self.cotracker_checkpoint, "variant": self.cotracker_variant,
+                "code": self.cotracker_code}
 
     def validate(self, key: str = "tracking") -> None:
         _check(self.tracker in ("lk", "flow", "cotracker"), f"{key}.tracker",
                f"must be lk, flow or cotracker, got {self.tracker!r}")
         _check(self.cache_clips >= 1, f"{key}.cache_clips", "must be >= 1")
+        _check(self.cotracker_variant in ("offline", "online"), f"{key}.cotracker_variant",
+               f"must be offline or online, got {self.cotracker_variant!r}")
+        _check(self.tracker != "cotracker" or self.cotracker_checkpoint is not None,
+               f"{key}.cotracker_checkpoint",
+               f"{key}.tracker is cotracker: give the path of the local CoTracker3 checkpoint "
+               f"(scaled_offline.pth; scaled_online.pth with {key}.cotracker_variant=online; "
+               f"from https://huggingface.co/facebook/cotracker3)")
 
 
 @dataclass

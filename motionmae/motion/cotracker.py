@@ -5,10 +5,16 @@ downloaded here). To use it, provide both:
 
 1. the code base, importable as ``cotracker``:
    ``pip install git+https://github.com/facebookresearch/co-tracker`` or
-   ``git clone https://github.com/facebookresearch/co-tracker && pip install -e co-tracker``;
+   ``git clone https://github.com/facebookresearch/co-tracker && pip install -e co-tracker``,
+   or a clone that is not installed, named by ``CoTrackerConfig(code=...)`` (put on
+   ``sys.path`` in the process that builds the tracker);
 2. a checkpoint file: ``scaled_offline.pth`` (offline variant) or ``scaled_online.pth``
    (online variant) from ``https://huggingface.co/facebook/cotracker3/resolve/main/<file>``,
    passed as ``CoTrackerConfig(checkpoint=...)``.
+
+Training and ``motionmae extract-tracks`` take these from the config:
+``tracking.tracker=cotracker``, ``tracking.cotracker_checkpoint``, ``tracking.cotracker_variant``
+and ``tracking.cotracker_code``; ``motionmae tracks --tracker cotracker`` from ``--checkpoint``.
 
 Mapping to CoTracker's predictors (``cotracker.predictor.CoTrackerPredictor`` /
 ``CoTrackerOnlinePredictor``): the video becomes a ``[1, T, 3, H, W]`` float tensor of 0..255
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +55,9 @@ SETUP_HELP = (
     "https://github.com/facebookresearch/co-tracker && pip install -e co-tracker`), and (2) a "
     "checkpoint file, scaled_offline.pth for variant='offline' or scaled_online.pth for "
     "variant='online', from https://huggingface.co/facebook/cotracker3/resolve/main/<file>, "
-    "given as CoTrackerConfig(checkpoint='/path/to/<file>')."
+    "given as CoTrackerConfig(checkpoint='/path/to/<file>') (in a run's config: "
+    "tracking.cotracker_checkpoint, tracking.cotracker_variant, and tracking.cotracker_code for "
+    "a clone that is not installed; motionmae tracks: --checkpoint)."
 )
 
 
@@ -64,6 +73,9 @@ class CoTrackerConfig:
             offline, 16 online).
         visibility_threshold: threshold for visibility *scores* when the predictor returns
             floats (the released predictors already return booleans).
+        code: folder holding the CoTracker code base (the one with its ``cotracker``
+            package, e.g. a git clone) when it is not installed; ``None``: import the
+            installed package.
     """
 
     checkpoint: str | Path | None = None
@@ -71,6 +83,7 @@ class CoTrackerConfig:
     device: str = "cpu"
     window_len: int | None = None
     visibility_threshold: float = 0.5
+    code: str | Path | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting."""
@@ -96,6 +109,14 @@ def _load_predictor(cfg: CoTrackerConfig) -> Any:
     if path.name != _CHECKPOINTS[cfg.variant]:
         logger.warning("CoTracker checkpoint %s: variant %r normally uses %s", path.name,
                        cfg.variant, _CHECKPOINTS[cfg.variant])
+    if cfg.code is not None:
+        folder = Path(cfg.code).expanduser().resolve()
+        if not (folder / "cotracker").is_dir():
+            raise FileNotFoundError(f"CoTracker code base not found: {folder} has no cotracker "
+                                    f"package folder. {SETUP_HELP}")
+        # Its modules import each other as ``cotracker.*``, so the folder must be on the path.
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
     try:
         module = importlib.import_module("cotracker.predictor")
     except ImportError as exc:
@@ -177,7 +198,8 @@ class CoTrackerTracker:
         qt = q[:, 0].astype(np.int64)
         if n:
             dev = self.config.device
-            video = torch.from_numpy(frames).to(dev).permute(0, 3, 1, 2)[None].float()
+            # A copy: the loader hands read-only frames, which torch.from_numpy warns about.
+            video = torch.tensor(frames, device=dev).permute(0, 3, 1, 2)[None].float()
             qtensor = torch.from_numpy(q).to(dev)[None]
             thr = self.config.visibility_threshold
             need_back = bool(np.any(qt > 0))

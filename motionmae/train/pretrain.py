@@ -43,7 +43,9 @@ def token_grid(cfg: PretrainConfig) -> TokenGrid:
 def track_cache_settings(cfg: PretrainConfig) -> CacheSettings:
     """The cache settings (part of every cache key) that match this config's clips; the same
     for ``motionmae extract-tracks`` and for training."""
-    return CacheSettings(tracker=cfg.tracking.tracker, decode_size=cfg.data.size,
+    return CacheSettings(tracker=cfg.tracking.tracker,
+                         tracker_settings=cfg.tracking.tracker_settings(),
+                         decode_size=cfg.data.size,
                          frames=cfg.data.frames, stride=cfg.data.stride,
                          cache_clips=cfg.tracking.cache_clips)
 
@@ -58,6 +60,7 @@ def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
         if cfg.tracking.cache is not None:
             cache = TrackCache(Path(cfg.tracking.cache), track_cache_settings(cfg))
         hooks.append(TracksHook(patch=grid.patch, tracker=cfg.tracking.tracker, cache=cache,
+                                tracker_settings=cfg.tracking.tracker_settings(),
                                 decode_size=cfg.data.size))
     if "m3traj" in cfg.targets.names:
         from motionmae.targets.m3traj import M3TrajHook
