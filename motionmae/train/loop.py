@@ -50,6 +50,7 @@ from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader, Dataset
 
 from motionmae.config import OptimConfig, RunConfig
+from motionmae.environment import machine_environment
 from motionmae.train.checkpoint import (
     LATEST,
     CheckpointError,
@@ -183,6 +184,16 @@ def _trim_metrics(path: Path, step: int) -> None:
     path.write_text("".join(f"{line}\n" for line in kept))
 
 
+def _write_environment(path: Path, device: torch.device, world_size: int) -> None:
+    """Record the machine this run trains on (rewritten on resume: the latest machine)."""
+    values = machine_environment()
+    values["device"] = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                        else str(device))
+    values["world size"] = world_size
+    values["torch threads"] = torch.get_num_threads()
+    path.write_text(json.dumps(values, indent=1))
+
+
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {
         k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
@@ -285,6 +296,8 @@ def train(
             problem = error
         if resume and problem is None:
             _trim_metrics(metrics_path, state.step)
+        if problem is None:
+            _write_environment(out_dir / "env.json", device, dist.world_size)
     if any_across_ranks(problem is not None, dist):  # also the barrier before training
         raise problem or OutputFolderError(f"rank 0 cannot use the output folder {out_dir}")
 

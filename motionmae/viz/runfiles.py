@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import platform
 import re
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from motionmae.environment import machine_environment
 
 log = logging.getLogger(__name__)
 
@@ -170,13 +169,6 @@ def finite_number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def environment(run_dir: Path) -> tuple[dict[str, Any], str]:
     """The environment to show and where it comes from.
 
@@ -192,21 +184,5 @@ def environment(run_dir: Path) -> tuple[dict[str, Any], str]:
                 return data, "recorded by the training run (env.json)"
         except json.JSONDecodeError as error:
             log.warning("%s is unreadable (%s); gathering the environment now", path, error)
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count()
-    values = {
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu count": os.cpu_count(),
-        "usable cpus": usable,
-        "motionmae": _version("motionmae"),
-        "torch": _version("torch"),
-        "numpy": _version("numpy"),
-        "av": _version("av"),
-        "opencv": _version("opencv-python-headless"),
-        "matplotlib": _version("matplotlib"),
-    }
+    values = machine_environment()
     return values, "gathered when this report was built (not recorded by the training run)"

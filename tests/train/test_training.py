@@ -1,6 +1,7 @@
 """End-to-end behaviour of the training loop on tiny synthetic videos."""
 
 import json
+from importlib import metadata
 
 import pytest
 import torch
@@ -99,3 +100,14 @@ def test_same_seed_same_curve(videos, tmp_path):
     a = pretrain(_config(videos, tmp_path / "a", **{"run.steps": 3}))
     b = pretrain(_config(videos, tmp_path / "b", **{"run.steps": 3}))
     assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
+
+
+def test_run_records_its_environment_for_the_report(videos, tmp_path):
+    from motionmae.viz.runfiles import environment
+
+    pretrain(_config(videos, tmp_path / "run", **{"run.steps": 1}))
+    recorded = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert recorded["device"] == "cpu" and recorded["world size"] == 1
+    assert recorded["torch"] == metadata.version("torch")
+    values, source = environment(tmp_path / "run")
+    assert values == recorded and "recorded by the training run" in source
