@@ -33,10 +33,10 @@ EOF
 $MM tracks "$BIKES" --out "$OUT/bikes_tracks.npz" --grid 14 --size 240 --start 40 \
     --frames 16 --stride 2 --draw "$IMG/tracks_bikes.png"
 
-# What the demo model reconstructs (tube 0.9, pixel + tracks targets).
+# What the demo model reconstructs (8 frames, tube 0.8, pixel + tracks targets).
 $MM visualize --checkpoint runs/demo "$DEMO_VIDEO" --out "$OUT/demo"
-crop "$OUT/demo/reconstruction.png" "$IMG/demo_reconstruction.png" 0 4 16
-crop "$OUT/demo/tracks.png" "$IMG/demo_tracks.png" 12 4 16
+crop "$OUT/demo/reconstruction.png" "$IMG/demo_reconstruction.png" 0 4 8
+crop "$OUT/demo/tracks.png" "$IMG/demo_tracks.png" 4 4 8
 
 # The masking kinds: a one-step run of each (untrained: only its mask generator matters
 # here), drawn on the same clip of bikes.mp4; motion-aware masking on a demo video, whose
@@ -44,7 +44,7 @@ crop "$OUT/demo/tracks.png" "$IMG/demo_tracks.png" 12 4 16
 for KIND in tube random cube motion; do
     $MM pretrain --data "$HOME/.cache/motionmae/demo/train.txt" --out "$OUT/mask_$KIND" \
         --model tiny --frames 16 --size 112 --steps 1 --batch-size 2 --masking "$KIND" \
-        --set data.stride=2 --set data.workers=0 --set masking.ratio=0.75
+        --set data.stride=1 --set data.workers=0 --set masking.ratio=0.75
     VIDEO=$BIKES
     [ "$KIND" = motion ] && VIDEO=$DEMO_VIDEO
     $MM visualize --checkpoint "$OUT/mask_$KIND" "$VIDEO" --out "$OUT/viz_$KIND"
