@@ -33,9 +33,9 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo; the defaults finish in a few minutes on a 2-core CPU.
+    """Sizes of the demo; the defaults finish in ~10 minutes on a 2-core CPU.
 
-    The geometry is chosen so that a few minutes of CPU pretraining learn motion: 8 frames
+    The geometry is chosen so that minutes of CPU pretraining learn motion: 8 frames
     of 64 px with 8x8 patches (each token sees a few pixels of displacement, where 16x16
     patches at this budget learned nothing, see docs/benchmarks.md), a 4-block tiny ViT and
     a few thousand clips.
