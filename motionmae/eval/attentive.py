@@ -1,4 +1,4 @@
-"""Attentive probe: a learned query cross-attends over frozen tokens, then a linear head.
+"""Attentive probe: learned queries cross-attend over frozen tokens, then a linear head.
 
 The protocol recent video SSL papers (V-JEPA, VideoMAE v2 follow-ups) report next to the
 linear probe: it can pick the tokens that carry the answer instead of averaging them away.
@@ -12,22 +12,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from motionmae.eval.probes import ProbeResult, _chance, _check, _topk
+from motionmae.train.optim import lr_at
 
 
 class AttentivePooler(nn.Module):
-    """``tokens [B, L, D] -> logits [B, classes]`` through one learned query."""
+    """``tokens [B, L, D] -> logits [B, classes]`` through ``queries`` learned queries whose
+    pooled outputs are concatenated before the linear head."""
 
-    def __init__(self, dim: int, num_classes: int, heads: int = 4) -> None:
+    def __init__(self, dim: int, num_classes: int, heads: int = 4, queries: int = 4) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"token size {dim} is not divisible by {heads} heads")
+        if queries < 1:
+            raise ValueError(f"the attentive probe needs at least one query, got {queries}")
         self.heads = heads
-        self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.query = nn.Parameter(torch.randn(1, queries, dim) * 0.02)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.head_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.head = nn.Linear(dim, num_classes)
+        self.head_norm = nn.LayerNorm(queries * dim, eps=1e-6)
+        self.head = nn.Linear(queries * dim, num_classes)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         batch, _, dim = tokens.shape
@@ -38,8 +42,23 @@ class AttentivePooler(nn.Module):
 
         query = split(self.query.expand(batch, -1, -1))
         pooled = F.scaled_dot_product_attention(query, split(key), split(value))
-        pooled = self.proj(pooled.transpose(1, 2).reshape(batch, dim))
-        return self.head(self.head_norm(pooled))
+        pooled = self.proj(pooled.transpose(1, 2).reshape(batch, -1, dim))
+        return self.head(self.head_norm(pooled.reshape(batch, -1)))
+
+
+def _channel_stats(tokens: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of ``tokens [N, L, D]`` over clips and tokens, in float64
+    chunk by chunk so that a large token array is not copied whole."""
+    total = torch.zeros(tokens.shape[-1], dtype=torch.float64)
+    square = torch.zeros_like(total)
+    for start in range(0, len(tokens), chunk):
+        part = tokens[start:start + chunk].double().flatten(0, 1)
+        total += part.sum(0)
+        square += part.square().sum(0)
+    count = tokens.shape[0] * tokens.shape[1]
+    mean = total / count
+    std = (square / count - mean.square()).clamp_min(0).sqrt()
+    return mean.float(), std.float() + 1e-6
 
 
 def attentive_probe(
@@ -52,22 +71,32 @@ def attentive_probe(
     lr: float = 1e-3,
     weight_decay: float = 0.05,
     heads: int = 4,
+    queries: int = 4,
+    warmup_fraction: float = 0.1,
     seed: int = 0,
 ) -> ProbeResult:
     """Train an :class:`AttentivePooler` on frozen tokens ``[N, L, D]``; score on validation.
 
-    AdamW with a cosine schedule over ``epochs``; deterministic for a given ``seed``.
+    Tokens are standardised per channel with the training set's statistics, as the linear
+    probe standardises its features: on motion-pretrained tokens this alone took the probe
+    from 74.5% to 79.0% on a hold-out of the demo data (docs/benchmarks.md). AdamW, linear
+    warmup then cosine; deterministic for a given ``seed``.
     """
     classes = _check(train_tokens.reshape(len(train_tokens), -1), train_y,
                      val_tokens.reshape(len(val_tokens), -1), val_y)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = AttentivePooler(train_tokens.shape[-1], classes, heads)
-    tx, ty = torch.from_numpy(train_tokens).float(), torch.from_numpy(train_y).long()
-    vx, vy = torch.from_numpy(val_tokens).float(), torch.from_numpy(val_y).long()
+    model = AttentivePooler(train_tokens.shape[-1], classes, heads, queries)
+    tx = torch.from_numpy(train_tokens).float()
+    mean, std = _channel_stats(tx)
+    tx = (tx - mean) / std
+    vx = (torch.from_numpy(val_tokens).float() - mean) / std
+    ty, vy = torch.from_numpy(train_y).long(), torch.from_numpy(val_y).long()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * max(1, -(-len(tx) // batch_size))
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    warmup = int(warmup_fraction * steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_at(step, steps, 1.0, 0.0, warmup))
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(tx), generator=generator)
@@ -82,4 +111,5 @@ def attentive_probe(
     with torch.no_grad():
         logits = torch.cat([model(vx[i:i + batch_size]) for i in range(0, len(vx), batch_size)])
     return ProbeResult("attentive", _topk(logits, vy, 1), _topk(logits, vy, 5),
-                       _chance(train_y), len(tx), len(vx), {"epochs": epochs, "lr": lr})
+                       _chance(train_y), len(tx), len(vx),
+                       {"epochs": epochs, "lr": lr, "queries": queries})

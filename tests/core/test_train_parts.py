@@ -2,6 +2,7 @@ import itertools
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from motionmae.eval.probes import knn_probe, linear_probe
@@ -72,3 +73,38 @@ def test_attentive_probe_finds_the_flagged_token():
     linear = linear_probe(x.mean(1), y, vx.mean(1), vy)
     assert attentive.top1 > 0.8, attentive
     assert attentive.top1 > linear.top1 + 0.2, (attentive, linear)
+
+
+def test_attentive_probe_is_invariant_to_per_channel_scale_and_offset():
+    # Tokens are standardised with training statistics, so a channel measured in other
+    # units (one channel 1000x larger, shifted) must not change what the probe learns.
+    from motionmae.eval.attentive import _channel_stats, attentive_probe
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(3, 16))
+    y, vy = rng.integers(0, 3, 300), rng.integers(0, 3, 90)
+    x = (centres[y][:, None] + rng.normal(size=(300, 6, 16)) * 2).astype(np.float32)
+    vx = (centres[vy][:, None] + rng.normal(size=(90, 6, 16)) * 2).astype(np.float32)
+    scale = np.exp(rng.normal(size=16) * 3).astype(np.float32)
+    shift = rng.normal(size=16).astype(np.float32) * 100
+
+    mean, std = _channel_stats(torch.from_numpy(x * scale + shift), chunk=7)
+    flat = (x * scale + shift).reshape(-1, 16).astype(np.float64)
+    assert np.allclose(mean.numpy(), flat.mean(0), rtol=1e-5, atol=1e-3)
+    assert np.allclose(std.numpy(), flat.std(0), rtol=1e-3)
+
+    plain = attentive_probe(x, y, vx, vy, epochs=10)
+    rescaled = attentive_probe(x * scale + shift, y, vx * scale + shift, vy, epochs=10)
+    assert plain.top1 > 0.8, plain
+    assert abs(plain.top1 - rescaled.top1) <= 1 / 90, (plain, rescaled)
+
+
+def test_attentive_pooler_rejects_bad_shapes():
+    from motionmae.eval.attentive import AttentivePooler
+
+    with pytest.raises(ValueError, match="not divisible by 4 heads"):
+        AttentivePooler(30, 3)
+    with pytest.raises(ValueError, match="at least one query"):
+        AttentivePooler(32, 3, queries=0)
+    logits = AttentivePooler(32, 5, queries=3)(torch.zeros(2, 7, 32))
+    assert logits.shape == (2, 5)
