@@ -2,8 +2,9 @@
 
 On the demo's synthetic motion dataset (the class is how an object moves), pretrain tiny
 models for the same number of steps with targets pixel / tracks / pixel+tracks / hog+m3traj
-and masking tube vs motion, then linear- and kNN-probe each frozen encoder. A random-init
-encoder is the floor.
+and masking tube vs motion, then linear-, kNN- and attentive-probe each frozen encoder (one
+token extraction per split; linear and kNN read the mean token). A random-init encoder is the
+floor. ``--reuse`` probes finished run folders again without pretraining.
 
     .venv/bin/python benchmarks/representation.py --steps 1000 --out runs/representation
 
@@ -59,17 +60,18 @@ def main() -> None:
                                   size=demo.video_size, seed=demo.seed)
     eval_data = demo.eval_data()
 
-    def probe(encoder: torch.nn.Module) -> tuple[float, float]:
-        train = list_features(encoder, data.train_list, eval_data, batch_size=32)
-        val = list_features(encoder, data.val_list, eval_data, batch_size=32)
-        return run_probe("linear", train, val).top1, run_probe("knn", train, val).top1
+    def probe(encoder: torch.nn.Module) -> tuple[float, float, float]:
+        train = list_features(encoder, data.train_list, eval_data, batch_size=32, pool=False)
+        val = list_features(encoder, data.val_list, eval_data, batch_size=32, pool=False)
+        return tuple(run_probe(kind, train, val).top1 for kind in ("linear", "knn", "attentive"))
 
     rows = []
     base_cfg = demo_pretrain_config(demo, data.train_list)
     torch.manual_seed(0)
     rows.append(("random init", *probe(VideoEncoder(base_cfg.model.resolved(),
                                                     token_grid(base_cfg))), 0.0))
-    print(f"{'random init':<24} linear {rows[0][1]:6.1%}  knn {rows[0][2]:6.1%}", flush=True)
+    print(f"{'random init':<24} linear {rows[0][1]:6.1%}  knn {rows[0][2]:6.1%}  "
+          f"attentive {rows[0][3]:6.1%}", flush=True)
     for name, overrides in VARIANTS.items():
         if args.only and name not in args.only:
             continue
@@ -81,22 +83,23 @@ def main() -> None:
             start = time.perf_counter()
             pretrain(cfg)
             minutes = (time.perf_counter() - start) / 60
-        linear, knn = probe(load_encoder(demo.out))
-        rows.append((name, linear, knn, minutes))
-        print(f"{name:<24} linear {linear:6.1%}  knn {knn:6.1%}  ({minutes:.1f} min)",
-              flush=True)
+        linear, knn, attentive = probe(load_encoder(demo.out))
+        rows.append((name, linear, knn, attentive, minutes))
+        print(f"{name:<24} linear {linear:6.1%}  knn {knn:6.1%}  attentive {attentive:6.1%}  "
+              f"({minutes:.1f} min)", flush=True)
 
     chance = 1 / len(data.classes)
     print(f"\n{args.steps} steps of batch {demo.batch_size} each, tiny ViT depth {demo.depth}, "
           f"{demo.frames}x{demo.video_size}px, patch {demo.patch_size}, "
           f"{demo.num_train} train / {demo.num_val} val videos, chance {chance:.1%}\n")
-    print(f"| {'targets / masking':<24} | linear | kNN    | pretrain min |")
-    print(f"|{'-' * 26}|--------|--------|--------------|")
-    for name, linear, knn, minutes in rows:
-        print(f"| {name:<24} | {linear:6.1%} | {knn:6.1%} | {minutes:12.1f} |")
+    print(f"| {'targets / masking':<24} | linear | kNN    | attentive | pretrain min |")
+    print(f"|{'-' * 26}|--------|--------|-----------|--------------|")
+    for name, linear, knn, attentive, minutes in rows:
+        print(f"| {name:<24} | {linear:6.1%} | {knn:6.1%} | {attentive:9.1%} | {minutes:12.1f} |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
-        [{"variant": r[0], "linear": r[1], "knn": r[2], "minutes": r[3]} for r in rows],
+        [{"variant": r[0], "linear": r[1], "knn": r[2], "attentive": r[3], "minutes": r[4]}
+         for r in rows],
         indent=2))
 
 
