@@ -2,7 +2,7 @@
 
 Weak scaling: every process keeps the same per-process batch, so ``N`` processes train a global
 batch ``N`` times larger. For each world size the script starts ``torchrun --nproc_per_node N``
-on itself (gloo on CPU, NCCL on GPUs: :func:`motionmae.train.distributed.init_distributed`
+on itself (gloo on CPU, NCCL on GPUs: :func:`motionmae.train.distributed.distributed_session`
 picks), runs the real training loop (``motionmae.train.loop.train``: DDP or FSDP2, the
 optimizer, metrics; checkpoints only at the end) on a pretraining task, and reads rank 0's
 clips/s (global clips over wall time) from the logged windows after the first (warm-up).
@@ -77,32 +77,28 @@ def _config(args: argparse.Namespace, out: str):
 def _child(args: argparse.Namespace) -> None:
     """One rank of a measurement (started by torchrun)."""
     from motionmae.data import VideoDataset, build_loader, read_video_list
-    from motionmae.train.distributed import destroy_distributed, init_distributed
+    from motionmae.train.distributed import distributed_session
     from motionmae.train.loop import train
     from motionmae.train.pretrain import PretrainTask
 
-    dist = init_distributed()
-    try:
-        with tempfile.TemporaryDirectory() as scratch:
-            cfg = _config(args, str(Path(scratch, "run")))
-            torch.manual_seed(0)
-            task = PretrainTask(cfg, world_size=dist.world_size)
-            if args.videos:
-                dataset = VideoDataset(read_video_list(args.videos), cfg.data, train=True)
-            else:
-                dataset = MemoryClips(args.batch_size * dist.world_size * args.steps,
-                                      args.frames, args.size)
-            windows: list[float] = []
-            train(task, dataset, cfg.run, cfg.optim, cfg.run.out, build_loader=build_loader,
-                  workers=cfg.data.workers, dist=dist,
-                  on_log=lambda record: windows.append(record["clips_per_s"]))
-            if dist.is_main:
-                measured = windows[1:] or windows  # the first window holds the warm-up
-                Path(args.result).write_text(json.dumps({
-                    "clips_per_s": sum(measured) / len(measured), "windows": windows,
-                    "threads": torch.get_num_threads()}))
-    finally:
-        destroy_distributed()
+    with distributed_session() as dist, tempfile.TemporaryDirectory() as scratch:
+        cfg = _config(args, str(Path(scratch, "run")))
+        torch.manual_seed(0)
+        task = PretrainTask(cfg, world_size=dist.world_size)
+        if args.videos:
+            dataset = VideoDataset(read_video_list(args.videos), cfg.data, train=True)
+        else:
+            dataset = MemoryClips(args.batch_size * dist.world_size * args.steps,
+                                  args.frames, args.size)
+        windows: list[float] = []
+        train(task, dataset, cfg.run, cfg.optim, cfg.run.out, build_loader=build_loader,
+              workers=cfg.data.workers, dist=dist,
+              on_log=lambda record: windows.append(record["clips_per_s"]))
+        if dist.is_main:
+            measured = windows[1:] or windows  # the first window holds the warm-up
+            Path(args.result).write_text(json.dumps({
+                "clips_per_s": sum(measured) / len(measured), "windows": windows,
+                "threads": torch.get_num_threads()}))
 
 
 def _free_port() -> int:

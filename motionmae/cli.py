@@ -292,23 +292,22 @@ def pretrain_overrides(args: argparse.Namespace) -> list[str]:
 def _run_training(name: str, run: Callable[..., Any], cfg: Any, resume: bool) -> Any:
     """Run ``run(cfg, ...)`` (pretrain or finetune) in this process's distributed context with
     a progress bar on rank 0; ``None`` when preempted (SIGTERM: a checkpoint was saved)."""
-    from motionmae.train.distributed import destroy_distributed, init_distributed
+    from motionmae.train.distributed import distributed_session
     from motionmae.train.loop import TrainingInterrupted
 
     if cfg.run.steps is None and cfg.run.epochs is None:
         cfg.run.steps = 1000
         log.info("neither --steps nor --epochs given: training for %d steps", cfg.run.steps)
-    dist = init_distributed()
-    on_log, close = _progress(cfg.run.steps or 0, name) if dist.is_main else (None, None)
-    try:
-        return run(cfg, resume=resume, dist=dist, on_log=on_log)
-    except TrainingInterrupted as stopped:
-        log.warning("%s", stopped)
-        return None
-    finally:
-        if close is not None:
-            close()
-        destroy_distributed()
+    with distributed_session() as dist:
+        on_log, close = _progress(cfg.run.steps or 0, name) if dist.is_main else (None, None)
+        try:
+            return run(cfg, resume=resume, dist=dist, on_log=on_log)
+        except TrainingInterrupted as stopped:  # every rank stopped at the same step
+            log.warning("%s", stopped)
+            return None
+        finally:
+            if close is not None:
+                close()
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:

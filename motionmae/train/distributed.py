@@ -3,7 +3,9 @@ fully sharded (FSDP2) model with checkpoints that load on any world size."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,10 +87,35 @@ def any_across_ranks(flag: bool, info: DistInfo) -> bool:
     return sum_across_ranks(1.0 if flag else 0.0, info) > 0
 
 
-def destroy_distributed() -> None:
-    """Leave the process group, if one was joined."""
+def destroy_distributed(synchronise: bool = True) -> None:
+    """Leave the process group, if one was joined; after a barrier when ``synchronise``.
+
+    Gloo's worker threads drop a finished collective's tensors after the caller has moved
+    on, and dropping them takes the GIL. If the last collective before exit was an all-reduce
+    (every training step ends with one), that can land in interpreter shutdown and abort a
+    finished run ("terminate called without an active exception", exit -6): FSDP2 keeps the
+    group, and so those threads, alive past ``destroy_process_group``. A barrier holds no
+    tensors and returns only after the earlier collectives, while this thread waits without
+    the GIL, so their tensors are released before Python shuts down. On an error path pass
+    ``synchronise=False``: the other ranks may never reach the barrier.
+    """
     if torch_dist.is_available() and torch_dist.is_initialized():
+        if synchronise:
+            torch_dist.barrier()
         torch_dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def distributed_session() -> Iterator[DistInfo]:
+    """Join the job's process group (see :func:`init_distributed`) for the ``with`` block and
+    leave it afterwards: synchronised when the block finished, at once when it raised."""
+    info = init_distributed()
+    try:
+        yield info
+    except BaseException:
+        destroy_distributed(synchronise=False)
+        raise
+    destroy_distributed()
 
 
 # -- fully sharded data parallel (FSDP2) ------------------------------------------------------

@@ -79,16 +79,13 @@ def run_exact(cfg: PretrainConfig, dist=None):
 
 
 def _worker(train_list: str, out: str, batch_size: int) -> None:
-    from motionmae.train.distributed import destroy_distributed, init_distributed
+    from motionmae.train.distributed import distributed_session
 
-    dist = init_distributed()
-    try:
+    with distributed_session() as dist:
         result, task, seen = run_exact(_config(train_list, out, batch_size), dist)
         Path(out, f"rank{dist.rank}.json").write_text(json.dumps(
             {"seen": seen, "bad_videos": result.state.bad_videos}))
         torch.save(task.model.state_dict(), Path(out, f"rank{dist.rank}.pt"))
-    finally:
-        destroy_distributed()
 
 
 def _free_port() -> int:

@@ -57,15 +57,12 @@ def _train(cfg: PretrainConfig, dist=None, resume: bool = False):
 def _worker(train_list: str, out: str) -> None:
     from torch.distributed.fsdp import FSDPModule
 
-    from motionmae.train.distributed import destroy_distributed, init_distributed
+    from motionmae.train.distributed import distributed_session
 
-    dist = init_distributed()
-    try:
+    with distributed_session() as dist:
         for name in ("a", "b"):
             _, task = _train(_config(train_list, Path(out, name), 1, 2), dist)
             assert isinstance(task.model, FSDPModule)
-    finally:
-        destroy_distributed()
 
 
 @pytest.fixture(scope="module")
