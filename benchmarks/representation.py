@@ -35,6 +35,10 @@ VARIANTS: dict[str, list[str]] = {
     "pixel+tracks / tube": ["targets.names=[pixel,tracks]"],
     "pixel+tracks / motion": ["targets.names=[pixel,tracks]", "masking.kind=motion"],
     "hog+m3traj / tube": ["targets.names=[hog,m3traj]", "masking.ratio=0.7"],
+    # Ablations of the M3Video pair: its trajectory target alone, then without its HOG half.
+    "m3traj / tube": ["targets.names=[m3traj]", "masking.ratio=0.7"],
+    "m3traj deltas / tube": ["targets.names=[m3traj]", "targets.m3traj.hog=false",
+                             "masking.ratio=0.7"],
 }
 
 
