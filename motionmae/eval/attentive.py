@@ -89,8 +89,9 @@ def attentive_probe(
     model = AttentivePooler(train_tokens.shape[-1], classes, heads, queries)
     tx = torch.from_numpy(train_tokens).float()
     mean, std = _channel_stats(tx)
-    tx = (tx - mean) / std
-    vx = (torch.from_numpy(val_tokens).float() - mean) / std
+    # Out of place first: for float32 input ``tx`` shares the caller's array.
+    tx = tx.sub(mean).div_(std)
+    vx = torch.from_numpy(val_tokens).float().sub(mean).div_(std)
     ty, vy = torch.from_numpy(train_y).long(), torch.from_numpy(val_y).long()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * max(1, -(-len(tx) // batch_size))

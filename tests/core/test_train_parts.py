@@ -76,8 +76,8 @@ def test_attentive_probe_finds_the_flagged_token():
 
 
 def test_attentive_probe_is_invariant_to_per_channel_scale_and_offset():
-    # Tokens are standardised with training statistics, so a channel measured in other
-    # units (one channel 1000x larger, shifted) must not change what the probe learns.
+    # Tokens are standardised with training statistics, so channels measured in other units
+    # (scales spread over orders of magnitude, large offsets) must not change what it learns.
     from motionmae.eval.attentive import _channel_stats, attentive_probe
 
     rng = np.random.default_rng(1)
