@@ -106,6 +106,26 @@ def test_recipe_loads_and_its_header_agrees(path):
         parse_spec(spec)  # a real dataset format with known options (docs/datasets.md)
 
 
+TRACKMAE = [p for p in PRETRAIN if p.name.startswith("trackmae_")]
+
+
+@pytest.mark.parametrize("path", TRACKMAE, ids=lambda p: p.stem)
+def test_trackmae_recipes_keep_the_official_targets_and_say_what_they_lose(path):
+    cfg = load_config(PretrainConfig, path)
+    tracks = cfg.targets.tracks
+    assert (tracks.norm, tracks.windows, tracks.upsample_mode, tracks.upsample,
+            tracks.use_visibility) == ("patch", "official", "align_corners", 2, False)
+    assert cfg.tracking.tracker == "lk"  # the CPU default; the header names CoTracker's keys
+    if "teacher" in cfg.targets.names:
+        assert cfg.targets.teacher.norm == "zscore"  # TrackMAE's CLIP target
+    header = _header(path)
+    assert "translates rigidly" in header and "Remaining differences" in header
+    for key in ("tracking.tracker=cotracker", "tracking.cotracker_checkpoint",
+                "tracking.cotracker_variant", "tracking.cotracker_code"):
+        assert key in header, key
+    assert "cannot" not in header  # CoTracker can be given to the loader
+
+
 def test_a_typo_in_a_recipe_is_refused(tmp_path):
     # What the load test relies on: a key the config does not have is an error.
     text = (ROOT / "configs" / "videomae_vitb_k400_pretrain.yaml").read_text()

@@ -22,8 +22,9 @@ config's ``mean``/``std``), as in the feature-distillation video MAEs (MVD, UMT,
    cached path (:mod:`motionmae.targets.teacher_cache`) uses the same weights through the
    sample's crop.
 5. **Normalisation** (``norm``): ``layer`` (each token over its ``D`` values, no affine,
-   eps 1e-6), ``zscore`` (each channel over the clip's ``L`` tokens, population variance,
-   ``std = sqrt(var + 1e-6)``) or ``none``.
+   eps 1e-6), ``zscore`` (TrackMAE's CLIP target: each channel over the clip's ``L`` tokens,
+   each clip on its own, ``(x - mean) / (std + 1e-6)`` with the unbiased ``std``) or
+   ``none``.
 
 Values ``[B, L, D]`` float32, no token weights. When the batch carries cached features
 (``teacher_features`` ``[B, L, D]`` and the host-side list ``teacher_cached``, from
@@ -190,8 +191,9 @@ def normalize_features(values: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == "layer":
         return F.layer_norm(values, values.shape[-1:], eps=NORM_EPS)
     if mode == "zscore":
-        var, mean = torch.var_mean(values, dim=1, correction=0, keepdim=True)
-        return (values - mean) / (var + NORM_EPS).sqrt()
+        # TrackMAE's exact form (unbiased, eps after the square root), unlike norm_pix's.
+        var, mean = torch.var_mean(values, dim=1, correction=1, keepdim=True)
+        return (values - mean) / (var.sqrt() + NORM_EPS)
     if mode == "none":
         return values
     raise ValueError(f"norm must be 'layer', 'zscore' or 'none', got {mode!r}")

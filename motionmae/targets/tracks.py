@@ -8,29 +8,54 @@ order, row-major over ``(h, w)``) and followed through all ``T`` clip frames, an
 
 Definition, per token ``(t, h, w)``:
 
-1. **Window.** Tubelet ``t`` covers clip frames ``t*u .. t*u + u - 1`` (``u`` = tubelet size).
-   Its displacement is taken from frame ``s_t = min(t*u, T-1-u)`` to ``e_t = s_t + u`` (when
-   ``T > u``; else ``0 .. T-1``): every tubelet but the last spans ``[t*u, (t+1)*u]``; the last
-   one, whose end frame does not exist, takes the last ``u`` frames of the clip
-   ``[T-1-u, T-1]``, which still contain its own frames. TrackMAE instead copies the previous
-   tubelet's displacement (it tracks only the frames ``0, u, 2u, ...``); the window here has the
-   same length as all others (same scale), is measured, not repeated, and needs no
-   extrapolation.
-2. **Upsampling.** The ``h x w`` field of displacements is upsampled ``U`` x (``U =
-   cfg.upsample``) by separable linear interpolation to the ``U x U`` sub-patch centres of each
-   patch (the points ``motion.patch_grid_queries(S, S, patch, U)`` would track): sub-point
-   ``j`` of patch row ``i`` sits at ``i + (j + 0.5) / U - 0.5`` in patch-centre units, and the
-   outermost sub-points, a quarter patch outside the outermost centres for ``U = 2``, are
-   linearly *extrapolated*, so a linear motion field (translation, rotation, zoom) is
-   reproduced exactly everywhere. TrackMAE interpolates with ``align_corners=True``, which
-   places the sub-points of border patches up to half a patch away from their patch. No extra
+1. **Window** (``cfg.windows``). Tubelet ``t`` covers clip frames ``t*u .. t*u + u - 1``
+   (``u`` = tubelet size).
+
+   * ``tubelet`` (default): its displacement is taken from frame ``s_t = min(t*u, T-1-u)`` to
+     ``e_t = s_t + u`` (when ``T > u``; else ``0 .. T-1``): every tubelet but the last spans
+     ``[t*u, (t+1)*u]``; the last one, whose end frame does not exist, takes the last ``u``
+     frames of the clip ``[T-1-u, T-1]``, which still contain its own frames. Same length as
+     all others (same scale), measured, not repeated.
+   * ``official`` (TrackMAE's code): only the frames ``0, u, 2u, ...`` are read (the official
+     code tracks ``[:, ::2]``), tubelet ``t`` spans ``[t*u, (t+1)*u]`` and the last one, with
+     no frame after it, repeats the previous tubelet's displacement: ``s_t = min(t, t_n-2)*u``
+     with ``t_n = T // u`` tubelets (``0 .. T-1`` when ``t_n = 1``, where the official code
+     has no displacement at all).
+2. **Upsampling** (``cfg.upsample_mode``). The ``h x w`` field of displacements is upsampled
+   ``U`` x (``U = cfg.upsample``) by separable linear interpolation to ``hU x wU`` points;
+   output row ``r = i*U + j`` belongs to patch row ``i`` (TrackMAE's ``(h h2)``). No extra
    tracking: CoTracker at ``(hU) x (wU)`` points costs ``U^2`` times more.
-3. **Values.** ``dim = U^2 * 2`` per token, ordered ``(sub-row, sub-column, (dx, dy))``
-   (TrackMAE's ``(h2 w2) c``), in clip pixels over the ``u``-frame window.
-4. **Normalisation** (``cfg.norm``): ``none`` (pixels); ``scale`` (divided by ``cfg.scale``
-   px); ``patch`` (TrackMAE's: per token and per coordinate, z-score over the token's ``U^2``
-   points, unbiased variance, ``std = sqrt(var + 1e-6)`` as the pixel target; removes the
-   token's mean motion and scale, so it needs ``U >= 2``).
+
+   * ``centres`` (default): point ``j`` of patch row ``i`` sits at its sub-patch centre,
+     ``i + (j + 0.5) / U - 0.5`` in patch-centre units (the points
+     ``motion.patch_grid_queries(S, S, patch, U)`` would track); the outermost sub-points, a
+     quarter patch outside the outermost centres for ``U = 2``, are linearly *extrapolated*,
+     so a linear motion field (translation, rotation, zoom) is reproduced exactly everywhere.
+   * ``align_corners`` (TrackMAE's ``F.interpolate(..., mode="trilinear",
+     align_corners=True)``, ``14 -> 28``): row ``r`` sits at ``r * (h-1) / (hU-1)``, the first
+     and last rows on the outermost centres, so the points of border patches are up to half a
+     patch away from their patch (and the mean of a token's points is not its centre's).
+3. **Values.** ``U^2 * 2`` per token, ordered ``(sub-row, sub-column, (dx, dy))`` (TrackMAE's
+   ``(h2 w2) c``), in clip pixels over the ``u``-frame window.
+4. **Normalisation** (``cfg.norm``; ``d`` = the token's ``[U^2, 2]`` displacements):
+
+   * ``none``: pixels. ``scale``: ``d / cfg.scale``.
+   * ``patch`` (TrackMAE's): per token and per coordinate, z-score over the token's ``U^2``
+     points, unbiased variance, ``std = sqrt(var + 1e-6)`` (TrackMAE: ``std + 1e-6``). It
+     keeps only the *local gradient* of the motion field: a token that translates rigidly
+     gets exactly 0 whatever its speed or direction, and a static token's 0.01 px of tracker
+     noise becomes a unit-variance target. Needs ``U >= 2``.
+   * ``patch_mean``: ``patch``'s ``U^2 * 2`` values followed by the token's own mean
+     displacement ``mean(d) / cfg.scale`` (2 channels): ``dim = U^2 * 2 + 2``; a rigid
+     translation by ``v`` px gives ``(0, ..., 0, v / scale)``. Needs ``U >= 2``.
+   * ``batch``: ``d / r`` with ``r = max(rms, cfg.rms_floor)``, ``rms`` the root mean square
+     of every displacement value of the batch's (weighted: valid) tokens, detached. Unit RMS
+     over the batch, speed differences between clips and tokens kept, invariant to the
+     pixel scale of the whole batch; the floor keeps an all-static batch's noise small. Under
+     DDP the batch is each process's own (no collective).
+
+   A running (EMA) scale is not offered: targets hold no state, so it would need a buffer in
+   the checkpoints and an all-reduce per step to stay the same on every rank and on resume.
 5. **Weights** (``cfg.use_visibility``): a grid point's step is valid when the point is visible
    at both ``s_t`` and ``e_t``; a token weighs 1 when every grid point its sub-points are
    interpolated from (non-zero interpolation weight: the token's own point and, for ``U > 1``,
@@ -56,31 +81,44 @@ __all__ = [
     "upsample_matrix",
 ]
 
+# Norms that z-score each token's points and so need upsample >= 2.
+_PATCH_NORMS = ("patch", "patch_mean")
 
-def tubelet_windows(frames: int, tubelet: int) -> tuple[list[int], list[int]]:
-    """Start and end clip frame of each tubelet's displacement window (see the module doc).
+
+def tubelet_windows(frames: int, tubelet: int,
+                    mode: str = "tubelet") -> tuple[list[int], list[int]]:
+    """Start and end clip frame of each tubelet's displacement window (module doc, item 1).
 
     Args:
         frames: clip frames ``T`` (a multiple of ``tubelet``).
         tubelet: frames per tubelet ``u``.
+        mode: ``tubelet`` or ``official``.
 
     Returns:
-        ``(starts, ends)``, ``T // u`` ints each: ``s_t = min(t*u, T-1-u)``, ``e_t = s_t + u``
-        when ``T > u``, else ``(0, T-1)``.
+        ``(starts, ends)``, ``t_n = T // u`` ints each, ``(0, T-1)`` when ``T <= u``; else
+        ``tubelet``: ``s_t = min(t*u, T-1-u)``; ``official``: ``s_t = min(t, t_n-2) * u``;
+        ``e_t = s_t + u``.
     """
+    if mode not in ("tubelet", "official"):
+        raise ValueError(f"mode must be 'tubelet' or 'official', got {mode!r}")
     count = frames // tubelet
     if frames <= tubelet:
         return [0] * count, [frames - 1] * count
-    starts = [min(t * tubelet, frames - 1 - tubelet) for t in range(count)]
+    if mode == "official":
+        starts = [min(t, count - 2) * tubelet for t in range(count)]
+    else:
+        starts = [min(t * tubelet, frames - 1 - tubelet) for t in range(count)]
     return starts, [s + tubelet for s in starts]
 
 
-def upsample_matrix(n: int, factor: int) -> torch.Tensor:
-    """1-D linear interpolation from ``n`` patch centres to ``n * factor`` sub-patch centres.
+def upsample_matrix(n: int, factor: int, align_corners: bool = False) -> torch.Tensor:
+    """1-D linear interpolation from ``n`` patch centres to ``n * factor`` points.
 
-    Output row ``r = i * factor + j`` samples position ``i + (j + 0.5) / factor - 0.5`` (in
-    units of the patch pitch, centres at integers) from its two nearest centres, extrapolating
-    linearly beyond the first and last centre; with ``n == 1`` every row copies the one value.
+    Output row ``r = i * factor + j`` samples, in units of the patch pitch (centres at
+    integers), position ``i + (j + 0.5) / factor - 0.5`` (its sub-patch centre; beyond the
+    first and last centre extrapolated linearly), or with ``align_corners`` position
+    ``r * (n - 1) / (n * factor - 1)`` (``F.interpolate(align_corners=True)``: first and last
+    rows on the outermost centres). With ``n == 1`` every row copies the one value.
 
     Returns:
         ``[n * factor, n]`` float64; rows sum to 1.
@@ -90,7 +128,10 @@ def upsample_matrix(n: int, factor: int) -> torch.Tensor:
     if n == 1:
         return out.fill_(1.0)
     pos = torch.arange(rows, dtype=torch.float64)
-    pos = torch.div(pos, factor, rounding_mode="floor") + ((pos % factor) + 0.5) / factor - 0.5
+    if align_corners:
+        pos = pos * (n - 1) / max(rows - 1, 1)
+    else:
+        pos = torch.div(pos, factor, rounding_mode="floor") + ((pos % factor) + 0.5) / factor - 0.5
     left = pos.floor().clamp(0, n - 2).long()
     frac = pos - left
     index = torch.arange(rows)
@@ -116,11 +157,12 @@ def token_displacements(
     Args:
         tracks: ``[B, T, h*w, 2]`` pixels (``T = grid.frames``).
         grid: the token grid.
-        windows: :func:`tubelet_windows` as int64 tensors on ``tracks``' device (made here
-            when ``None``; pass cached ones to avoid a host-to-device copy per call).
+        windows: ``(start [t], end [t])`` int64 on ``tracks``' device (default: the
+            ``tubelet`` windows of :func:`tubelet_windows`; pass cached ones to avoid a
+            host-to-device copy per call).
 
     Returns:
-        ``[B, t, h, w, 2]`` pixels, ``tracks[:, e_t] - tracks[:, s_t]`` (:func:`tubelet_windows`).
+        ``[B, t, h, w, 2]`` pixels, ``tracks[:, e_t] - tracks[:, s_t]``.
     """
     if windows is None:
         windows = tuple(torch.tensor(w, device=tracks.device)
@@ -131,7 +173,8 @@ def token_displacements(
 
 
 class TracksTarget:
-    """TrackMAE's target (see the module docstring): ``dim = upsample^2 * 2``.
+    """TrackMAE's target (see the module docstring): ``dim = upsample^2 * 2`` (``+ 2`` with
+    ``norm=patch_mean``).
 
     ``__call__(batch)`` reads ``tracks [B, T, h*w, 2]`` and, with ``use_visibility``,
     ``track_visible [B, T, h*w]``; returns ``(values [B, L, dim] float32, weight [B, L] float32
@@ -142,17 +185,20 @@ class TracksTarget:
 
     def __init__(self, cfg: TracksTargetConfig, grid: TokenGrid) -> None:
         factor = cfg.upsample
-        if cfg.norm == "patch" and factor < 2:
-            raise ValueError("targets.tracks.norm=patch normalises over the upsample^2 points "
-                             "of a token and needs targets.tracks.upsample >= 2 (got 1); use "
-                             "norm=scale or none with upsample=1")
+        if cfg.norm in _PATCH_NORMS and factor < 2:
+            raise ValueError(f"targets.tracks.norm={cfg.norm} normalises over the upsample^2 "
+                             "points of a token and needs targets.tracks.upsample >= 2 (got "
+                             "1); use norm=scale, batch or none with upsample=1")
         self.grid = grid
         self.factor = factor
         self.points = factor * factor
-        self.dim = self.points * 2
+        self.dim = self.points * 2 + (2 if cfg.norm == "patch_mean" else 0)
         self.weight = cfg.weight
         self.norm = cfg.norm
         self.scale = float(cfg.scale)
+        self.rms_floor = float(cfg.rms_floor)
+        self.windows = cfg.windows
+        self.align_corners = cfg.upsample_mode == "align_corners"
         self.use_visibility = cfg.use_visibility
         self._matrices: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
         self._windows: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -162,8 +208,8 @@ class TracksTarget:
         made once per device (a host-to-device copy waits for the device)."""
         key = (like.device, like.dtype)
         if key not in self._matrices:
-            ah = upsample_matrix(self.grid.h, self.factor)
-            aw = upsample_matrix(self.grid.w, self.factor)
+            ah = upsample_matrix(self.grid.h, self.factor, self.align_corners)
+            aw = upsample_matrix(self.grid.w, self.factor, self.align_corners)
             mats = (ah, aw, _support(ah, self.factor), _support(aw, self.factor))
             self._matrices[key] = tuple(m.to(device=like.device, dtype=like.dtype) for m in mats)
         return self._matrices[key]
@@ -171,7 +217,7 @@ class TracksTarget:
     def _window_index(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """:func:`tubelet_windows` as ``(start [t], end [t])`` int64 on ``device``, made once."""
         if device not in self._windows:
-            starts, ends = tubelet_windows(self.grid.frames, self.grid.tubelet)
+            starts, ends = tubelet_windows(self.grid.frames, self.grid.tubelet, self.windows)
             self._windows[device] = (torch.tensor(starts, device=device),
                                      torch.tensor(ends, device=device))
         return self._windows[device]
@@ -202,19 +248,44 @@ class TracksTarget:
         bad = torch.einsum("ik,jl,btkl->btij", sh, sw, invalid)
         return (bad == 0).to(torch.float32).reshape(-1, g.num_tokens)
 
-    def values(self, tracks: torch.Tensor) -> torch.Tensor:
-        """``tracks [B, T, h*w, 2]`` -> normalised per-token targets ``[B, L, dim]`` float32."""
+    def pixels(self, tracks: torch.Tensor) -> torch.Tensor:
+        """``tracks [B, T, h*w, 2]`` -> each token's upsampled displacements ``[B, L, U^2, 2]``
+        float32, pixels (module doc, items 1-3)."""
         g, u = self.grid, self.factor
         delta = token_displacements(tracks.float(), g, self._window_index(tracks.device))
         ah, aw, _, _ = self._interp(delta)
         up = torch.einsum("Hh,Ww,bthwc->btHWc", ah, aw, delta)  # [B, t, hU, wU, 2]
         tokens = up.reshape(-1, g.t, g.h, u, g.w, u, 2).permute(0, 1, 2, 4, 3, 5, 6)
-        tokens = tokens.reshape(-1, g.num_tokens, self.points, 2)  # [B, L, U^2, 2]
+        return tokens.reshape(-1, g.num_tokens, self.points, 2)
+
+    def batch_rms(self, tokens: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``norm=batch``'s divisor: ``tokens [B, L, U^2, 2]`` pixels (and token weights
+        ``[B, L]``) -> 0-d tensor ``max(RMS over the weighted tokens' values, rms_floor)``,
+        detached, on the device (no host synchronisation)."""
+        square = tokens.detach().square().mean(dim=(2, 3))  # [B, L]
+        if weight is None:
+            mean_square = square.mean()
+        else:
+            mean_square = (square * weight).sum() / weight.sum().clamp(min=1.0)
+        return mean_square.clamp(min=self.rms_floor ** 2).sqrt()
+
+    def values(self, tracks: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``tracks [B, T, h*w, 2]`` -> normalised per-token targets ``[B, L, dim]`` float32.
+
+        ``weight [B, L]`` (the token weights) only matters for ``norm=batch``: tokens of weight
+        0 do not count in the batch's RMS."""
+        g = self.grid
+        tokens = self.pixels(tracks)  # [B, L, U^2, 2]
         if self.norm == "scale":
             tokens = tokens / self.scale
-        elif self.norm == "patch":
+        elif self.norm == "batch":
+            tokens = tokens / self.batch_rms(tokens, weight)
+        elif self.norm in _PATCH_NORMS:
             var, mean = torch.var_mean(tokens, dim=2, correction=1, keepdim=True)
-            tokens = (tokens - mean) / (var + NORM_EPS).sqrt()
+            shape = ((tokens - mean) / (var + NORM_EPS).sqrt()).flatten(2)
+            if self.norm == "patch":
+                return shape
+            return torch.cat([shape, mean.flatten(2) / self.scale], dim=2)
         return tokens.reshape(-1, g.num_tokens, self.dim)
 
     def __call__(
@@ -223,14 +294,15 @@ class TracksTarget:
         """``batch["tracks"]`` (and ``batch["track_visible"]``) -> ``(values [B, L, dim],
         weight [B, L] | None)``."""
         tracks = self._check(batch)
-        values = self.values(tracks)
         if not self.use_visibility:
-            return values, None
+            return self.values(tracks), None
         if "track_visible" not in batch:
             raise KeyError("targets.tracks.use_visibility needs batch['track_visible'] "
                            "[B, T, h*w] bool; set use_visibility=false to train without it")
-        return values, self.token_weights(batch["track_visible"])
+        weight = self.token_weights(batch["track_visible"])
+        return self.values(tracks, weight), weight
 
     def __repr__(self) -> str:
         return (f"TracksTarget(dim={self.dim}, upsample={self.factor}, norm={self.norm!r}, "
+                f"windows={self.windows!r}, align_corners={self.align_corners}, "
                 f"visibility={self.use_visibility})")

@@ -220,12 +220,29 @@ def test_norm_modes(folders):
                                rtol=0)
     torch.testing.assert_close(layer.var(-1, correction=0), torch.ones(2, GRID.num_tokens),
                                atol=1e-3, rtol=0)
-    var, mean = torch.var_mean(raw, dim=1, correction=0, keepdim=True)  # over each clip's L
-    torch.testing.assert_close(zscore, (raw - mean) / (var + 1e-6).sqrt())
+    # TrackMAE's CLIP target: per channel over each clip's L tokens, unbiased, std + 1e-6
+    mean = raw.mean(dim=1, keepdim=True)
+    std = ((raw - mean).square().sum(dim=1, keepdim=True) / (GRID.num_tokens - 1)).sqrt()
+    torch.testing.assert_close(zscore, (raw - mean) / (std + 1e-6))
     torch.testing.assert_close(zscore.mean(1), torch.zeros(2, 32), atol=1e-5, rtol=0)
     # each clip's statistics are its own: z-scoring one clip alone gives the same values
     torch.testing.assert_close(normalize_features(raw[1:], "zscore"), zscore[1:])
     assert not torch.allclose(raw, layer, atol=0.1)
+
+
+def test_zscore_is_trackmaes_unbiased_per_channel_form_with_eps_after_the_root():
+    # Clip 0: channel 0 is [1, 3] (mean 2, unbiased std sqrt 2), channel 1 is constant,
+    # channel 2 is [0, 2e-6] (std 1.41e-6, the size of the eps: z = -+0.41).
+    # Clip 1 is clip 0 times 10 plus 5: z-scores are per clip, so channels 0 and 1 agree.
+    clip0 = torch.tensor([[1.0, 4.0, 0.0], [3.0, 4.0, 2e-6]], dtype=torch.float64)
+    values = torch.stack([clip0, clip0 * 10 + 5])
+    z = normalize_features(values, "zscore")
+    half = 2**-0.5 * (2**0.5 / (2**0.5 + 1e-6))
+    torch.testing.assert_close(z[0, :, 0], torch.tensor([-half, half], dtype=torch.float64))
+    assert torch.equal(z[0, :, 1], torch.zeros(2, dtype=torch.float64))
+    tiny = 1e-6 / (2**0.5 * 1e-6 + 1e-6)  # sqrt(var + eps) would give ~1e-3 here
+    torch.testing.assert_close(z[0, :, 2], torch.tensor([-tiny, tiny], dtype=torch.float64))
+    torch.testing.assert_close(z[1, :, :2], z[0, :, :2], atol=1e-6, rtol=0)
 
 
 def test_bf16_precision_runs_the_teacher_under_autocast(folders):
