@@ -93,20 +93,28 @@ def normalised_prediction_frames(
 def tubelet_displacements(
     pred: torch.Tensor, target: Any, gt_values: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Predicted tracks-target values ``[M, U^2*2]`` -> one displacement ``[M, 2]`` pixels per
+    """Predicted tracks-target values ``[M, dim]`` -> one displacement ``[M, 2]`` pixels per
     token (the mean over its ``U^2`` sub-points).
 
-    ``norm`` none/scale: the prediction alone. ``norm`` patch: the prediction only holds the
-    shape of the token's motion field; it is mapped to pixels with the *ground truth's* per-token
-    mean and standard deviation, which ``gt_values`` (the un-normalised ``[M, U^2, 2]`` pixel
-    displacements of the same tokens) must provide.
+    ``norm`` none/scale: the prediction alone. ``patch_mean``: the prediction's own mean
+    channels (its last two values) times ``scale``. ``patch``: the prediction only holds the
+    shape of the token's motion field; it is mapped to pixels with the *ground truth's*
+    per-token mean and standard deviation. ``batch``: the prediction times the ground
+    truth's RMS (the divisor the target used, up to the other clips of its batch).
+    ``gt_values`` (the un-normalised ``[M, U^2, 2]`` pixel displacements of the same tokens)
+    must be given for ``patch`` and ``batch``.
     """
-    values = pred.float().view(pred.shape[0], target.points, 2)
+    pred = pred.float()
+    if target.norm == "patch_mean":
+        return pred[:, -2:] * target.scale
+    values = pred[:, : target.points * 2].reshape(pred.shape[0], target.points, 2)
+    if target.norm in ("patch", "batch") and gt_values is None:
+        raise ValueError(f"norm={target.norm} predictions need the ground truth's statistics")
     if target.norm == "scale":
         values = values * target.scale
+    elif target.norm == "batch":
+        values = values * target.batch_rms(gt_values.float()[None])
     elif target.norm == "patch":
-        if gt_values is None:
-            raise ValueError("norm=patch predictions need the ground truth's statistics")
         var, mean = torch.var_mean(gt_values.float(), dim=1, correction=1, keepdim=True)
         values = values * (var + 1e-6).sqrt() + mean
     return values.mean(dim=1)
@@ -190,7 +198,6 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
     from motionmae.config import PretrainConfig, from_dict
     from motionmae.masking.motion import motion_per_position
     from motionmae.targets.pixel import denormalize_prediction, patch_statistics
-    from motionmae.targets.tracks import TracksTarget
     from motionmae.tokens import mask_to_indices
     from motionmae.train.checkpoint import resolve_checkpoint
     from motionmae.train.pretrain import PretrainTask, build_sample_hooks
@@ -269,8 +276,10 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
         gt_px = None
         if target.norm == "patch":
             # Only for the labelled GT-statistics view: the hidden tokens' true pixel values.
-            raw = TracksTarget(dataclasses.replace(cfg.targets.tracks, norm="none"), grid)
-            gt_px = raw.values(tracks[None])[0][hidden].view(len(hidden), target.points, 2)
+            gt_px = target.pixels(tracks[None])[0][hidden]
+        elif target.norm == "batch":
+            # The divisor the target used on this one-clip batch: every token's displacements.
+            gt_px = target.pixels(tracks[None])[0]
         pred_disp = tubelet_displacements(predictions["tracks"][0], target, gt_px)
         true_raw = _raw_displacements(target, tracks)  # [L, 2]
         disp = true_raw.clone()
@@ -287,6 +296,8 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
         label = "hidden-patch tracks: truth vs prediction"
         if target.norm == "patch":
             label = "hidden tracks: predicted shape only + GT mean/std (uses GT)"
+        elif target.norm == "batch":
+            label = "hidden-patch tracks: truth vs prediction x GT scale (uses GT)"
         written.append(write_png(out / "tracks.png", make_grid([list(drawn)], [label])))
         written.append(write_video(out / "tracks.mp4", drawn, fps=4.0))
         video_rows.append([drawn])
