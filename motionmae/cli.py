@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from motionmae.errors import DATA, UsageError
+
 log = logging.getLogger("motionmae")
 
 
@@ -231,6 +233,21 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_prepare)
 
 
+def _add_check_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check-data", help="check every video of a list (opens, decodes the "
+                       "needed frames, long enough for a clip); write a report and a clean list")
+    p.add_argument("data", metavar="LIST", help="list file or dataset spec")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output folder: report.tsv (one row per video) and clean.txt")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip")
+    p.add_argument("--stride", type=int, default=4, help="source frames between clip frames")
+    p.add_argument("--short-videos", choices=["pad", "stretch"], default="pad",
+                   help="how videos shorter than a clip will be sampled (data.short_videos)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="parallel processes (default: one per CPU)")
+    p.set_defaults(handler=cmd_check_data)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionmae",
@@ -238,11 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
         "video modeling.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of every error (also MOTIONMAE_DEBUG=1); "
+                        "exit status: 0 ok, 1 internal error, 2 usage or config, 3 data (a "
+                        "video, list, checkpoint or model folder), 4 environment (missing "
+                        "package, output folder), 5 non-finite training, 143 preempted")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_pretrain, _add_finetune, _add_evaluate, _add_features,
                 _add_probe, _add_report,
                 _add_tracks, _add_export, _add_extract_tracks, _add_extract_teacher,
-                _add_visualize, _add_prepare):
+                _add_visualize, _add_prepare, _add_check_data):
         add(sub)
     return parser
 
@@ -352,7 +374,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     kinds = [k.strip() for k in args.kind.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in PROBES]
     if not kinds or unknown:
-        raise SystemExit(f"motionmae probe: --kind takes a comma-separated list of "
+        raise UsageError(f"--kind takes a comma-separated list of "
                          f"{', '.join(PROBES)}; got {args.kind!r}")
     cached = (args.features_train, args.features_val)
     listed = (args.checkpoint, args.train, args.val)
@@ -364,7 +386,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         train = _features(args, args.train, pool)
         val = _features(args, args.val, pool)
     else:
-        raise SystemExit("motionmae probe: give either --checkpoint, --train and --val, or "
+        raise UsageError("give either --checkpoint, --train and --val, or "
                          "--features-train and --features-val")
     results = []
     for kind in kinds:
@@ -404,7 +426,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from motionmae.train.finetune import data_defaults, finetune
 
     if args.model is not None and not args.scratch:
-        raise SystemExit("motionmae finetune: --model applies to --scratch only (a checkpoint "
+        raise UsageError("--model applies to --scratch only (a checkpoint "
                          "brings its own architecture)")
     # The checkpoint's clip geometry and normalisation, unless the file or flags say otherwise.
     base = {"data": data_defaults(args.checkpoint)} if args.checkpoint else {}
@@ -498,17 +520,22 @@ def cmd_tracks(args: argparse.Namespace) -> int:
 
     from motionmae.data import probe_video, read_frames
     from motionmae.motion import grid_queries, track
+    from motionmae.motion.protocol import validate_queries
 
     info = probe_video(args.video)
     stop = info.num_frames if args.frames is None else args.start + args.frames * args.stride
     indices = np.arange(args.start, min(stop, info.num_frames), args.stride)
-    if len(indices) < 2:
-        raise SystemExit(f"motionmae tracks: {args.video} has fewer than 2 frames in the "
-                         f"requested range")
+    if len(indices) == 0:
+        raise UsageError(f"--start {args.start} is past the last frame of {args.video} "
+                         f"({info.num_frames} frames)")
     frames = read_frames(args.video, indices, args.size)
     height, width = frames.shape[1:3]
     if args.queries is not None:
-        queries = np.load(args.queries, allow_pickle=False).astype(np.float32)
+        try:
+            queries = validate_queries(np.load(args.queries, allow_pickle=False),
+                                       len(frames), height, width)
+        except ValueError as error:  # also a file that is not a .npy array
+            raise UsageError(f"--queries {args.queries}: {error}") from error
     else:
         queries = grid_queries(height, width, args.grid)
     settings = {"checkpoint": args.checkpoint} if args.tracker == "cotracker" else {}
@@ -546,7 +573,7 @@ def cmd_extract_tracks(args: argparse.Namespace) -> int:
     from motionmae.motion import TrackCache, extract_tracks
     from motionmae.train.pretrain import track_cache_settings
 
-    index, count = _parse_shard(args.shard, "extract-tracks")
+    index, count = _parse_shard(args.shard)
     cfg = load_config(PretrainConfig, args.config,
                       [f"data.train={args.data}", f"tracking.cache={args.cache}", *args.set])
     cache = TrackCache(Path(args.cache), track_cache_settings(cfg))
@@ -566,16 +593,16 @@ def cmd_extract_tracks(args: argparse.Namespace) -> int:
           f"{len(stats.failed)} failed ({stats.seconds:.1f}s)")
     for video, reason in stats.failed:
         print(f"  failed: {video}: {reason}", file=sys.stderr)
-    return 1 if stats.failed else 0
+    return DATA if stats.failed else 0
 
 
-def _parse_shard(text: str, command: str) -> tuple[int, int]:
+def _parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(x) for x in text.split("/"))
         if not 0 <= index < count:
             raise ValueError
     except ValueError:
-        raise SystemExit(f"motionmae {command}: --shard must be i/n with 0 <= i < n, "
+        raise UsageError(f"--shard must be i/n with 0 <= i < n, "
                          f"got {text!r}") from None
     return index, count
 
@@ -590,7 +617,7 @@ def cmd_extract_teacher(args: argparse.Namespace) -> int:
     from motionmae.targets.teacher_models import load_teacher, read_teacher_spec
     from motionmae.train.loop import resolve_device
 
-    index, count = _parse_shard(args.shard, "extract-teacher")
+    index, count = _parse_shard(args.shard)
     teacher = [f"targets.teacher.path={args.teacher}"] if args.teacher else []
     cfg = load_config(PretrainConfig, args.config, [f"data.train={args.data}",
                       f"tracking.cache={args.cache}", *teacher, *args.set])
@@ -614,7 +641,7 @@ def cmd_extract_teacher(args: argparse.Namespace) -> int:
           f"{len(stats.failed)} failed ({stats.seconds:.1f}s)")
     for video, reason in stats.failed:
         print(f"  failed: {video}: {reason}", file=sys.stderr)
-    return 1 if stats.failed else 0
+    return DATA if stats.failed else 0
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
@@ -662,31 +689,65 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if stats.failed:
         assert stats.list_path is not None
         print(f"  all failures: {failures_path(stats.list_path)}", file=sys.stderr)
-    return 1 if stats.failed else 0
+    return DATA if stats.failed else 0
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from motionmae.data import read_video_list
+    from motionmae.data.check import check_videos, write_check
+
+    if args.frames < 1 or args.stride < 1:
+        raise UsageError(f"--frames and --stride must be >= 1, got {args.frames} and "
+                         f"{args.stride}")
+    entries = read_video_list(args.data).entries
+    bar = tqdm(total=len(entries), desc="check-data", unit="video", dynamic_ncols=True)
+    bad = 0
+
+    def on_progress(done: int, total: int, result: Any) -> None:
+        nonlocal bad
+        bad += result.status == "bad"
+        bar.set_postfix(bad=bad, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        results = check_videos([e.path for e in entries], args.frames, args.stride,
+                               args.short_videos, args.workers, on_progress)
+    finally:
+        bar.close()
+    report, clean = write_check(results, entries, args.out)
+    counts = {status: sum(r.status == status for r in results) for status in ("ok", "short",
+                                                                              "bad")}
+    print(f"{counts['ok']} ok, {counts['short']} shorter than a clip, {counts['bad']} bad; "
+          f"report: {report}; clean list ({counts['ok'] + counts['short']} videos): {clean}")
+    for result in [r for r in results if r.status == "bad"][:10]:
+        print(f"  bad: {result.detail}", file=sys.stderr)
+    return DATA if counts["bad"] else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit status says how it ended (see :mod:`motionmae.errors`)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    from motionmae.config import ConfigError
-    from motionmae.data.formats import DatasetSpecError
-    from motionmae.data.lists import ListFormatError
-
+    debug = args.debug or os.environ.get("MOTIONMAE_DEBUG", "") not in ("", "0")
     try:
         return args.handler(args)
-    except ConfigError as error:
-        print(f"motionmae: config error: {error}", file=sys.stderr)
-        return 2
-    except (ListFormatError, DatasetSpecError, FileNotFoundError) as error:
-        if args.verbose:
+    except Exception as error:
+        # The single place where errors a user can cause become one line and an exit status;
+        # anything else (a bug) keeps its traceback.
+        from motionmae.errors import classify
+
+        known = classify(error)
+        if known is None or debug:
             raise
-        # Bad input data (a list, a dataset spec, a missing file): the message names it.
-        print(f"motionmae: {error}", file=sys.stderr)
-        return 2
+        code, message = known
+        print(f"motionmae {args.command}: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ class ModelConfig:
     decoder_depth: int = 4
     decoder_heads: int | None = None
     drop_path: float = 0.0
+    # Targets predicted by one joint decoder (M3Video's default): one set of blocks and one
+    # linear head whose output is split into the targets' values; each target keeps its own
+    # loss and weight. Targets not listed get a decoder each. Empty: one decoder per target.
+    joint_targets: list[str] = field(default_factory=list)
 
     def validate(self, key: str = "model") -> None:
         _check(self.size in MODEL_SIZES, f"{key}.size", f"must be one of {sorted(MODEL_SIZES)}, "
@@ -65,6 +69,10 @@ class ModelConfig:
         _check(self.tubelet_size > 0, f"{key}.tubelet_size", "must be positive")
         _check(self.decoder_depth >= 1, f"{key}.decoder_depth", "must be >= 1")
         _check(0.0 <= self.drop_path < 1.0, f"{key}.drop_path", "must be in [0, 1)")
+        _check(not self.joint_targets or len(self.joint_targets) >= 2, f"{key}.joint_targets",
+               f"a joint decoder needs at least two targets, got {self.joint_targets}")
+        _check(len(set(self.joint_targets)) == len(self.joint_targets), f"{key}.joint_targets",
+               f"has duplicates: {self.joint_targets}")
         resolved = self.resolved()
         _check(resolved.embed_dim % resolved.num_heads == 0, f"{key}.num_heads",
                f"embed_dim {resolved.embed_dim} is not divisible by {resolved.num_heads} heads")
@@ -92,6 +100,17 @@ class DataConfig:
     ``train``/``val``: a list file (``path [label]`` per line) or a dataset spec
     ``FORMAT:PATH[,key=value...]`` naming a dataset in its released annotation format
     (``ssv2:labels/train.json``; see :mod:`motionmae.data.formats`).
+
+    Bad videos in training (``on_error``): ``skip`` replaces a video that cannot be read by
+    another, lists it with its reason in ``RUN/bad_videos.tsv`` and stops the run once more
+    than ``bad_videos_tolerated`` distinct videos were bad *and* they are more than
+    ``max_bad_fraction`` of the distinct videos seen; ``raise`` stops at the first one.
+    Evaluation never replaces a video (its features would be another's): a bad one stops it.
+
+    ``short_videos``: a video shorter than a clip's span ``(frames - 1) * stride + 1`` is
+    ``pad`` ded by repeating its last frame (the stride is kept), or ``stretch`` ed: sampled
+    with the largest stride that fits (VideoMAE's choice; frames repeat only when the video
+    has fewer than ``frames``). Either way the run warns once with a count.
     """
 
     train: str | None = None
@@ -105,7 +124,10 @@ class DataConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     num_sample: int = 1
     workers: int = 2
-    on_error: str = "raise"
+    on_error: str = "skip"
+    max_bad_fraction: float = 0.01
+    bad_videos_tolerated: int = 3
+    short_videos: str = "pad"
     test_clips: int = 1
     test_crops: int = 1
 
@@ -120,10 +142,17 @@ class DataConfig:
         _check(self.workers >= 0, f"{key}.workers", "must be >= 0")
         _check(self.on_error in ("raise", "skip"), f"{key}.on_error",
                f"must be 'raise' or 'skip', got {self.on_error!r}")
+        _check(0.0 <= self.max_bad_fraction <= 1.0, f"{key}.max_bad_fraction",
+               f"must be in [0, 1], got {self.max_bad_fraction}")
+        _check(self.bad_videos_tolerated >= 0, f"{key}.bad_videos_tolerated",
+               f"must be >= 0, got {self.bad_videos_tolerated}")
+        _check(self.short_videos in SHORT_VIDEOS, f"{key}.short_videos",
+               f"must be one of {list(SHORT_VIDEOS)}, got {self.short_videos!r}")
         _check(self.test_clips >= 1, f"{key}.test_clips", "must be >= 1")
         _check(self.test_crops >= 1, f"{key}.test_crops", "must be >= 1")
 
 
+SHORT_VIDEOS = ("pad", "stretch")
 MASKING_KINDS = ("random", "tube", "cube", "motion", "learned")
 SAMPLER_POLICIES = ("tats", "adamae")
 
@@ -137,8 +166,10 @@ class LearnedMaskingConfig:
     ``ppo_epochs`` consecutive steps) or ``adamae`` (REINFORCE, no critic). ``tube``: one
     decision per spatial position, repeated over time. ``lr``: the sampler's peak learning
     rate (its own parameter group; it follows the run's warmup + cosine schedule).
-    ``use_tracks``: make the loader compute point tracks so that the sampler sees their
-    displacement statistics (it uses tracks whenever a batch has them). ``loss_weight``: the
+    ``use_tracks``: make the loader compute point tracks so that the sampler sees, per token,
+    the motion of the tracked points at its patch when its tubelet starts (it uses tracks
+    whenever a batch has them). PPO's reuse is logged as ``sampler/clip_fraction`` (and per
+    reuse epoch, ``sampler/clip_fraction_reuse{k}``). ``loss_weight``: the
     sampler's loss enters the joint loss at this weight; AdamW makes the sampler's own
     updates independent of it, while a small weight keeps the sampler's gradients (its early
     value loss especially) from dominating the joint norm that ``optim.clip_grad`` clips.
@@ -253,16 +284,27 @@ class PixelTargetConfig:
         _check(self.weight >= 0, f"{key}.weight", f"must be >= 0, got {self.weight}")
 
 
-TRACK_NORMS = ("none", "scale", "patch")
+TRACK_NORMS = ("none", "scale", "patch", "patch_mean", "batch")
+# The default of targets.tracks.norm (TrackMAE's): switching it is this one line.
+DEFAULT_TRACK_NORM = "patch"
+TRACK_WINDOWS = ("tubelet", "official")
+TRACK_UPSAMPLE_MODES = ("centres", "align_corners")
 
 
 @dataclass
 class TracksTargetConfig:
     """TrackMAE: per-tubelet displacements of grid points (one per patch centre, tracked
-    through the clip), spatially upsampled ``upsample`` x (``upsample**2`` points per patch).
+    through the clip), spatially upsampled ``upsample`` x (``upsample**2`` points per patch);
+    :mod:`motionmae.targets.tracks` defines each setting.
 
     ``norm``: ``none`` (pixels), ``scale`` (divide by ``scale`` px), ``patch`` (z-score within
-    each token, as TrackMAE; removes the patch's mean motion). Invisible points get loss weight
+    each token, as TrackMAE; removes the token's own motion: a rigid translation gives 0),
+    ``patch_mean`` (``patch`` plus the token's mean displacement / ``scale`` as 2 more
+    channels), ``batch`` (divide by the batch's RMS displacement, at least ``rms_floor`` px).
+    ``windows``: ``tubelet`` (each tubelet measured; the last one over the clip's last
+    ``tubelet_size`` frames) or ``official`` (TrackMAE: frames ``0, u, 2u, ...``, the last
+    tubelet repeats the previous one). ``upsample_mode``: ``centres`` (sub-patch centres) or
+    ``align_corners`` (TrackMAE's ``align_corners=True``). Invisible points get loss weight
     0 unless ``use_visibility`` is false (TrackMAE's original behaviour). ``weight`` null
     (default): TrackMAE's lambda, 0.25 next to a teacher target, else 1
     (:meth:`TargetsConfig.loss_weight`).
@@ -270,8 +312,11 @@ class TracksTargetConfig:
 
     weight: float | None = None
     upsample: int = 2
-    norm: str = "patch"
+    norm: str = DEFAULT_TRACK_NORM
     scale: float = 8.0
+    rms_floor: float = 1.0
+    windows: str = "tubelet"
+    upsample_mode: str = "centres"
     use_visibility: bool = True
 
     def validate(self, key: str) -> None:
@@ -280,7 +325,15 @@ class TracksTargetConfig:
         _check(self.upsample >= 1, f"{key}.upsample", "must be >= 1")
         _check(self.norm in TRACK_NORMS, f"{key}.norm",
                f"must be one of {list(TRACK_NORMS)}, got {self.norm!r}")
+        _check(self.norm not in ("patch", "patch_mean") or self.upsample >= 2, f"{key}.norm",
+               f"{self.norm} z-scores the upsample^2 points of a token and needs "
+               f"{key}.upsample >= 2 (got {self.upsample})")
         _check(self.scale > 0, f"{key}.scale", "must be > 0")
+        _check(self.rms_floor > 0, f"{key}.rms_floor", "must be > 0")
+        _check(self.windows in TRACK_WINDOWS, f"{key}.windows",
+               f"must be one of {list(TRACK_WINDOWS)}, got {self.windows!r}")
+        _check(self.upsample_mode in TRACK_UPSAMPLE_MODES, f"{key}.upsample_mode",
+               f"must be one of {list(TRACK_UPSAMPLE_MODES)}, got {self.upsample_mode!r}")
 
 
 @dataclass
@@ -298,14 +351,30 @@ class HogTargetConfig:
         _check(self.cell >= 2, f"{key}.cell", "must be >= 2")
 
 
+M3TRAJ_NORMS = ("patch_std", "path_length", "none")
+HOG_CHANNELS = ("rgb", "grey")
+
+
 @dataclass
 class M3TrajTargetConfig:
-    """M3Video: K = ``points_per_side**2`` points per patch, tracked ``length`` frames at the
-    full frame rate from the first frame of each tubelet through dense flow; target = position
-    deltas (clipped at ``clip`` px) and trajectory-aligned HOG, normalised over the patch.
+    """M3Video: K = ``points_per_side**2`` points per patch, followed ``length`` steps (L;
+    ``length + 1`` positions) at the full frame rate from the first frame of each tubelet
+    through dense flow; target = the L position changes (clipped at ``clip`` px) and, with
+    ``hog``, the L trajectory-aligned HOGs (``hog_bins`` bins per ``hog_channels`` channel).
 
-    With ``hog`` the HOG values hold ~96% of the target's variance, and on the demo data they
-    drowned the motion (49.8% linear probe vs 80.8% with ``hog=False``: docs/benchmarks.md)."""
+    ``length`` counts steps since issue 13: a config written before with ``length: 6`` (then
+    6 positions, 5 steps) now means 6 steps (7 positions, the paper's L = 6), and its target is
+    wider (264 instead of 220 values with K = 4 and grey HOG).
+
+    ``norm``: ``patch_std`` (M3Video's ``traj_norm PatchStd``: each position and HOG feature
+    z-scored over the patch's K trajectories), ``path_length`` (the position changes divided by
+    the patch's mean path length, each HOG L2-normalised; motionmae's scheme before issue 13)
+    or ``none`` (pixels, raw HOG). ``hog_channels``: ``rgb`` (a histogram per colour channel,
+    the paper's appendix) or ``grey``.
+
+    With ``hog`` and ``path_length`` the HOG values held ~96% of the target's variance, and on
+    the demo data they drowned the motion (49.8% linear probe vs 80.8% with ``hog=False``:
+    docs/benchmarks.md)."""
 
     weight: float = 1.0
     points_per_side: int = 2
@@ -313,13 +382,22 @@ class M3TrajTargetConfig:
     clip: float = 20.0
     hog: bool = True
     hog_bins: int = 9
+    hog_channels: str = "grey"
+    norm: str = "patch_std"
     camera_compensation: bool = False
 
     def validate(self, key: str) -> None:
         _check(self.weight >= 0, f"{key}.weight", f"must be >= 0, got {self.weight}")
         _check(self.points_per_side >= 1, f"{key}.points_per_side", "must be >= 1")
-        _check(self.length >= 2, f"{key}.length", "must be >= 2")
+        _check(self.length >= 1, f"{key}.length", f"must be >= 1 step, got {self.length}")
         _check(self.clip > 0, f"{key}.clip", "must be > 0")
+        _check(self.hog_bins >= 2, f"{key}.hog_bins", f"must be >= 2, got {self.hog_bins}")
+        _check(self.hog_channels in HOG_CHANNELS, f"{key}.hog_channels",
+               f"must be one of {list(HOG_CHANNELS)}, got {self.hog_channels!r}")
+        _check(self.norm in M3TRAJ_NORMS, f"{key}.norm",
+               f"must be one of {list(M3TRAJ_NORMS)}, got {self.norm!r}")
+        _check(self.norm != "patch_std" or self.points_per_side >= 2, f"{key}.norm",
+               "patch_std z-scores over a patch's trajectories: needs points_per_side >= 2")
 
 
 TEACHER_NORMS = ("layer", "zscore", "none")
@@ -336,7 +414,8 @@ class TeacherTargetConfig:
     ``config.json``). ``frame``: which frame of each tubelet the teacher sees (0 = first).
     ``size``: the teacher's input side, pixels (null: its own, from the folder). ``grid_resize``:
     how its patch grid becomes the student's token grid. ``norm``: ``layer`` (per token),
-    ``zscore`` (per channel over the clip's tokens) or ``none``. ``precision``: ``auto`` runs
+    ``zscore`` (TrackMAE's: per channel over each clip's tokens, unbiased, ``std + 1e-6``) or
+    ``none``. ``precision``: ``auto`` runs
     the teacher under bf16 autocast on CUDA devices that support it and in fp32 elsewhere.
     """
 
@@ -399,12 +478,28 @@ class TargetsConfig:
             getattr(self, name).validate(f"{key}.{name}")
 
 
+LR_SCALINGS = ("linear", "sqrt")
+
+
 @dataclass
 class OptimConfig:
-    """AdamW with warmup + cosine. ``lr = base_lr * global_batch / 256`` unless ``lr`` is set."""
+    """AdamW with warmup + cosine, peaking at :meth:`peak_lr` (``lr`` when set).
+
+    The peak rate follows the global batch ``B`` (processes x ``run.batch_size`` x
+    ``accum_steps``) against ``reference_batch`` ``R``: at and above it always linearly,
+    ``base_lr * B / R`` (the VideoMAE papers' rule); below it by ``lr_scaling``:
+    ``linear`` keeps ``base_lr * B / R`` (the papers' rule at every batch, which leaves a
+    batch-8 run at 4.7e-6), ``sqrt`` gives ``base_lr * sqrt(B / R)``, and either is raised
+    to ``min_peak_lr`` (null: no floor; never above ``base_lr``, so a smaller batch never
+    gets a larger rate than the reference batch). The defaults give 1.5e-4 at batch 8 to
+    256 and the papers' rule from 256 up.
+    """
 
     base_lr: float = 1.5e-4
     lr: float | None = None
+    lr_scaling: str = "sqrt"
+    reference_batch: int = 256
+    min_peak_lr: float | None = 1.5e-4
     min_lr: float = 1e-6
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
@@ -417,6 +512,12 @@ class OptimConfig:
     def validate(self, key: str = "optim") -> None:
         _check(self.base_lr > 0, f"{key}.base_lr", f"must be > 0, got {self.base_lr}")
         _check(self.lr is None or self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
+        _check(self.lr_scaling in LR_SCALINGS, f"{key}.lr_scaling",
+               f"must be one of {list(LR_SCALINGS)}, got {self.lr_scaling!r}")
+        _check(self.reference_batch >= 1, f"{key}.reference_batch",
+               f"must be >= 1, got {self.reference_batch}")
+        _check(self.min_peak_lr is None or self.min_peak_lr > 0, f"{key}.min_peak_lr",
+               f"must be > 0 or null, got {self.min_peak_lr}")
         _check(self.min_lr >= 0, f"{key}.min_lr", "must be >= 0")
         _check(self.weight_decay >= 0, f"{key}.weight_decay", "must be >= 0")
         _check(all(0 <= b < 1 for b in self.betas), f"{key}.betas", "must be in [0, 1)")
@@ -427,7 +528,30 @@ class OptimConfig:
         _check(0 < self.layer_decay <= 1, f"{key}.layer_decay", "must be in (0, 1]")
 
     def peak_lr(self, global_batch: int) -> float:
-        return self.lr if self.lr is not None else self.base_lr * global_batch / 256
+        """The schedule's peak learning rate for ``global_batch`` clips per optimizer step."""
+        if self.lr is not None:
+            return self.lr
+        ratio = global_batch / self.reference_batch
+        if ratio >= 1 or self.lr_scaling == "linear":
+            scaled = self.base_lr * ratio
+        else:
+            scaled = self.base_lr * ratio**0.5
+        if ratio < 1 and self.min_peak_lr is not None:
+            scaled = max(scaled, min(self.min_peak_lr, self.base_lr))
+        return scaled
+
+    def lr_rule(self, global_batch: int) -> str:
+        """How :meth:`peak_lr` came about, for the start-up log: ``peak lr 1.5e-04 (base_lr
+        1.5e-04, sqrt scaling below batch 256, floor 1.5e-04, global batch 8)``."""
+        peak = f"peak lr {self.peak_lr(global_batch):.2e}"
+        if self.lr is not None:
+            return f"{peak} (optim.lr, global batch {global_batch})"
+        below = global_batch < self.reference_batch
+        rule = (f"{self.lr_scaling} scaling below batch {self.reference_batch}" if below
+                else f"linear scaling at and above batch {self.reference_batch}")
+        floor = (f", floor {min(self.min_peak_lr, self.base_lr):.2e}"
+                 if below and self.min_peak_lr is not None else "")
+        return f"{peak} (base_lr {self.base_lr:.2e}, {rule}{floor}, global batch {global_batch})"
 
 
 @dataclass
@@ -459,6 +583,13 @@ class RunConfig:
     wandb_project: str = "motionmae"
     wandb_entity: str | None = None
     wandb_mode: str | None = None
+    # In-run linear probe (pretraining, rank 0): every ``probe_every`` steps (a multiple of
+    # ``log_every``) and at the last step, frozen features of the labelled lists
+    # ``probe_train`` and ``probe_val`` with the current encoder; top-1 logged as
+    # ``probe/linear``. Keep the lists small: training waits for the probe.
+    probe_every: int | None = None
+    probe_train: str | None = None
+    probe_val: str | None = None
 
     def validate(self, key: str = "run") -> None:
         _check(self.steps is None or self.steps >= 1, f"{key}.steps", "must be >= 1")
@@ -478,6 +609,14 @@ class RunConfig:
         _check(self.wandb_mode in (None, "online", "offline"), f"{key}.wandb_mode",
                f"must be online, offline or null, got {self.wandb_mode!r}")
         _check(bool(self.wandb_project), f"{key}.wandb_project", "must not be empty")
+        if self.probe_every is not None:
+            _check(self.probe_every >= 1, f"{key}.probe_every", "must be >= 1 or null")
+            _check(self.probe_every % self.log_every == 0, f"{key}.probe_every",
+                   f"must be a multiple of {key}.log_every {self.log_every} (a probe's result "
+                   f"goes into the logged record of its step), got {self.probe_every}")
+            for name in ("probe_train", "probe_val"):
+                _check(getattr(self, name) is not None, f"{key}.{name}",
+                       f"a labelled list file is required with {key}.probe_every")
 
 
 @dataclass
@@ -501,6 +640,9 @@ class PretrainConfig:
                f"{model.tubelet_size}")
         _check(self.data.size % model.patch_size == 0, "data.size",
                f"{self.data.size} px is not a multiple of model.patch_size {model.patch_size}")
+        for name in model.joint_targets:
+            _check(name in self.targets.names, "model.joint_targets",
+                   f"{name!r} is not one of targets.names {self.targets.names}")
         if "teacher" in self.targets.names:
             _check(self.targets.teacher.frame < model.tubelet_size, "targets.teacher.frame",
                    f"must be < model.tubelet_size {model.tubelet_size}, "

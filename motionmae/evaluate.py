@@ -48,7 +48,9 @@ def list_features(
     loader = build_loader(dataset, batch_size=batch_size, workers=data.workers, shuffle=False,
                           seed=0, drop_last=False)
     paths = [str(entry.path) for entry in videos.entries]
-    return extract_features(encoder, loader, paths, device, precision, on_batch, pool)
+    features = extract_features(encoder, loader, paths, device, precision, on_batch, pool)
+    dataset.warn_short_clips()  # padded clips silently change what the probe sees
+    return features
 
 
 def run_probe(kind: str, train: FeatureSet, val: FeatureSet) -> ProbeResult:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,13 @@ from torch.utils.data import Dataset
 from motionmae.config import DataConfig
 from motionmae.data.hooks import HookInput, SampleHook
 from motionmae.data.lists import VideoEntry, VideoList
-from motionmae.data.sampling import eval_clips_indices, multi_clip_indices
+from motionmae.data.sampling import (
+    clip_span,
+    eval_clips_indices,
+    fitting_stride,
+    multi_clip_indices,
+    needs_padding,
+)
 from motionmae.data.transforms import (
     Geometry,
     apply_geometry,
@@ -54,6 +61,24 @@ augmentation of a whole clip drawing from the sample's generator (e.g.
 
 # Paths already reported as bad by this process (each is logged once per process).
 _REPORTED_BAD: set[str] = set()
+
+# Rows of the short-clip counters: one per loader worker (mod this), so no two processes
+# write the same row.
+_COUNTER_ROWS = 64
+# Columns: padded clips, stretched clips, all clips, frames of the shortest short video
+# (0: none yet), its index.
+_PADDED, _STRETCHED, _CLIPS, _SHORTEST, _SHORTEST_INDEX = range(5)
+
+
+@dataclass(frozen=True)
+class ShortClips:
+    """Clips drawn from videos shorter than a clip's span, so far (all loader workers)."""
+
+    padded: int
+    stretched: int
+    clips: int
+    shortest_frames: int
+    shortest_path: str | None
 
 
 class VideoDataset(Dataset):
@@ -98,7 +123,15 @@ class VideoDataset(Dataset):
       transform_points` ``(points, CropBox(*crop_box), S, flipped)`` maps source-pixel
       points to clip pixels;
     * ``view``: int64 scalar (evaluation only): ``clip_index * test_crops + crop_index``;
+    * ``bad_files`` (training only): str, one ``path<TAB>reason`` line per bad video skipped
+      for this sample ("" when none);
     * the hooks' entries.
+
+    Bad videos are replaced only when training with ``on_error="skip"``: evaluation raises
+    :class:`VideoReadError` (a replaced video's features or prediction would be another's).
+    Clips from videos shorter than the clip's span are padded or stretched
+    (``config.short_videos``) and counted across workers: :meth:`short_clips`,
+    :meth:`warn_short_clips`.
     """
 
     def __init__(
@@ -130,8 +163,11 @@ class VideoDataset(Dataset):
         self.clip_sampler = clip_sampler
         self.clip_transforms = tuple(clip_transforms)
         self._epoch = torch.zeros((), dtype=torch.int64)
+        self._short = torch.zeros((_COUNTER_ROWS, 5), dtype=torch.int64)
+        self._short_warned = False
         try:
             self._epoch.share_memory_()
+            self._short.share_memory_()
         except RuntimeError as error:  # no shared memory: epochs reach workers only on spawn
             logger.warning("epoch counter not in shared memory (%s); set_epoch will not reach "
                            "persistent workers", error)
@@ -180,21 +216,25 @@ class VideoDataset(Dataset):
         if not 0 <= index < len(self.videos):
             raise IndexError(f"index {index} out of range for {len(self.videos)} videos")
         used = index
+        skipped: list[str] = []
         for bad in range(self.max_bad + 1):
             entry = self.videos.entries[used]
             rng = self.rng(index, bad)
             try:
                 samples = self._load(used, entry, rng, train)
             except VideoReadError as error:
-                if self.config.on_error != "skip":
+                if self.config.on_error != "skip" or not train:
                     raise VideoReadError(f"sample {index}: {error}", path=error.path,
                                          reason=error.reason) from error
                 _report_bad(entry, error)
+                skipped.append(f"{entry.path}\t{_one_line(error.reason or str(error))}")
                 used = int(np.random.default_rng([self.seed, self.epoch, index, bad, 1])
                            .integers(len(self.videos)))
                 continue
             for sample in samples:
                 sample["bad_videos"] = torch.tensor(bad, dtype=torch.int64)
+                if train:
+                    sample["bad_files"] = "\n".join(skipped)
             return samples
         raise VideoReadError(f"sample {index}: {self.max_bad + 1} bad videos in a row "
                              f"(last: {entry.path}); is the dataset readable?")
@@ -209,10 +249,11 @@ class VideoDataset(Dataset):
                                   for _ in range(cfg.num_sample)])
             elif train:
                 clips = multi_clip_indices(info.num_frames, cfg.frames, cfg.stride, rng,
-                                           cfg.num_sample)
+                                           cfg.num_sample, cfg.short_videos)
             else:
                 clips = eval_clips_indices(info.num_frames, cfg.frames, cfg.stride,
-                                           cfg.test_clips)
+                                           cfg.test_clips, cfg.short_videos)
+            self._count_clips(index, info.num_frames, len(clips))
             wanted = [clips.ravel()]
             if self._dense:  # every source frame of each clip's span
                 wanted += [np.arange(c[0], c[-1] + 1) for c in clips]
@@ -244,6 +285,65 @@ class VideoDataset(Dataset):
                     sample["view"] = torch.tensor(k * cfg.test_crops + c, dtype=torch.int64)
                 samples.append(sample)
         return samples
+
+    # -- short videos ----------------------------------------------------------------------
+
+    def _count_clips(self, index: int, num_frames: int, count: int) -> None:
+        cfg = self.config
+        worker = torch.utils.data.get_worker_info()
+        row = self._short[0 if worker is None else (worker.id + 1) % _COUNTER_ROWS]
+        row[_CLIPS] += count
+        if num_frames >= clip_span(cfg.frames, cfg.stride):
+            return
+        if needs_padding(num_frames, cfg.frames, cfg.stride, cfg.short_videos):
+            row[_PADDED] += count
+        else:
+            row[_STRETCHED] += count
+        if row[_SHORTEST] == 0 or num_frames < row[_SHORTEST]:
+            row[_SHORTEST], row[_SHORTEST_INDEX] = num_frames, index
+
+    def short_clips(self) -> ShortClips:
+        """Counts of clips from short videos so far, over every process of the loader."""
+        rows = self._short.clone()
+        short = rows[rows[:, _SHORTEST] > 0]
+        shortest, path = 0, None
+        if len(short):
+            row = short[int(short[:, _SHORTEST].argmin())]
+            shortest = int(row[_SHORTEST])
+            path = str(self.videos.entries[int(row[_SHORTEST_INDEX])].path)
+        return ShortClips(padded=int(rows[:, _PADDED].sum()),
+                          stretched=int(rows[:, _STRETCHED].sum()),
+                          clips=int(rows[:, _CLIPS].sum()), shortest_frames=shortest,
+                          shortest_path=path)
+
+    def warn_short_clips(self) -> bool:
+        """Log one warning (per dataset object) if clips came from short videos; ``True``
+        once it has warned. Call from the process that owns the loader."""
+        if self._short_warned:
+            return True
+        counts = self.short_clips()
+        if counts.padded + counts.stretched == 0:
+            return False
+        cfg = self.config
+        span = clip_span(cfg.frames, cfg.stride)
+        fit = fitting_stride(counts.shortest_frames, cfg.frames, cfg.stride)
+        if cfg.short_videos == "pad":
+            what = (f"{counts.padded} of {counts.clips} clips so far came from videos shorter "
+                    f"than a clip's span ({cfg.frames} frames x stride {cfg.stride} = {span} "
+                    "source frames) and were padded by repeating their last frame")
+            advice = (f"set data.short_videos=stretch to sample short videos at a smaller "
+                      f"stride, or data.stride={fit} for every video")
+        else:
+            what = (f"{counts.stretched + counts.padded} of {counts.clips} clips so far came "
+                    f"from videos shorter than a clip's span ({cfg.frames} frames x stride "
+                    f"{cfg.stride} = {span} source frames) and were sampled at a smaller "
+                    f"stride; {counts.padded} of them still repeat frames (the video has fewer "
+                    f"than {cfg.frames} frames)")
+            advice = f"data.frames={min(cfg.frames, counts.shortest_frames)} would fit it"
+        logger.warning("%s; shortest: %s (%d frames; the largest stride that fits it: %d): %s",
+                       what, counts.shortest_path, counts.shortest_frames, fit, advice)
+        self._short_warned = True
+        return True
 
     def _sample(self, frames: np.ndarray, dense: np.ndarray | None, clip_frames: np.ndarray,
                 geometry: Geometry, entry: VideoEntry,
@@ -280,8 +380,12 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
-_RESERVED = frozenset({"clip", "label", "index", "bad_videos", "frame_indices", "crop_box",
-                       "flipped", "view"})
+_RESERVED = frozenset({"clip", "label", "index", "bad_videos", "bad_files", "frame_indices",
+                       "crop_box", "flipped", "view"})
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _report_bad(entry: VideoEntry, error: VideoReadError) -> None:

@@ -3,9 +3,12 @@
 A clip is ``frames`` indices ``stride`` apart, spanning ``(frames - 1) * stride + 1`` source
 frames. Training picks the start uniformly among the positions where the span fits;
 evaluation takes ``num_clips`` evenly spaced starts (the first at frame 0, the last ending at
-the last frame; a single clip is centred). A video shorter than the span is padded by
-repeating its last frame (indices are clamped to ``num_frames - 1``), so every clip has
-exactly ``frames`` indices and the temporal stride is never changed.
+the last frame; a single clip is centred). A video shorter than the span is, with
+``short="pad"`` (the default), padded by repeating its last frame (indices are clamped to
+``num_frames - 1``; the stride is kept, so a 16-frame video at stride 4 gives 4 distinct
+frames and 12 copies of the last one), or with ``short="stretch"`` sampled at the largest
+stride that fits (:func:`fitting_stride`; VideoMAE's choice for short videos), which pads only
+a video with fewer than ``frames`` frames. Every clip has exactly ``frames`` indices.
 """
 
 from __future__ import annotations
@@ -18,6 +21,20 @@ def clip_span(frames: int, stride: int) -> int:
     return (frames - 1) * stride + 1
 
 
+def fitting_stride(num_frames: int, frames: int, stride: int) -> int:
+    """The largest stride ``<= stride`` whose clip span fits ``num_frames`` (at least 1)."""
+    if frames < 2:
+        return stride
+    return max(1, min(stride, (num_frames - 1) // (frames - 1)))
+
+
+def needs_padding(num_frames: int, frames: int, stride: int, short: str = "pad") -> bool:
+    """Whether a clip of this video repeats frames to reach ``frames`` indices."""
+    if short == "stretch":
+        stride = fitting_stride(num_frames, frames, stride)
+    return num_frames < clip_span(frames, stride)
+
+
 def clip_indices(
     num_frames: int,
     frames: int,
@@ -25,6 +42,7 @@ def clip_indices(
     rng: np.random.Generator | None,
     clip_index: int | None = None,
     num_clips: int = 1,
+    short: str = "pad",
 ) -> np.ndarray:
     """Frame indices of one clip, ``[frames]`` int64, each in ``[0, num_frames)``.
 
@@ -38,13 +56,19 @@ def clip_indices(
             default when ``rng`` is ``None``: clip 0 of ``num_clips``, i.e. the centre clip
             when ``num_clips == 1``).
         num_clips: number of evaluation clips the video is split into.
+        short: ``"pad"`` or ``"stretch"``, see the module docstring.
 
-    Short videos (``num_frames < span``) start at 0 and repeat the last frame.
+    Short videos (``num_frames < span``) start at 0 and repeat the last frame (after
+    shrinking the stride with ``short="stretch"``).
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if frames < 1 or stride < 1:
         raise ValueError(f"frames and stride must be >= 1, got {frames} and {stride}")
+    if short == "stretch":
+        stride = fitting_stride(num_frames, frames, stride)
+    elif short != "pad":
+        raise ValueError(f"short must be 'pad' or 'stretch', got {short!r}")
     room = max(num_frames - clip_span(frames, stride), 0)  # possible starts - 1
     if rng is not None and clip_index is None:
         start = int(rng.integers(0, room + 1))
@@ -73,12 +97,15 @@ def multi_clip_indices(
     stride: int,
     rng: np.random.Generator,
     num_sample: int,
+    short: str = "pad",
 ) -> np.ndarray:
     """``num_sample`` independent training clips of one video, ``[num_sample, frames]``."""
-    return np.stack([clip_indices(num_frames, frames, stride, rng) for _ in range(num_sample)])
+    return np.stack([clip_indices(num_frames, frames, stride, rng, short=short)
+                     for _ in range(num_sample)])
 
 
-def eval_clips_indices(num_frames: int, frames: int, stride: int, num_clips: int) -> np.ndarray:
+def eval_clips_indices(num_frames: int, frames: int, stride: int, num_clips: int,
+                       short: str = "pad") -> np.ndarray:
     """All ``num_clips`` evenly spaced evaluation clips, ``[num_clips, frames]``."""
-    return np.stack([clip_indices(num_frames, frames, stride, None, i, num_clips)
+    return np.stack([clip_indices(num_frames, frames, stride, None, i, num_clips, short)
                      for i in range(num_clips)])

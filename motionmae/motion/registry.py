@@ -12,7 +12,7 @@ from .camera import CameraConfig
 from .cotracker import CoTrackerConfig, CoTrackerTracker
 from .flow import FlowConfig, FlowTracker
 from .lk import LKConfig, LKTracker
-from .protocol import PointTracker
+from .protocol import PointTracker, validate_inputs
 
 __all__ = ["TRACKERS", "make_tracker", "track"]
 
@@ -78,7 +78,8 @@ def track(frames: np.ndarray, queries: np.ndarray, tracker: str | PointTracker =
 
     Returns:
         ``(tracks [T, N, 2] float32 (x, y) pixels, visible [T, N] bool)``; every point is
-        tracked forwards and backwards from its query frame. A tracker built here is not
+        tracked forwards and backwards from its query frame; with one frame (``T = 1``) the
+        tracks are the query positions, all visible. A tracker built here is not
         cached: for many clips build one with :func:`make_tracker` and reuse it.
     """
     if isinstance(tracker, str):
@@ -86,4 +87,9 @@ def track(frames: np.ndarray, queries: np.ndarray, tracker: str | PointTracker =
     elif settings:
         raise ValueError(f"settings {sorted(settings)} given with a ready tracker instance; "
                          f"pass them to make_tracker instead")
+    if isinstance(frames, np.ndarray) and frames.ndim == 4 and len(frames) == 1:
+        # One frame (a valid 1-frame video): every point is where it was queried, visible.
+        # Answered here so that no backend needs a special case (flow needs two frames).
+        frames, q = validate_inputs(frames, queries)
+        return q[None, :, 1:].copy(), np.ones((1, len(q)), bool)
     return tracker.track(frames, queries)

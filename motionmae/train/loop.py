@@ -50,6 +50,8 @@ from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader, Dataset
 
 from motionmae.config import OptimConfig, RunConfig
+from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
+from motionmae.data.badvideos import BadVideoLog
 from motionmae.environment import machine_environment
 from motionmae.train.checkpoint import (
     LATEST,
@@ -222,6 +224,7 @@ def train(
     dist: DistInfo | None = None,
     on_log: Callable[[dict[str, float]], None] | None = None,
     clips_per_item: int = 1,
+    probe: Callable[[torch.device], dict[str, float]] | None = None,
 ) -> TrainResult:
     """Train ``task`` on ``dataset`` until ``run.steps`` optimizer steps (or ``run.epochs``).
 
@@ -232,6 +235,10 @@ def train(
             holds ``run.batch_size // clips_per_item`` items.
         resume: continue from the newest complete checkpoint in ``out_dir`` (error if none).
         on_log: called on rank 0 with each logged record (the CLI's progress bar).
+        probe: ``probe(device) -> {name: value}``, run on rank 0 (the other ranks wait at
+            the next step's gradient all-reduce) every ``run.probe_every`` steps and at the
+            last step; its values join that step's logged record. Not under FSDP (the model
+            is sharded).
     """
     dist = dist or DistInfo()
     out_dir = Path(out_dir)
@@ -239,6 +246,11 @@ def train(
     device = resolve_device(run.device)
     model = task.model.to(device)
     sharded = dist.enabled and run.parallel == "fsdp"
+    probe_every = run.probe_every if probe is not None else None
+    if probe_every is not None and sharded:
+        raise ValueError("run.probe_every: in-run probes do not run under run.parallel=fsdp "
+                         "(rank 0 alone cannot run a sharded encoder); use ddp, or probe the "
+                         "checkpoints with motionmae probe")
     # Sized before sharding: a checkpoint holds the full tensors.
     one_checkpoint = checkpoint_bytes(model.state_dict().values(),
                                       (p for p in model.parameters() if p.requires_grad))
@@ -304,12 +316,20 @@ def train(
     history: list[dict[str, float]] = []
 
     pending_bad_videos = 0  # this rank's, since the last log / checkpoint
+    # RUN/bad_videos.tsv and the data.max_bad_fraction stop rule (None: bad videos raise).
+    bad_log = BadVideoLog.for_run(out_dir, dataset, write=dist.is_main)
 
     def flush_bad_videos() -> None:
         # Collective: every rank calls it at the same steps.
         nonlocal pending_bad_videos
         state.bad_videos += int(sum_across_ranks(float(pending_bad_videos), dist))
         pending_bad_videos = 0
+        if bad_log is not None:
+            drawn = state.epoch * len(dataset) + state.samples_in_epoch
+            bad_log.flush(min(drawn, len(dataset)), distributed=dist.enabled)
+        warn_short = getattr(dataset, "warn_short_clips", None)
+        if warn_short is not None and dist.is_main:
+            warn_short()
 
     saved_step = -1
 
@@ -385,6 +405,9 @@ def train(
                 batch = next(stream)
                 # Counted on the loader's CPU tensor: no device sync.
                 pending_bad_videos += int(batch.pop("bad_videos", torch.zeros(1)).sum())
+                bad_files = batch.pop("bad_files", None)
+                if bad_log is not None:
+                    bad_log.add(bad_files)
                 if isinstance(batch.get("index"), torch.Tensor):
                     step_indices.append(batch["index"])
                 batch = _to_device(batch, device)
@@ -430,6 +453,12 @@ def train(
             state.step += 1
             window_clips += run.batch_size * optim.accum_steps * dist.world_size
             window_steps += 1
+            probed: dict[str, float] = {}
+            if (probe_every is not None and dist.is_main
+                    and (state.step % probe_every == 0 or state.step == total_steps)):
+                probe_start = time.perf_counter()
+                probed = probe(device)
+                window_start += time.perf_counter() - probe_start  # not training throughput
 
             # One host sync per logging interval, not per step.
             if state.step % run.log_every == 0 or state.step == total_steps:
@@ -447,6 +476,7 @@ def train(
                     "clips_per_s": window_clips / max(elapsed, 1e-9),
                     "skipped_steps": state.skipped_steps,
                     "bad_videos": state.bad_videos,
+                    **probed,
                     "time": time.time(),
                 }
                 history.append(record)
@@ -490,8 +520,9 @@ def train(
             remote.close(failed=sys.exc_info()[0] is not None)
     if dist.is_main and state.bad_videos:
         log.warning("%d bad video(s) were skipped and replaced during the run "
-                    "(data.on_error=skip): bad_videos in %s counts them, and a warning named "
-                    "each one when it was first met", state.bad_videos, metrics_path)
+                    "(data.on_error=skip): bad_videos in %s counts the replacements, %s lists "
+                    "each video with its reason", state.bad_videos, metrics_path,
+                    out_dir / BAD_VIDEOS_FILE)
     return TrainResult(state=state, out_dir=out_dir, history=history)
 
 

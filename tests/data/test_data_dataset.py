@@ -194,7 +194,7 @@ def _bad_list(tmp_path: Path, footage: Path) -> VideoList:
 
 
 def test_on_error_raise_names_the_file(tmp_path: Path, footage: Path) -> None:
-    ds = VideoDataset(_bad_list(tmp_path, footage), _config(), train=True)
+    ds = VideoDataset(_bad_list(tmp_path, footage), _config(on_error="raise"), train=True)
     with pytest.raises(VideoReadError, match=r"sample 1: .*empty\.mp4: empty file"):
         ds[1]
 
@@ -251,7 +251,7 @@ def test_loader_with_two_workers(synthetic: SyntheticDataset) -> None:
 
 
 def test_loader_reraises_the_named_error(tmp_path: Path, footage: Path) -> None:
-    ds = VideoDataset(_bad_list(tmp_path, footage), _config(), train=True)
+    ds = VideoDataset(_bad_list(tmp_path, footage), _config(on_error="raise"), train=True)
     loader = build_loader(ds, batch_size=4, workers=1, shuffle=False, seed=0)
     batches = iter(loader)
     with pytest.raises(VideoReadError, match=r"empty\.mp4: empty file \(0 bytes\)"):

@@ -493,6 +493,6 @@ def test_pretrain_and_probe_read_specs_directly(ucf101: Path, tmp_path: Path,
                  f"ucf101:{ucf101 / 'testlist01.txt'}", "--kind", "knn", "--workers", "0"]) == 0
     assert "knn probe: top-1" in capsys.readouterr().out
     assert main(["features", "--checkpoint", str(run), "--data", "ucf101:nowhere.txt",
-                 "--out", str(tmp_path / "f.npz")]) == 2
+                 "--out", str(tmp_path / "f.npz")]) == 3  # data error (motionmae.errors)
     assert "annotation file nowhere.txt not found" in capsys.readouterr().err
     assert probe_video(ucf101.parent / "UCF-101" / "YoYo" / "v_YoYo_g01_c01.avi").num_frames == 8

@@ -188,7 +188,7 @@ def test_output_conflicts_lock_and_settings_errors(tmp_path: Path) -> None:
 def test_prepare_command(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
     assert main(["prepare", "--data", str(dataset), "--out", str(out), "--short-side", "32",
-                 "--workers", "1", "--list-name", "prepared.txt"]) == 1  # one video failed
+                 "--workers", "1", "--list-name", "prepared.txt"]) == 3  # one video failed: data
     captured = capsys.readouterr()
     assert "3 encoded, 0 already prepared, 1 failed" in captured.out
     assert "failed: " in captured.err and "broken.mp4" in captured.err

@@ -63,7 +63,7 @@ def test_run_with_5_percent_bad_files_completes_and_counts_them(videos, tmp_path
     assert (f"{result.state.bad_videos} bad video(s) were skipped and replaced during the run"
             in caplog.text)
     with pytest.raises(VideoReadError, match=rf"{bad}: cannot be opened as media"):
-        pretrain(_config(listing, tmp_path / "strict", "run.steps=5"))  # on_error: raise
+        pretrain(_config(listing, tmp_path / "strict", "run.steps=5", "data.on_error=raise"))
 
 
 def test_unwritable_output_folder_fails_before_training(videos, tmp_path):

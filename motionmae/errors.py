@@ -1,0 +1,100 @@
+"""Errors a user can cause, and the exit status the ``motionmae`` command gives each kind.
+
+Library code raises these (or the well-known types :func:`classify` maps) with a message that
+names the file or the config key; the CLI's single entry point turns them into one line on
+stderr, ``motionmae <command>: error: <message>``, and the exit status below. Anything else is
+a bug: its traceback is shown (exit 1). ``--debug`` or ``MOTIONMAE_DEBUG=1`` shows the
+traceback of every error.
+
+Exit status:
+
+==== =====================================================================================
+0    success
+1    internal error (a bug): the traceback is shown
+2    usage: a flag, an option combination, a config key or value
+3    data: a video, list, dataset spec, checkpoint, teacher or CoTracker folder is missing,
+     unreadable or damaged; too many bad videos in a run
+4    environment: a missing optional package, an unusable output folder
+5    training stopped: too many consecutive non-finite steps
+143  preempted (SIGTERM): a checkpoint was saved, continue with ``--resume``
+==== =====================================================================================
+"""
+
+from __future__ import annotations
+
+INTERNAL = 1
+USAGE = 2
+DATA = 3
+ENVIRONMENT = 4
+DIVERGED = 5
+
+
+class MotionMAEError(Exception):
+    """An error the user can fix; ``exit_code`` is the command's exit status."""
+
+    exit_code = INTERNAL
+
+
+class UsageError(MotionMAEError, ValueError):
+    """A flag, an option combination or a config value is wrong; the message names it."""
+
+    exit_code = USAGE
+
+
+class DataError(MotionMAEError, RuntimeError):
+    """Input data is missing, unreadable or too often bad; the message names the file."""
+
+    exit_code = DATA
+
+
+def classify(error: BaseException) -> tuple[int, str] | None:
+    """``(exit status, one-line message)`` of an error the user caused; ``None`` for a bug.
+
+    Besides :class:`MotionMAEError`, maps the project's and the libraries' well-known types:
+    config errors (usage), list/spec/video/checkpoint errors, missing files and FFmpeg
+    errors (data), missing optional packages and output-folder problems (environment),
+    and non-finite training (diverged). Messages re-raised from a ``DataLoader`` worker
+    (which carry the worker's traceback as text) are cut to their last line.
+    """
+    # Imported here: the error types live in modules the CLI imports lazily.
+    import av
+
+    from motionmae.config import ConfigError
+    from motionmae.data.formats import DatasetSpecError
+    from motionmae.data.lists import ListFormatError
+    from motionmae.data.video import VideoReadError
+    from motionmae.train.checkpoint import CheckpointError
+    from motionmae.train.loop import NonFiniteLossError
+    from motionmae.train.preflight import OutputFolderError
+
+    if isinstance(error, MotionMAEError):
+        code = error.exit_code
+    elif isinstance(error, ConfigError):
+        code = USAGE
+    elif isinstance(error, (VideoReadError, ListFormatError, DatasetSpecError, CheckpointError,
+                            av.FFmpegError, FileNotFoundError, IsADirectoryError,
+                            NotADirectoryError, PermissionError)):
+        code = DATA
+    elif isinstance(error, OutputFolderError):
+        code = ENVIRONMENT
+    elif isinstance(error, ImportError) and not (error.name or "").startswith("motionmae"):
+        code = ENVIRONMENT  # a missing optional package (our own modules failing is a bug)
+    elif isinstance(error, NonFiniteLossError):
+        code = DIVERGED
+    else:
+        return None
+    return code, message(error)
+
+
+def message(error: BaseException) -> str:
+    """One line saying what is wrong, naming the file when the error knows it."""
+    text = str(error).strip()
+    if "Original Traceback" in text:  # re-raised by a DataLoader worker: keep the last line
+        last = text.splitlines()[-1]
+        head, sep, rest = last.partition(": ")
+        text = rest if sep and "." in head and " " not in head else last
+    filename = getattr(error, "filename", None)
+    if isinstance(error, OSError) and filename is not None and (
+            str(filename) not in text or text.startswith("[Errno")):
+        text = f"{filename}: {error.strerror or text}"  # not "[Errno 2] ...: 'path'"
+    return text or type(error).__name__
