@@ -489,10 +489,11 @@ class OptimConfig:
     ``accum_steps``) against ``reference_batch`` ``R``: at and above it always linearly,
     ``base_lr * B / R`` (the VideoMAE papers' rule); below it by ``lr_scaling``:
     ``linear`` keeps ``base_lr * B / R`` (the papers' rule at every batch, which leaves a
-    batch-8 run at 4.7e-6), ``sqrt`` gives ``base_lr * sqrt(B / R)``, and either is raised
-    to ``min_peak_lr`` (null: no floor; never above ``base_lr``, so a smaller batch never
-    gets a larger rate than the reference batch). The defaults give 1.5e-4 at batch 8 to
-    256 and the papers' rule from 256 up.
+    batch-8 run at 4.7e-6 and barely learning), ``sqrt`` gives ``base_lr * sqrt(B / R)``, and
+    either is raised to ``min_peak_lr`` (null: no floor) - below the reference batch only, so
+    a recipe at or above it keeps its paper's rate whatever the floor. A recipe below the
+    reference batch that wants its paper's rule says ``lr_scaling: linear`` and
+    ``min_peak_lr: null``.
     """
 
     base_lr: float = 1.5e-4
@@ -537,7 +538,7 @@ class OptimConfig:
         else:
             scaled = self.base_lr * ratio**0.5
         if ratio < 1 and self.min_peak_lr is not None:
-            scaled = max(scaled, min(self.min_peak_lr, self.base_lr))
+            scaled = max(scaled, self.min_peak_lr)
         return scaled
 
     def lr_rule(self, global_batch: int) -> str:
@@ -549,7 +550,7 @@ class OptimConfig:
         below = global_batch < self.reference_batch
         rule = (f"{self.lr_scaling} scaling below batch {self.reference_batch}" if below
                 else f"linear scaling at and above batch {self.reference_batch}")
-        floor = (f", floor {min(self.min_peak_lr, self.base_lr):.2e}"
+        floor = (f", floor {self.min_peak_lr:.2e}"
                  if below and self.min_peak_lr is not None else "")
         return f"{peak} (base_lr {self.base_lr:.2e}, {rule}{floor}, global batch {global_batch})"
 

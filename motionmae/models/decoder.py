@@ -1,4 +1,5 @@
-"""A light transformer decoder that predicts one target on the hidden tokens."""
+"""A light transformer decoder that predicts a target on the hidden tokens (or, as M3Video's
+joint decoder, several targets at once: ``MaskedVideoModel`` splits its output)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pretraining model: one encoder on the visible tokens, one decoder per target."""
+"""The pretraining model: one encoder on the visible tokens, decoders for the targets."""
 
 from __future__ import annotations
 
@@ -11,14 +11,20 @@ from motionmae.models.encoder import VideoEncoder
 from motionmae.models.layers import init_weights
 from motionmae.tokens import TokenGrid
 
+JOINT = "joint"  # key of the joint decoder in ``decoders`` (not a target name)
+
 
 class MaskedVideoModel(nn.Module):
     """Masked video autoencoder with several reconstruction targets.
 
-    ``decoders`` is an ``nn.ModuleDict`` keyed by target name; each decoder owns its
-    encoder-to-decoder projection, mask token, blocks and head, so adding a target adds an
-    entry and touches nothing else. Parameter names: ``encoder.*`` (see
-    :class:`VideoEncoder`) and ``decoders.<target>.*``.
+    ``decoders`` is an ``nn.ModuleDict``: one :class:`TokenDecoder` per target, keyed by the
+    target's name, except the targets in ``cfg.joint_targets``, which share one decoder keyed
+    ``joint`` (M3Video's joint decoder: the same blocks, one linear head of the summed width
+    whose output is split into the targets' values, in ``joint_targets`` order). Each decoder
+    owns its encoder-to-decoder projection, mask token, blocks and head. Parameter names:
+    ``encoder.*`` (see :class:`VideoEncoder`), ``decoders.<target>.*`` and
+    ``decoders.joint.*``. A checkpoint written before joint decoders existed has no
+    ``model.joint_targets`` in its config, so it rebuilds its separate decoders and loads.
 
     ``sampler``: an optional learned mask generator (``masking.kind = learned``) kept here so
     that it is saved, restored and moved with the autoencoder (``sampler.*``); the forward
@@ -33,21 +39,28 @@ class MaskedVideoModel(nn.Module):
         cfg = cfg.resolved()
         assert cfg.embed_dim is not None and cfg.decoder_dim is not None
         assert cfg.decoder_heads is not None
+        missing = [name for name in cfg.joint_targets if name not in target_dims]
+        if missing:
+            raise ValueError(f"model.joint_targets: {missing} not among the targets "
+                             f"{list(target_dims)}")
         self.cfg = cfg
         self.grid = grid
+        self.target_dims = dict(target_dims)
+        self.joint_targets = list(cfg.joint_targets)
         self.encoder = VideoEncoder(cfg, grid)
-        self.decoders = nn.ModuleDict(
-            {
-                name: TokenDecoder(
-                    cfg.embed_dim, cfg.decoder_dim, cfg.decoder_depth, cfg.decoder_heads, dim,
-                    grid, cfg.mlp_ratio,
-                )
-                for name, dim in target_dims.items()
-            }
-        )
+
+        def decoder(out_dim: int) -> TokenDecoder:
+            return TokenDecoder(cfg.embed_dim, cfg.decoder_dim, cfg.decoder_depth,
+                                cfg.decoder_heads, out_dim, grid, cfg.mlp_ratio)
+
+        decoders = {name: decoder(dim) for name, dim in target_dims.items()
+                    if name not in self.joint_targets}
+        if self.joint_targets:
+            decoders[JOINT] = decoder(sum(target_dims[name] for name in self.joint_targets))
+        self.decoders = nn.ModuleDict(decoders)
         self.decoders.apply(init_weights)
-        for decoder in self.decoders.values():
-            nn.init.normal_(decoder.mask_token, std=0.02)
+        for module in self.decoders.values():
+            nn.init.normal_(module.mask_token, std=0.02)
         self.sampler = sampler
 
     def forward(
@@ -61,10 +74,14 @@ class MaskedVideoModel(nn.Module):
             masked_idx: ``[B, M]`` int64 hidden token indices.
 
         Returns:
-            ``{target: [B, M, D_target]}`` in ``masked_idx`` order.
+            ``{target: [B, M, D_target]}`` in ``masked_idx`` order, one entry per target (the
+            joint decoder's output split into its targets).
         """
         visible = self.encoder(clip, visible_idx)
-        return {
-            name: decoder(visible, visible_idx, masked_idx)
-            for name, decoder in self.decoders.items()
-        }
+        out = {name: module(visible, visible_idx, masked_idx)
+               for name, module in self.decoders.items() if name != JOINT}
+        if self.joint_targets:
+            joint = self.decoders[JOINT](visible, visible_idx, masked_idx)
+            dims = [self.target_dims[name] for name in self.joint_targets]
+            out.update(zip(self.joint_targets, joint.split(dims, dim=-1), strict=True))
+        return {name: out[name] for name in self.target_dims}

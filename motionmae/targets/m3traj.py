@@ -6,16 +6,16 @@ model never sees: the targets are temporally denser than the input), and each to
 the shape of its trajectories and the appearance along them.
 
 Definition, for a clip of ``T`` frames with source offsets ``frame_indices`` (relative:
-``frame_indices[0] == 0``) into ``F`` dense frames, ``K = points_per_side^2`` and ``n =
-length - 1`` steps:
+``frame_indices[0] == 0``) into ``F`` dense frames, ``K = points_per_side^2`` and ``L =
+length`` steps (``L + 1`` positions; M3Video's ``T = (p_t, ..., p_{t+L})``, L = 6):
 
 1. **Window.** Tubelet ``t`` starts at dense frame ``d_t = frame_indices[t * tubelet]`` and its
-   trajectories cover the ``length`` dense frames ``a_t .. a_t + n`` with ``a_t = min(d_t, F -
-   length)``: where the window would run past the last dense frame it is shifted back to end
+   trajectories cover the ``L + 1`` dense frames ``a_t .. a_t + L`` with ``a_t = min(d_t, F -
+   L - 1)``: where the window would run past the last dense frame it is shifted back to end
    there (it still covers the tubelet's own frames, and every step is measured, not held). If
-   ``F < length`` the window is cut at ``F`` and held (zero steps, repeated appearance) and the
-   tubelet's tokens get weight 0. A data side that decodes ``length - 1`` frames past the clip's
-   last frame gets unshifted windows for free.
+   ``F < L + 1`` the window is cut at ``F`` and held (zero steps, repeated appearance) and the
+   tubelet's tokens get weight 0. A data side that decodes ``L`` frames past the clip's last
+   frame gets unshifted windows for free.
 2. **Points.** ``motion.patch_grid_queries(S, S, patch, points_per_side)`` in dense frame
    ``a_t`` (sub-patch centres, token order), chained forwards through DIS flow (``fast``
    preset, 3 x 3 median filter, forward-backward check at 1 px: ``motion.chain_dense_grid``).
@@ -23,30 +23,40 @@ length - 1`` steps:
    ``camera_compensation`` the flow is the residual after a per-pair homography and the
    positions are in the window's first frame with camera motion removed (object motion), as
    ``motion.chain_flow`` defines.
-3. **Per step** ``j = 0 .. n-1`` of trajectory ``k``: the position change ``p_{j+1} - p_j``
-   clipped to ``[-clip, clip]`` px, and with ``hog`` a ``hog_bins``-bin HOG of the grey frame
-   ``a_t + j`` around ``p_j`` (the departure point, as M3Video/MME fetch HOG at each
-   position but the last; with camera compensation the real position in that frame): the
-   magnitude-weighted, soft-binned (unsigned, bin ``i`` centred at ``i * 180 / bins`` deg)
-   Sobel gradients averaged over a ``c x c`` window, ``c = patch // points_per_side`` (each
-   point's own share of the patch), bilinearly sampled at the point and L2-normalised
-   (zeros on flat windows).
+3. **Per step** ``j = 0 .. L-1`` of trajectory ``k``: the position change ``p_{j+1} - p_j``
+   clipped to ``[-clip, clip]`` px (MME clamps at 20 too), and with ``hog`` the histograms of
+   :mod:`motionmae.targets.m3traj_hog` (``hog_bins`` bins per ``hog_channels`` channel) of
+   frame ``a_t + j`` around ``p_j`` (the departure point: MME's ``VolumeHOG`` fetches HOG at
+   the L positions before each step; with camera compensation the real position in that
+   frame).
 4. **Layout.** Per token the values are ordered ``(k, j, feature)`` with feature ``(dx, dy,
-   hog_0 .. hog_{bins-1})``: ``D = K * (length - 1) * (2 + hog_bins * hog)``
-   (:func:`m3traj_dim`; 220 with the defaults).
-5. **Normalisation** (``normalize=True``): M3Video's per-patch ("mean") trajectory
-   normalisation: a token's position changes are divided by the mean path length of its ``K``
-   trajectories (``mean_k sum_j |dp_kj|``), floored at ``1 px`` so that static patches stay
-   near zero instead of blowing sub-pixel flow noise up to unit scale. This keeps the direction
-   and shape of the motion and removes its speed. The HOG values are already L2-normalised per
-   point and step and are left as they are.
+   hog_0 .. hog_{C*bins-1})``, HOG ordered ``(channel, bin)``: ``D = K * L * (2 + C * bins *
+   hog)`` (:func:`m3traj_dim`; the paper's 264 = 4 x 6 x (2 + 9) with ``grey``, 696 = 4 x 6 x
+   (2 + 27) with ``rgb``).
+5. **Normalisation** (``norm``):
+
+   * ``patch_std`` (default; M3Video's Table 5 and MME's ``--traj_norm PatchStd``). MME's
+     ``pretrain/engine.py`` reshapes the position changes to ``[B, tokens, 2 * L, K]`` and
+     computes ``(x - mean) / (std + 1e-6)`` with mean and *unbiased* std over the last axis,
+     the K trajectories of the patch: every (coordinate, step) feature is z-scored over the
+     K trajectories on its own. Here the same is done for every HOG (channel, bin, step)
+     feature, so position and shape features never share statistics (MME's code leaves its
+     HOG unnormalised; the paper normalises both parts). This removes the patch's mean motion
+     and scale: what is left is how the K trajectories differ. MME's deltas are whole pixels
+     (its flow is cast to int), so a rigidly moving patch gives exact zeros there; here flow
+     is sub-pixel, so such a patch's z-scores are its flow noise at unit scale.
+   * ``path_length`` (motionmae before issue 13): a token's position changes divided by the
+     mean path length of its ``K`` trajectories (``mean_k sum_j |dp_kj|``), floored at ``1
+     px`` so that static patches stay near zero; each point's histogram L2-normalised per
+     channel (zeros on flat windows). Keeps direction and shape, removes speed.
+   * ``none``: clipped pixels and raw histograms.
 6. **Weight** per token: 1 when all ``K`` trajectories stay in the frame and pass the
-   forward-backward check over the whole window (M3Video keeps a patch only when all its
-   trajectories are valid), else 0.
+   forward-backward check over the whole window, else 0 (MME's training step keeps a patch
+   when *any* of its trajectories stays in the frame and has no consistency check).
 
 :class:`M3TrajHook` runs this in the loader workers (``needs_dense_frames = True``) and adds
-``m3traj`` float32 ``[L, D]`` and ``m3traj_weight`` float32 ``[L]`` to the sample;
-:class:`M3TrajTarget` hands the collated tensors to the loss.
+``m3traj`` float32 ``[L_tokens, D]`` and ``m3traj_weight`` float32 ``[L_tokens]`` to the
+sample; :class:`M3TrajTarget` hands the collated tensors to the loss.
 """
 
 from __future__ import annotations
@@ -54,7 +64,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 import torch
 
@@ -67,7 +76,8 @@ from motionmae.motion import (
     estimate_camera_motion,
     patch_grid_queries,
 )
-from motionmae.motion._common import apply_homography, sample_bilinear, to_gray
+from motionmae.motion._common import apply_homography, to_gray
+from motionmae.targets.m3traj_hog import hog_channel_count, hog_maps, point_hog
 from motionmae.tokens import TokenGrid
 
 if TYPE_CHECKING:
@@ -78,58 +88,57 @@ __all__ = [
     "M3TrajTarget",
     "m3traj_dim",
     "m3traj_targets",
-    "point_hog",
+    "normalize_patch_std",
+    "normalize_path_length",
 ]
 
 log = logging.getLogger(__name__)
 
 PATH_FLOOR = 1.0  # px: the smallest mean path length a token's deltas are divided by
 HOG_EPS = 1e-6
+PATCH_STD_EPS = 1e-6  # added to the std, as MME's PatchStd
 
 
 def m3traj_dim(cfg: M3TrajTargetConfig, grid: TokenGrid | None = None) -> int:
-    """Values per token: ``K * (length - 1) * (2 + hog_bins * hog)``, ``K =
-    points_per_side^2`` (independent of the grid; ``grid`` is accepted for symmetry)."""
-    k = cfg.points_per_side**2
-    return k * (cfg.length - 1) * (2 + (cfg.hog_bins if cfg.hog else 0))
+    """Values per token: ``K * L * (2 + C * hog_bins * hog)``, ``K = points_per_side^2``, ``L
+    = length``, ``C`` = 3 (``rgb``) or 1 (``grey``); independent of the grid (``grid`` is
+    accepted for symmetry)."""
+    return cfg.points_per_side**2 * cfg.length * _features(cfg)
+
+
+def _features(cfg: M3TrajTargetConfig) -> int:
+    return 2 + (cfg.hog_bins * hog_channel_count(cfg.hog_channels) if cfg.hog else 0)
 
 
 def _check_cfg(cfg: M3TrajTargetConfig, grid: TokenGrid) -> None:
-    if cfg.hog and cfg.hog_bins < 2:
-        raise ValueError(f"targets.m3traj.hog_bins: must be >= 2, got {cfg.hog_bins}")
+    cfg.validate("targets.m3traj")
     if grid.patch % cfg.points_per_side:
         raise ValueError(f"targets.m3traj.points_per_side: {cfg.points_per_side} does not "
                          f"divide the {grid.patch} px patch")
 
 
-def _orientation_maps(gray: np.ndarray, bins: int, window: int) -> np.ndarray:
-    """``[H, W]`` uint8 -> ``[H, W, bins]`` float32: at each pixel the soft-binned,
-    magnitude-weighted gradient orientations averaged over the ``window x window`` box around
-    it (reflected borders)."""
-    image = gray.astype(np.float32)
-    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT_101)
-    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT_101)
-    magnitude, angle = cv2.cartToPolar(gx, gy)  # angle in [0, 2 pi)
-    position = np.mod(angle * np.float32(bins / np.pi), bins).ravel()  # [0, bins)
-    lower = np.minimum(position.astype(np.int64), bins - 1)
-    magnitude = magnitude.ravel()
-    upper_share = (position - lower) * magnitude
-    upper = lower + 1
-    upper[upper == bins] = 0
-    maps = np.zeros(gray.size * bins, np.float32)
-    base = np.arange(0, gray.size * bins, bins)
-    maps[base + lower] = magnitude - upper_share  # two votes per pixel, to distinct bins
-    maps[base + upper] = upper_share
-    maps = maps.reshape(*gray.shape, bins)
-    return cv2.boxFilter(maps, -1, (window, window), normalize=True,
-                         borderType=cv2.BORDER_REFLECT_101)
+def normalize_patch_std(values: np.ndarray) -> np.ndarray:
+    """MME's ``PatchStd``: ``[..., K, L, F]`` -> the same shape, each ``(step, feature)``
+    z-scored over the ``K`` trajectories of its patch (unbiased std, ``+ 1e-6``). Needs ``K >=
+    2``."""
+    mean = values.mean(axis=-3, keepdims=True)
+    std = values.std(axis=-3, ddof=1, keepdims=True)
+    return ((values - mean) / (std + PATCH_STD_EPS)).astype(np.float32)
 
 
-def point_hog(maps: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """HOG of the windows around ``[n, 2]`` ``(x, y)`` points from :func:`_orientation_maps`
-    ``[H, W, bins]``: bilinear lookup (clamped at the border), L2-normalised. ``[n, bins]``."""
-    hist = sample_bilinear(maps, points)
-    return hist / (np.linalg.norm(hist, axis=1, keepdims=True) + HOG_EPS)
+def normalize_path_length(values: np.ndarray, bins: int) -> np.ndarray:
+    """``[..., K, L, 2 + C * bins]`` -> the same shape: the position changes divided by the
+    mean path length of the patch's ``K`` trajectories (floored at :data:`PATH_FLOOR` px),
+    each ``bins``-bin histogram L2-normalised."""
+    out = values.astype(np.float32, copy=True)
+    delta = out[..., :2]
+    path = np.linalg.norm(delta, axis=-1).sum(axis=-1).mean(axis=-1)  # [...]
+    delta /= np.maximum(path, PATH_FLOOR)[..., None, None, None]
+    if out.shape[-1] > 2:
+        hist = out[..., 2:].reshape(*out.shape[:-1], -1, bins)
+        hist /= np.linalg.norm(hist, axis=-1, keepdims=True) + HOG_EPS
+        out[..., 2:] = hist.reshape(*out.shape[:-1], -1)
+    return out
 
 
 def _runs(pairs: list[int]) -> list[tuple[int, int]]:
@@ -166,7 +175,6 @@ def m3traj_targets(
     grid: TokenGrid,
     cfg: M3TrajTargetConfig,
     *,
-    normalize: bool = True,
     flow: FlowConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """M3Video trajectory targets of one clip (see the module docstring).
@@ -177,27 +185,27 @@ def m3traj_targets(
         frame_indices: ``[T]`` int offsets of the clip frames into ``dense_frames``
             (``frame_indices - frame_indices[0]``).
         grid: the token grid (``T = grid.frames``, ``S = grid.height = grid.width``).
-        cfg: the target's config.
-        normalize: apply step 5 (per-patch path-length normalisation); ``False`` gives the
-            clipped pixel deltas.
-        flow: dense-flow settings (default ``FlowConfig()``: DIS fast, median 3, fb 1 px);
-            ``cfg.camera_compensation`` decides camera compensation.
+        cfg: the target's config (``cfg.norm`` selects step 5, ``cfg.camera_compensation``
+            camera compensation).
+        flow: dense-flow settings (default ``FlowConfig()``: DIS fast, median 3, fb 1 px).
 
     Returns:
-        ``(values [L, D] float32, weight [L] float32)``, ``L = grid.num_tokens``, ``D =
+        ``(values [N, D] float32, weight [N] float32)``, ``N = grid.num_tokens``, ``D =
         m3traj_dim(cfg)``.
     """
     _check_cfg(cfg, grid)
     idx = _check_inputs(dense_frames, frame_indices, grid)
     flow_cfg = flow or FlowConfig()
     n_frames = len(dense_frames)
-    length, steps, k = cfg.length, cfg.length - 1, cfg.points_per_side**2
+    steps, k = cfg.length, cfg.points_per_side**2
+    positions = steps + 1
     per_side, patch = cfg.points_per_side, grid.patch
     gray = to_gray(dense_frames)
 
     # 1. windows, and the frame pairs whose flow they need
-    starts = [min(int(idx[t * grid.tubelet]), max(n_frames - length, 0)) for t in range(grid.t)]
-    spans = [min(length, n_frames - a) for a in starts]  # frames actually available
+    starts = [min(int(idx[t * grid.tubelet]), max(n_frames - positions, 0))
+              for t in range(grid.t)]
+    spans = [min(positions, n_frames - a) for a in starts]  # frames actually available
     pairs = sorted({a + j for a, s in zip(starts, spans, strict=True) for j in range(s - 1)})
     h, w = grid.height, grid.width
     fwd = np.zeros((max(n_frames - 1, 0), h, w, 2), np.float32)
@@ -213,20 +221,19 @@ def m3traj_targets(
 
     window = max(patch // per_side, 2)
     hog_cache: dict[int, np.ndarray] = {}
-    feat = 2 + (cfg.hog_bins if cfg.hog else 0)
-    values = np.zeros((grid.t, grid.spatial, k, steps, feat), np.float32)
+    values = np.zeros((grid.t, grid.spatial, k, steps, _features(cfg)), np.float32)
     weight = np.zeros((grid.t, grid.spatial), np.float32)
     seeds = patch_grid_queries(h, w, patch, per_side)[:, 1:].reshape(grid.spatial, k, 2)
     for t, (a, span) in enumerate(zip(starts, spans, strict=True)):
-        # 2. trajectories [length, P, K, 2] (held after the last available frame)
-        tracks = np.repeat(seeds[None], length, axis=0)
+        # 2. trajectories [L + 1, P, K, 2] (held after the last available frame)
+        tracks = np.repeat(seeds[None], positions, axis=0)
         visible = np.ones((grid.spatial, k), bool)
         hs = None
         if span >= 2:
             hs = None if hom is None else hom[a:a + span - 1]
             got, vis = chain_dense_grid(fwd[a:a + span - 1], bwd[a:a + span - 1], patch,
                                         per_side, 0, flow_cfg.fb_threshold, hs)
-            tracks = np.concatenate([got, np.repeat(got[-1:], length - span, axis=0)])
+            tracks = np.concatenate([got, np.repeat(got[-1:], positions - span, axis=0)])
             visible = vis.all(axis=0)
         real = tracks  # positions in the real frames, for the appearance
         if hs is not None:
@@ -234,7 +241,7 @@ def m3traj_targets(
             real = tracks.copy()
             for j in range(span):
                 real[j] = apply_homography(cum[j], tracks[j].reshape(-1, 2)).reshape(-1, k, 2)
-        if span < length:
+        if span < positions:
             visible[:] = False
         # 3. per-step features
         values[t, ..., :2] = np.clip(np.diff(tracks, axis=0), -cfg.clip, cfg.clip).transpose(
@@ -243,20 +250,21 @@ def m3traj_targets(
             for j in range(steps):
                 frame = min(a + j, n_frames - 1)
                 if frame not in hog_cache:
-                    hog_cache[frame] = _orientation_maps(gray[frame], cfg.hog_bins, window)
+                    hog_cache[frame] = hog_maps(dense_frames[frame], gray[frame], cfg.hog_bins,
+                                                window, cfg.hog_channels)
                 pos = real[min(j, span - 1)].reshape(-1, 2)
-                values[t, :, :, j, 2:] = point_hog(hog_cache[frame], pos).reshape(-1, k,
-                                                                                   cfg.hog_bins)
+                values[t, :, :, j, 2:] = point_hog(hog_cache[frame], pos).reshape(
+                    grid.spatial, k, -1)
         weight[t] = visible.all(axis=1)
-    if any(span < length for span in spans):
-        log.debug("m3traj: %d dense frames are fewer than length=%d; those tubelets get weight 0",
-                  n_frames, length)
+    if any(span < positions for span in spans):
+        log.debug("m3traj: %d dense frames are fewer than length + 1 = %d; those tubelets get "
+                  "weight 0", n_frames, positions)
 
-    # 5. per-patch normalisation of the position changes
-    if normalize:
-        delta = values[..., :2]  # [t, P, K, n, 2]
-        path = np.linalg.norm(delta, axis=-1).sum(axis=-1).mean(axis=-1)  # [t, P]
-        delta /= np.maximum(path, PATH_FLOOR)[..., None, None, None]
+    # 5. normalisation over each patch's K trajectories
+    if cfg.norm == "patch_std":
+        values = normalize_patch_std(values)
+    elif cfg.norm == "path_length":
+        values = normalize_path_length(values, cfg.hog_bins)
     return (values.reshape(grid.num_tokens, m3traj_dim(cfg)),
             weight.reshape(grid.num_tokens))
 

@@ -1,6 +1,17 @@
+import pytest
 import torch
 
-from motionmae.config import IMAGENET_MEAN, IMAGENET_STD, MaskingConfig, PixelTargetConfig
+from motionmae.config import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ConfigError,
+    MaskingConfig,
+    ModelConfig,
+    PixelTargetConfig,
+    PretrainConfig,
+    from_dict,
+    to_dict,
+)
 from motionmae.masking import build_mask_generator
 from motionmae.models import MaskedVideoModel, create_model
 from motionmae.targets import PixelTarget, masked_mse
@@ -36,6 +47,92 @@ def test_one_decoder_per_target_and_init():
             "encoder.blocks.0.mlp.fc1.weight", "decoders.pixel.mask_token",
             "decoders.pixel.head.weight"} <= names
     assert not any("pos_embed" in key for key in model.state_dict())  # fixed, not saved
+
+
+def _indices(model_grid=GRID, seed=0):
+    generate = build_mask_generator(MaskingConfig(kind="tube", ratio=0.5), model_grid)
+    return mask_to_indices(generate(_batch(seed)), generate.num_visible)
+
+
+def _count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_joint_decoder_predicts_several_targets_with_one_decoder():
+    dims = {"pixel": GRID.patch_dim, "hog": 108, "m3traj": 696}
+    torch.manual_seed(0)
+    joint = create_model("tiny", GRID, dims, depth=1, decoder_depth=1,
+                         joint_targets=["m3traj", "hog"])
+    separate = create_model("tiny", GRID, dims, depth=1, decoder_depth=1)
+    assert set(joint.decoders) == {"pixel", "joint"}
+    assert set(separate.decoders) == {"pixel", "hog", "m3traj"}
+    visible_idx, masked_idx = _indices()
+    batch = _batch()
+    out = joint(batch["clip"], visible_idx, masked_idx)
+    assert list(out) == ["pixel", "hog", "m3traj"]  # the targets, as MaskedVideoModel promises
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "pixel": (2, 4, 1536), "hog": (2, 4, 108), "m3traj": (2, 4, 696)}
+    # the joint head's output, split in joint_targets order
+    whole = joint.decoders["joint"](joint.encoder(batch["clip"], visible_idx), visible_idx,
+                                    masked_idx)
+    assert whole.shape == (2, 4, 696 + 108)
+    torch.testing.assert_close(out["m3traj"], whole[..., :696])
+    torch.testing.assert_close(out["hog"], whole[..., 696:])
+    # one decoder (projection, mask token, blocks, norm) + one head of the summed width
+    body = _count(separate.decoders["hog"]) - _count(separate.decoders["hog"].head)
+    decoder_dim = 128  # the tiny size's decoder width
+    assert _count(joint.decoders["joint"]) == body + decoder_dim * (108 + 696) + (108 + 696)
+    assert _count(separate) - _count(joint) == body  # exactly one decoder body saved
+
+
+def test_joint_decoder_keeps_per_target_losses_and_gradients():
+    torch.manual_seed(0)
+    model = create_model("tiny", GRID, {"hog": 6, "m3traj": 4}, depth=1, decoder_depth=1,
+                         joint_targets=["hog", "m3traj"])
+    visible_idx, masked_idx = _indices()
+    out = model(_batch()["clip"], visible_idx, masked_idx)
+    out["m3traj"].pow(2).sum().backward()  # a loss on one part only
+    head = model.decoders["joint"].head
+    assert torch.all(head.weight.grad[:6] == 0) and torch.all(head.bias.grad[:6] == 0)
+    assert head.weight.grad[6:].abs().sum() > 0
+
+
+def test_a_checkpoint_with_separate_decoders_still_loads():
+    """A config written before ``model.joint_targets`` existed rebuilds the separate decoders,
+    and their state dict loads strictly with the same predictions."""
+    dims = {"hog": 108, "m3traj": 220}
+    torch.manual_seed(0)
+    old = create_model("tiny", GRID, dims, depth=1, decoder_depth=1)
+    state = old.state_dict()
+    assert {"decoders.hog.head.weight", "decoders.m3traj.head.weight"} <= set(state)
+    written = to_dict(old.cfg)
+    written.pop("joint_targets")  # what an older motionmae wrote in config.json
+    rebuilt = MaskedVideoModel(from_dict(ModelConfig, written, "model"), GRID, dims)
+    rebuilt.load_state_dict(state, strict=True)
+    visible_idx, masked_idx = _indices()
+    clip = _batch()["clip"]
+    with torch.no_grad():
+        expected, got = old(clip, visible_idx, masked_idx), rebuilt(clip, visible_idx, masked_idx)
+    for name in dims:
+        torch.testing.assert_close(got[name], expected[name])
+    joint = create_model("tiny", GRID, dims, depth=1, decoder_depth=1,
+                         joint_targets=["hog", "m3traj"])
+    with pytest.raises(RuntimeError, match=r"decoders\.joint"):
+        joint.load_state_dict(state)
+
+
+def test_joint_targets_are_validated_by_name():
+    with pytest.raises(ConfigError, match=r"model\.joint_targets"):
+        ModelConfig(joint_targets=["hog"]).validate()
+    with pytest.raises(ConfigError, match=r"model\.joint_targets"):
+        ModelConfig(joint_targets=["hog", "hog"]).validate()
+    cfg = PretrainConfig()
+    cfg.targets.names = ["pixel", "hog"]
+    cfg.model.joint_targets = ["hog", "m3traj"]
+    with pytest.raises(ConfigError, match=r"model\.joint_targets.*'m3traj'"):
+        cfg.validate()
+    with pytest.raises(ValueError, match=r"model\.joint_targets"):
+        create_model("tiny", GRID, {"hog": 3, "pixel": 5}, joint_targets=["hog", "m3traj"])
 
 
 def _loss(model, target, batch, mask_gen, generator):
