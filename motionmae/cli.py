@@ -47,10 +47,17 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="run folder, checkpoint folder/file or exported folder")
     p.add_argument("--data", required=True, help="list file of videos or dataset spec")
-    p.add_argument("--out", required=True, help="output .npz (features [N,D], labels, paths)")
+    p.add_argument("--out", required=True, help="output .npz (features [N,D], labels, paths); "
+                   "with --windows a folder (one .npz per video, resumable) or one .npz")
     p.add_argument("--tokens", action="store_true",
                    help="keep every token (features [N,L,D], stored as float16) for the "
                    "attentive probe; the other probes pool them")
+    p.add_argument("--windows", type=int, metavar="STRIDE",
+                   help="slide the encoder over each whole video: one feature per window of "
+                   "the checkpoint's clip (frames x stride source frames, centre crop), a "
+                   "window starting every STRIDE source frames, with start and end times")
+    p.add_argument("--shard", default="0/1",
+                   help="with --windows, i/n: this process takes videos i, i+n, ...")
     _add_eval_options(p)
     p.set_defaults(handler=cmd_features)
 
@@ -361,10 +368,58 @@ def _features(args: argparse.Namespace, list_path: str, pool: bool = True):
 def cmd_features(args: argparse.Namespace) -> int:
     from motionmae.eval import save_features
 
+    if args.windows is not None:
+        return _window_features(args)
+    if args.shard != "0/1":
+        raise UsageError("--shard applies to --windows only")
     features = _features(args, args.data, pool=not args.tokens)
     save_features(features, args.out)
     log.info("wrote %s features to %s", "x".join(map(str, features.features.shape)), args.out)
     return 0
+
+
+def _window_features(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from motionmae.data import read_video_list
+    from motionmae.eval.windows import extract_windows
+    from motionmae.evaluate import eval_data_config
+    from motionmae.interop import detect_format, load_any_encoder
+    from motionmae.train.checkpoint import resolve_checkpoint
+    from motionmae.train.loop import resolve_device
+
+    if args.windows < 1:
+        raise UsageError(f"--windows must be >= 1, got {args.windows}")
+    if args.tokens or args.clips != 1 or args.crops != 1:
+        raise UsageError("--windows takes one centre crop per window and pools it: no "
+                         "--tokens, --clips or --crops")
+    shard = _parse_shard(args.shard)
+    device = resolve_device(args.device)
+    encoder, description = load_any_encoder(args.checkpoint, device)
+    data = eval_data_config(description)
+    # The checkpoint's identity in the outputs: a rerun with another one recomputes them.
+    source = (resolve_checkpoint(args.checkpoint).path if detect_format(args.checkpoint)
+              == "motionmae" else Path(args.checkpoint))
+    videos = [entry.path for entry in read_video_list(args.data).entries]
+    bar = tqdm(desc=f"windows {shard[0]}/{shard[1]}", unit="video", dynamic_ncols=True)
+
+    def on_video(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        stats = extract_windows(encoder, videos, data, args.windows, args.out,
+                                batch_size=args.batch_size, workers=args.workers,
+                                device=device, precision=args.precision, shard=shard,
+                                source=str(Path(source).resolve()), on_video=on_video)
+    finally:
+        bar.close()
+    print(f"{stats.done} videos ({stats.windows} windows of {data.frames}x{data.stride} "
+          f"frames every {args.windows}) written to {args.out}, {stats.skipped_existing} "
+          f"already done, {len(stats.failed)} failed ({stats.seconds:.1f}s)")
+    for video, reason in stats.failed:
+        print(f"  failed: {video}: {reason}", file=sys.stderr)
+    return DATA if stats.failed else 0
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
