@@ -491,16 +491,21 @@ class OptimConfig:
     ``linear`` keeps ``base_lr * B / R`` (the papers' rule at every batch, which leaves a
     batch-8 run at 4.7e-6 and barely learning), ``sqrt`` gives ``base_lr * sqrt(B / R)``, and
     either is raised to ``min_peak_lr`` (null: no floor) - below the reference batch only, so
-    a recipe at or above it keeps its paper's rate whatever the floor. A recipe below the
-    reference batch that wants its paper's rule says ``lr_scaling: linear`` and
-    ``min_peak_lr: null``.
+    a recipe at or above it keeps its paper's rate whatever the floor. The defaults give 3e-4
+    from batch 1 to 255 (a floor above ``base_lr`` makes the rate drop to 1.5e-4 at 256) and
+    the papers' rule from 256 up; fine-tuning's ``base_lr`` 1e-3 gives ``sqrt`` scaling
+    down to batch 24. A recipe below the reference batch that wants its paper's rule says
+    ``lr_scaling: linear`` and ``min_peak_lr: null``.
     """
 
     base_lr: float = 1.5e-4
     lr: float | None = None
     lr_scaling: str = "sqrt"
     reference_batch: int = 256
-    min_peak_lr: float | None = 1.5e-4
+    # Interim: 64x the papers' batch-8 rate; on 250-step batch-8 runs of synthetic clips
+    # 1.5e-4, 3e-4 and 1e-3 ended alike, 4.7e-6 short of even the batch mean (a sweep on
+    # real clips should set it).
+    min_peak_lr: float | None = 3e-4
     min_lr: float = 1e-6
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
@@ -542,8 +547,8 @@ class OptimConfig:
         return scaled
 
     def lr_rule(self, global_batch: int) -> str:
-        """How :meth:`peak_lr` came about, for the start-up log: ``peak lr 1.5e-04 (base_lr
-        1.5e-04, sqrt scaling below batch 256, floor 1.5e-04, global batch 8)``."""
+        """How :meth:`peak_lr` came about, for the start-up log: ``peak lr 3.00e-04 (base_lr
+        1.50e-04, sqrt scaling below batch 256, floor 3.00e-04, global batch 8)``."""
         peak = f"peak lr {self.peak_lr(global_batch):.2e}"
         if self.lr is not None:
             return f"{peak} (optim.lr, global batch {global_batch})"

@@ -24,6 +24,8 @@ from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, train
 from motionmae.train.optim import parameter_groups
 from motionmae.train.preflight import prepare_output_folder
+from motionmae.train.probing import TrainingProbe
+from motionmae.train.trivial import explained_fraction, trivial_mse
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,10 @@ class PretrainTask:
     at ``masking.learned.lr``) and its loss, driven by the detached per-token errors
     ``sum_k weight_k * token_weight_k * error_k``, is added at ``masking.learned.loss_weight``.
 
+    Logged parts per target ``k``: ``loss/k``, ``trivial/k`` (the loss of predicting the
+    batch mean per channel) and ``explained/k = 1 - loss/trivial``
+    (:mod:`motionmae.train.trivial`).
+
     ``world_size``: data-parallel processes (the sampler's learning rate is set relative to
     the run's peak rate, which depends on the global batch).
     """
@@ -125,6 +131,10 @@ class PretrainTask:
             pred = predictions[name].float()
             loss = masked_mse(pred, values.float(), masked_idx, token_weight)
             parts[f"loss/{name}"] = loss.detach()
+            with torch.no_grad():
+                trivial = trivial_mse(values, masked_idx, token_weight)
+                parts[f"trivial/{name}"] = trivial
+                parts[f"explained/{name}"] = explained_fraction(loss.detach(), trivial)
             total = total + target.weight * loss
             if draw is not None:
                 with torch.no_grad():
@@ -195,14 +205,16 @@ def pretrain(
     if dist.is_main:
         prepare_output_folder(out_dir)  # a clear error for an unwritable folder, before anything
         (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    global_batch = cfg.run.batch_size * cfg.optim.accum_steps * dist.world_size
     log.info(
-        "pretraining %s (%.1fM parameters) on %d videos, targets %s, masking %s %.2f",
+        "pretraining %s (%.1fM parameters) on %d videos, targets %s, masking %s %.2f, %s",
         cfg.model.size,
         sum(p.numel() for p in task.model.parameters()) / 1e6,
         len(dataset),
         ",".join(task.targets),
         cfg.masking.kind,
         cfg.masking.ratio,
+        cfg.optim.lr_rule(global_batch),
     )
     return train(
         task,
@@ -216,4 +228,16 @@ def pretrain(
         dist=dist,
         on_log=on_log,
         clips_per_item=cfg.data.num_sample,
+        probe=_training_probe(cfg, task),
     )
+
+
+def _training_probe(cfg: PretrainConfig, task: PretrainTask) -> Callable | None:
+    """``probe(device)`` of the task's encoder on ``run.probe_train``/``run.probe_val``, or
+    None without ``run.probe_every``."""
+    if cfg.run.probe_every is None:
+        return None
+    probe = TrainingProbe.for_pretraining(
+        task.describe(), cfg.run.probe_train, cfg.run.probe_val, workers=cfg.data.workers,
+        batch_size=cfg.run.batch_size, precision=cfg.run.precision)
+    return functools.partial(probe, task.model.encoder)

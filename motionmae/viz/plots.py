@@ -21,6 +21,7 @@ PLOT_SIZE = (800, 360)
 _DPI = 100
 _KNOWN = {"step", "epoch", "time", "lr", "loss", "grad_norm", "clips_per_s", "skipped_steps",
           "bad_videos"}
+_PLOTTED_PREFIXES = ("loss/", "trivial/", "explained/", "probe/", "sampler/")
 _MAX_OTHER = 16
 
 
@@ -48,13 +49,27 @@ def _file_name(key: str) -> str:
 
 
 def plan_plots(metrics: Metrics) -> list[_Spec]:
-    """Which plots the metrics support: losses per target, total loss, lr, clips/s, grad norm,
-    bad steps/videos (if any), one per ``sampler/*`` key, then other numeric keys."""
+    """Which plots the metrics support: losses per target (each beside its trivial
+    predictor's, dashed), the fraction of each target explained, in-run probe accuracy, total
+    loss, lr, clips/s, grad norm, bad steps/videos (if any), one per ``sampler/*`` key, then
+    other numeric keys."""
     keys = metrics.keys()
     targets = tuple(k for k in keys if k.startswith("loss/"))
     specs = []
     if targets:
-        specs.append(_Spec("Loss per target", "loss_targets.png", targets, "loss", True))
+        paired = tuple(k for t in targets for k in (t, f"trivial/{t[5:]}")
+                       if k in keys)
+        title = "Loss per target" + (" (dashed: trivial predictor)" if len(paired) > len(targets)
+                                     else "")
+        specs.append(_Spec(title, "loss_targets.png", paired, "loss", True))
+    explained = tuple(k for k in keys if k.startswith("explained/"))
+    if explained:
+        specs.append(_Spec("Fraction explained per target (1 - loss / trivial)",
+                           "explained.png", explained, "explained", True, log=False))
+    probes = tuple(k for k in keys if k.startswith("probe/"))
+    if probes:
+        specs.append(_Spec("Probe accuracy during training", "probe.png", probes, "top-1",
+                           log=False))
     if "loss" in keys:
         specs.append(_Spec("Total loss", "loss.png", ("loss",), "loss", True))
     if "lr" in keys:
@@ -72,7 +87,7 @@ def plan_plots(metrics: Metrics) -> list[_Spec]:
     sampler = [k for k in keys if k.startswith("sampler/")]
     for key in sampler:
         specs.append(_Spec(key, f"{_file_name(key)}.png", (key,), key.split("/", 1)[1], True))
-    other = [k for k in keys if k not in _KNOWN and not k.startswith(("loss/", "sampler/"))]
+    other = [k for k in keys if k not in _KNOWN and not k.startswith(_PLOTTED_PREFIXES)]
     for key in other[:_MAX_OTHER]:
         specs.append(_Spec(key, f"metric_{_file_name(key)}.png", (key,), key, True))
     return specs
@@ -95,6 +110,12 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
+def _group(key: str) -> str:
+    """The target (probe) a per-target key belongs to; other keys are their own group."""
+    prefix, _, rest = key.partition("/")
+    return rest if rest and prefix in ("loss", "trivial", "explained", "probe") else key
+
+
 def _draw(spec: _Spec, metrics: Metrics, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -104,19 +125,23 @@ def _draw(spec: _Spec, metrics: Metrics, path: Path) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     all_values: list[float] = []
-    for i, key in enumerate(spec.keys):
+    # A target's curves share a colour (its loss solid, its trivial loss dashed).
+    groups = list(dict.fromkeys(_group(key) for key in spec.keys))
+    for key in spec.keys:
         steps, values = metrics.series(key)
         all_values += values
-        color = f"C{i}"
-        label = key.split("/", 1)[1] if key.startswith("loss/") else key
+        color = f"C{groups.index(_group(key))}"
+        label = _group(key) + (" (trivial)" if key.startswith("trivial/") else "")
+        style = "--" if key.startswith("trivial/") else "-"
         smooth = spec.smooth and len(values) >= 30
         if smooth:
-            ax.plot(steps, values, color=color, alpha=0.3, linewidth=0.8)
+            ax.plot(steps, values, color=color, alpha=0.3, linewidth=0.8, linestyle=style)
             ax.plot(steps, _smooth(values, max(5, len(values) // 25)), color=color, linewidth=1.6,
-                    label=f"{label} (smoothed)")
+                    linestyle=style, label=f"{label} (smoothed)")
         else:
-            ax.plot(steps, values, color=color, linewidth=1.4, marker="." if len(values) < 30
-                    else None, label=label, drawstyle="steps-post" if spec.counts else "default")
+            ax.plot(steps, values, color=color, linewidth=1.4, linestyle=style,
+                    marker="." if len(values) < 30 else None, label=label,
+                    drawstyle="steps-post" if spec.counts else "default")
     if spec.log if spec.log is not None else _wants_log(all_values):
         ax.set_yscale("log")
     else:

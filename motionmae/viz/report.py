@@ -1,4 +1,5 @@
-"""A one-page HTML report of a run folder: summary, evaluations, curves, checkpoints, config.
+"""A one-page HTML report of a run folder: summary, targets against their trivial predictor,
+evaluations, curves, checkpoints, config.
 
 ``build_report(RUN)`` writes ``RUN/report/index.html`` (self-contained: inline CSS, plot PNGs
 beside it referenced relatively) and returns its path. Everything read from the run's files
@@ -10,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 import time
 from collections.abc import Collection
 from datetime import datetime
@@ -34,6 +36,48 @@ log = logging.getLogger(__name__)
 
 REPORT_DIR = "report"
 _EVAL_COLUMNS = ("kind", "top1", "top5", "chance", "num_train", "num_val")
+STUCK_EXPLAINED = 0.05
+"""A target whose explained fraction stays below this over the run's tail is not learned."""
+STUCK_TAIL = 0.2
+"""The tail: this share of the logged records that carry the target's explained fraction."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets against their trivial predictor
+
+
+def target_fit(metrics: Metrics) -> dict[str, dict[str, float | None]]:
+    """Per target with ``explained/<target>`` records: ``loss``, ``trivial``, ``explained``
+    (the last record's) and ``tail_explained``, the mean explained fraction over the last
+    ``STUCK_TAIL`` of the records that have it (at least one)."""
+    fit = {}
+    numeric = metrics.keys()  # a Metrics method, not a dict's
+    for key in (k for k in numeric if k.startswith("explained/")):
+        name = key.split("/", 1)[1]
+        _, values = metrics.series(key)
+        tail = values[-max(1, math.ceil(STUCK_TAIL * len(values))):]
+        finite = [v for v in tail if math.isfinite(v)]
+        last = metrics.records[-1]
+        fit[name] = {
+            "loss": finite_number(last.get(f"loss/{name}")),
+            "trivial": finite_number(last.get(f"trivial/{name}")),
+            "explained": finite_number(last.get(key)),
+            "tail_explained": sum(finite) / len(finite) if finite else None,
+        }
+    return fit
+
+
+def stuck_targets(fit: dict[str, dict[str, float | None]]) -> list[str]:
+    """A warning, in words, for each target whose loss stays at its trivial predictor's."""
+    warnings = []
+    for name, values in fit.items():
+        tail = values["tail_explained"]
+        if tail is not None and tail < STUCK_EXPLAINED:
+            warnings.append(
+                f"target {name}: the loss stays at the trivial predictor's (explained "
+                f"{tail:.1%} over the last {STUCK_TAIL:.0%} of logged steps); the model "
+                f"predicts the batch mean, it is not learning this target")
+    return warnings
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,7 +165,19 @@ def _summarise(
         "latest_checkpoint": latest[0].name if latest else None,
         "num_evals": len(evals),
         "best_probe": _best_eval(evals),
+        "target_fit": target_fit(metrics),
+        "probes": {k.split("/", 1)[1]: finite_number(v) for k, v in _last_values(
+            records, "probe/").items()},
     }
+
+
+def _last_values(records: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """The latest value of every key starting with ``prefix`` (records need not all have
+    it: probes run at their own cadence)."""
+    found: dict[str, Any] = {}
+    for record in records:
+        found.update({k: v for k, v in record.items() if k.startswith(prefix)})
+    return found
 
 
 def summary(run_dir: str | Path) -> dict[str, Any]:
@@ -131,7 +187,9 @@ def summary(run_dir: str | Path) -> dict[str, Any]:
     last_step, last_epoch, final_loss, final_losses`` (target -> loss), ``min_loss,
     min_loss_step, final_lr, clips_per_s`` (last interval), ``skipped_steps, bad_videos,
     duration_s`` (first to last record), ``num_checkpoints, latest_checkpoint, num_evals,
-    best_probe`` (``file, kind, top1, top5, chance`` of the highest top-1, or None).
+    best_probe`` (``file, kind, top1, top5, chance`` of the highest top-1, or None),
+    ``target_fit`` (:func:`target_fit`), ``probes`` (probe kind -> the latest in-run
+    ``probe/<kind>`` accuracy).
     """
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir / "metrics.jsonl")
@@ -235,6 +293,8 @@ def _cards(info: dict[str, Any]) -> str:
     ]
     for name, value in info["final_losses"].items():
         items.append((f"final loss/{_e(name)}", _num(value)))
+    for name, value in info["probes"].items():
+        items.append((f"in-run probe/{_e(name)}", _pct(value)))
     if info["skipped_steps"]:
         items.append(("skipped steps", _num(info["skipped_steps"])))
     if info["bad_videos"]:
@@ -248,6 +308,20 @@ def _cards(info: dict[str, Any]) -> str:
         if value is not None
     )
     return f'<div class="cards">{cards}</div>' + (f"<p>{facts}</p>" if facts else "")
+
+
+def _fit_section(fit: dict[str, dict[str, float | None]]) -> str:
+    if not fit:
+        return ("<p>No <code>explained/*</code> records (runs before the trivial predictor was "
+                "logged): nothing to compare.</p>")
+    notes = "".join(f'<p class="note">{_e(w)}</p>' for w in stuck_targets(fit))
+    rows = [[_e(name), _num(v["loss"]), _num(v["trivial"]), _pct(v["explained"]),
+             _pct(v["tail_explained"])] for name, v in fit.items()]
+    table = _table(["target", "final loss", "trivial loss", "explained",
+                    f"explained, last {STUCK_TAIL:.0%} of steps"], rows, numeric={1, 2, 3, 4})
+    return (notes + table + "<p>The trivial predictor outputs the batch mean of the target "
+            "per channel; explained = 1 - loss / trivial loss (0: the model predicts the "
+            "mean, 1: a perfect reconstruction).</p>")
 
 
 def _eval_section(evals: list[EvalResult]) -> str:
@@ -328,6 +402,8 @@ def render_html(
 {notes}
 <h2>Summary</h2>
 {_cards(info)}
+<h2>Targets against their trivial predictor</h2>
+{_fit_section(info["target_fit"])}
 <h2>Evaluation</h2>
 {_eval_section(evals)}
 <h2>Training curves</h2>
@@ -357,6 +433,8 @@ def build_report(run_dir: str | Path) -> Path:
     checkpoints = list_checkpoints(run_dir)
     evals, eval_warnings = read_evals(run_dir)
     info = _summarise(run_dir, metrics, config, checkpoints, evals)
+    for warning in stuck_targets(info["target_fit"]):
+        log.warning("%s", warning)
     plots, plot_note = plot_metrics(metrics, out_dir)
     page = render_html(info, plots, plot_note, evals, checkpoints, config_text, config_problem,
                        environment(run_dir), metrics.warnings + eval_warnings)

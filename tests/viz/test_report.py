@@ -1,3 +1,4 @@
+import html
 import json
 import sys
 
@@ -118,3 +119,61 @@ def test_report_of_an_empty_or_missing_folder(tmp_path):
     (tmp_path / "config.yaml").write_text("model: {size: tiny}\n")
     page = report_main(tmp_path).read_text()
     assert "No checkpoints" in page and "no metrics records" in page
+
+
+def _fit_run(root, tracks_explained):
+    """A run of 50 logged steps: pixel learns (explained rises to 0.6), tracks falls fast to
+    ``tracks_explained`` and stays; a linear probe logged every 20 steps."""
+    run = root / "fit"
+    run.mkdir()
+    lines = []
+    for step in range(10, 510, 10):
+        pixel = 0.6 * step / 500
+        tracks = 0.5 if step < 150 else tracks_explained
+        record = {"step": step, "loss": 1.0, "loss/pixel": 1 - pixel, "trivial/pixel": 1.0,
+                  "explained/pixel": pixel, "loss/tracks": 0.2 * (1 - tracks),
+                  "trivial/tracks": 0.2, "explained/tracks": tracks}
+        if step % 20 == 0:
+            record["probe/linear"] = 0.1 + step / 1000
+        lines.append(json.dumps(record))
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def test_report_warns_when_a_target_stays_at_its_trivial_loss(tmp_path, caplog):
+    run = _fit_run(tmp_path, tracks_explained=0.012)
+    info = summary(run)
+    fit = info["target_fit"]
+    assert set(fit) == {"pixel", "tracks"}
+    assert fit["pixel"]["loss"] == pytest.approx(0.4) and fit["pixel"]["trivial"] == 1.0
+    assert fit["pixel"]["explained"] == pytest.approx(0.6)
+    # The last 20% of 50 records: steps 410..500, pixel explained 0.492..0.6, mean 0.546.
+    assert fit["pixel"]["tail_explained"] == pytest.approx(0.546)
+    assert fit["tracks"]["tail_explained"] == pytest.approx(0.012)
+    assert info["probes"] == {"linear": pytest.approx(0.6)}
+    with caplog.at_level("WARNING"):
+        page = report_main(run).read_text()
+    expected = ("target tracks: the loss stays at the trivial predictor's (explained 1.2% over "
+                "the last 20% of logged steps); the model predicts the batch mean, it is not "
+                "learning this target")
+    assert expected in caplog.text
+    assert html.escape(expected) in page
+    assert "target pixel" not in caplog.text and "target pixel" not in page
+    for cell in ("trivial loss", "60.0%", "54.6%", "1.2%", "in-run probe/linear"):
+        assert cell in page, cell
+    pngs = {p.name for p in (run / "report").glob("*.png")}
+    assert {"loss_targets.png", "explained.png", "probe.png"} <= pngs
+    assert not any(name.startswith("metric_") for name in pngs)  # no stray per-key plots
+
+
+def test_report_does_not_warn_about_a_learned_target(tmp_path, caplog):
+    run = _fit_run(tmp_path, tracks_explained=0.3)
+    with caplog.at_level("WARNING"):
+        page = report_main(run).read_text()
+    assert "not learning" not in caplog.text and "not learning" not in page
+
+
+def test_report_of_a_run_without_trivial_records(tmp_path):
+    page = build_report(_make_run(tmp_path)).read_text()
+    assert "No <code>explained/*</code> records" in page
+    assert summary(tmp_path / "run_a")["target_fit"] == {}
