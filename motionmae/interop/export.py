@@ -161,6 +161,21 @@ def _last_metrics(checkpoint: Checkpoint) -> dict[str, Any]:
 # The model card
 
 
+def _lr_rule_text(optim: dict[str, Any]) -> str:
+    """The peak-lr rule of a run's ``optim`` section in words (``OptimConfig.peak_lr``;
+    configs from before the rule existed scaled linearly at every batch)."""
+    reference = optim.get("reference_batch", 256)
+    text = f"{_fmt(optim.get('base_lr'))} x batch / {reference}"
+    scaling = optim.get("lr_scaling", "linear")
+    floor = optim.get("min_peak_lr")
+    if scaling != "linear":
+        text += f" ({scaling} below batch {reference}"
+        text += f", floor {_fmt(floor)})" if floor is not None else ")"
+    elif floor is not None:
+        text += f" (floor {_fmt(floor)} below batch {reference})"
+    return text
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -208,8 +223,7 @@ def _training_lines(config: dict[str, Any], state: dict[str, Any],
         lines.append(f"- Batch: {run.get('batch_size')} clips x {accum} accumulation step(s), "
                      f"seed {run.get('seed')}, precision {run.get('precision')}")
     if optim:
-        lr = optim.get("lr") if optim.get("lr") is not None else (
-            f"{_fmt(optim.get('base_lr'))} x batch / 256")
+        lr = optim.get("lr") if optim.get("lr") is not None else _lr_rule_text(optim)
         lines.append(f"- Optimizer: AdamW, lr {_fmt(lr)}, weight decay "
                      f"{_fmt(optim.get('weight_decay'))}, warmup fraction "
                      f"{_fmt(optim.get('warmup_fraction'))}, cosine to {_fmt(optim.get('min_lr'))}")

@@ -110,3 +110,16 @@ def test_official_checkpoint_converted_to_motionmae(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model(clip.transpose(1, 2)).last_hidden_state,
                                    reference_encoder(finetuned, clip, heads=3, prefix=""), **TOL)
+
+
+@pytest.mark.parametrize("optim, text", [
+    ({"base_lr": 1.5e-4}, "0.00015 x batch / 256"),  # a run config from before the rule
+    ({"base_lr": 1.5e-4, "lr_scaling": "sqrt", "min_peak_lr": 3e-4, "reference_batch": 256},
+     "0.00015 x batch / 256 (sqrt below batch 256, floor 0.0003)"),
+    ({"base_lr": 1e-3, "lr_scaling": "linear", "min_peak_lr": None, "reference_batch": 512},
+     "0.001 x batch / 512"),
+])
+def test_model_card_states_the_lr_rule(optim, text):
+    from motionmae.interop.export import _lr_rule_text
+
+    assert _lr_rule_text(optim) == text
