@@ -15,6 +15,19 @@ invocation:
    frozen, mean-pooled features of the held-out videos.
 
     .venv/bin/python benchmarks/learned_masking.py --steps 200 --out runs/learned_masking
+
+3. **PPO rollout reuse** (``--ppo-reuse``, on its own): TATS keeps each rollout for
+   ``ppo_epochs`` loss calls, so it is reused after the policy has moved. For each
+   ``--ppo-epochs`` value, pretrain in the current demo's geometry (8 frames of 64 px, 8x8
+   patches) a smaller autoencoder (2 blocks, pixel target; it only supplies the reward; the
+   sampler sees LK tracks) with TATS at ratio 0.9 for ``--reuse-steps`` steps of
+   ``--reuse-batch`` clips, and report from ``metrics.jsonl`` the fraction of reused
+   clips whose importance ratio is outside ``1 +- clip`` per reuse epoch
+   (``sampler/clip_fraction_reuse{k}``), averaged over the second half of the run and at its
+   peak (the largest 10-step mean), with the sampler's entropy and reward.
+
+    nice .venv/bin/python benchmarks/learned_masking.py --ppo-reuse --reuse-steps 200 \
+        --ppo-epochs 8 4 --out runs/ppo_reuse
 """
 
 from __future__ import annotations
@@ -183,6 +196,54 @@ def probes(variants: list[str], steps: int, out: Path, demo: DemoConfig, reuse: 
     return results
 
 
+def ppo_reuse(epochs: list[int], steps: int, batch: int, out: Path) -> dict[int, dict[str, Any]]:
+    """Clip fractions per reuse epoch for each ``ppo_epochs`` value (module docstring, 3)."""
+    demo = DemoConfig(data_dir=default_cache_dir().with_name("demo-ppo-reuse"), num_train=480,
+                      num_val=16, steps=steps, batch_size=batch, depth=2, targets=("pixel",))
+    data = make_synthetic_dataset(demo.data_dir, num_train=demo.num_train, num_val=demo.num_val,
+                                  frames=demo.video_frames, size=demo.video_size, seed=demo.seed)
+    results = {}
+    for value in epochs:
+        demo.out = out / f"ppo_epochs_{value}"
+        demo.overrides = ["masking.kind=learned", "masking.ratio=0.9",
+                          f"masking.learned.ppo_epochs={value}", "masking.learned.use_tracks=true",
+                          f"run.ckpt_every={steps}"]
+        start = time.perf_counter()
+        pretrain(demo_pretrain_config(demo, data.train_list))
+        minutes = (time.perf_counter() - start) / 60
+        records = [json.loads(line) for line in
+                   (demo.out / "metrics.jsonl").read_text().splitlines()]
+        late = [r for r in records if r["step"] > steps // 2]
+        results[value] = {
+            "clip_fraction": [statistics.mean(r[f"sampler/clip_fraction_reuse{k}"] for r in late)
+                              for k in range(1, value)],
+            "clip_fraction_peak": [max(r[f"sampler/clip_fraction_reuse{k}"] for r in records)
+                                   for k in range(1, value)],
+            "entropy": (records[0]["sampler/entropy"], records[-1]["sampler/entropy"]),
+            "reward": (records[0]["sampler/reward"], records[-1]["sampler/reward"]),
+            "minutes": minutes,
+        }
+        print(f"ppo_epochs {value}: {results[value]}", flush=True)
+    return results
+
+
+def print_ppo_reuse(results: dict[int, dict[str, Any]], steps: int, batch: int) -> None:
+    reuses = max(len(r["clip_fraction"]) for r in results.values())
+    print(f"\nTATS at ratio 0.9, clip 0.2, {steps} steps of batch {batch}; clip fraction = "
+          "share of reused clips with |ratio - 1| > 0.2, mean over the second half "
+          "(peak 10-step mean)\n")
+    print("| ppo_epochs | " + " | ".join(f"reuse {k}" for k in range(1, reuses + 1))
+          + " | entropy first -> last | reward first -> last | minutes |")
+    print("|---" * (reuses + 4) + "|")
+    for value, r in results.items():
+        cells = ([f"{c:.3f} ({p:.3f})" for c, p in zip(r["clip_fraction"],
+                                                       r["clip_fraction_peak"], strict=True)]
+                 + [""] * (reuses - len(r["clip_fraction"])))
+        print(f"| {value} | " + " | ".join(cells)
+              + f" | {r['entropy'][0]:.3f} -> {r['entropy'][1]:.3f}"
+              f" | {r['reward'][0]:.4f} -> {r['reward'][1]:.4f} | {r['minutes']:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS,
@@ -197,10 +258,21 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="probe finished runs under --out instead of pretraining again")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--ppo-reuse", action="store_true",
+                        help="only measure PPO's clip fraction per reuse epoch (docstring, 3)")
+    parser.add_argument("--ppo-epochs", type=int, nargs="*", default=[8, 4])
+    parser.add_argument("--reuse-steps", type=int, default=200)
+    parser.add_argument("--reuse-batch", type=int, default=8)
     parser.add_argument("--memory-worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if args.ppo_reuse:
+        results = ppo_reuse(args.ppo_epochs, args.reuse_steps, args.reuse_batch, args.out)
+        print_ppo_reuse(results, args.reuse_steps, args.reuse_batch)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "ppo_reuse.json").write_text(json.dumps(results, indent=2))
+        return
     if args.memory_worker:
         print(memory_worker(args.memory_worker, args.batch))
         return

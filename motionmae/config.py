@@ -163,7 +163,8 @@ class LearnedMaskingConfig:
 
     ``policy``: ``tats`` (actor + critic trained with PPO: clipped surrogate ``clip``, value
     loss ``value_coef``, entropy bonus ``entropy_coef``, each rollout optimised in
-    ``ppo_epochs`` consecutive steps) or ``adamae`` (REINFORCE, no critic). ``tube``: one
+    ``ppo_epochs`` consecutive steps; 4 keeps the reused rollouts near on-policy, see
+    docs/benchmarks.md) or ``adamae`` (REINFORCE, no critic). ``tube``: one
     decision per spatial position, repeated over time. ``lr``: the sampler's peak learning
     rate (its own parameter group; it follows the run's warmup + cosine schedule).
     ``use_tracks``: make the loader compute point tracks so that the sampler sees, per token,

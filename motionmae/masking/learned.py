@@ -1,12 +1,13 @@
 """A learned token sampler trained with the autoencoder: TATS (PPO) and AdaMAE (REINFORCE).
 
 **Policy** (:class:`SamplerPolicy`): the per-token inputs of
-:mod:`motionmae.masking.sampler_inputs` (tubelet thumbnail, frame-difference energy, track
-displacement statistics when the batch has tracks) are embedded by one linear layer, the
-fixed sin-cos position table is added, and one pre-norm transformer block mixes them. The
-actor head gives one logit per decision unit (a token, or with ``tube`` a spatial position,
-its tokens averaged over time); the critic head (TATS only) gives one value per clip from the
-mean token. The actor starts at zero: the untrained sampler is uniform random masking.
+:mod:`motionmae.masking.sampler_inputs` (tubelet thumbnail, frame-difference energy, and
+when the batch has tracks the motion of the tracked points at the token's place and time) are
+embedded by one linear layer, the fixed sin-cos position table is added, and one pre-norm
+transformer block mixes them. The actor head gives one logit per decision unit (a token, or
+with ``tube`` a spatial position, its tokens averaged over time); the critic head (TATS only)
+gives one value per clip from the mean token. The actor starts at zero: the untrained sampler
+is uniform random masking.
 
 **Sampling**: the visible units are ``V`` draws without replacement from ``softmax(logits)``
 (Gumbel top-k, :func:`~motionmae.masking.plackett_luce.gumbel_order`), so a high logit means
@@ -33,7 +34,10 @@ the training loop's one optimizer step, so PPO's epochs run across steps: every 
 parameter-free inputs, the drawn order, the old log-probability, advantage and reward) is kept
 for ``ppo_epochs`` consecutive loss calls (micro-batches), and each call's sampler loss is the
 mean over the kept rollouts, so every rollout is optimised ``ppo_epochs`` times against its
-stored old log-probability, the first time on-policy (``r = 1``).
+stored old log-probability, the first time on-policy (``r = 1``). How stale the reused
+rollouts are is logged: ``sampler/clip_fraction`` is the fraction of reused clips whose ratio
+is outside ``1 +- clip`` (past the clip, a clip's surrogate stops pulling the policy further
+its advantage's way), ``sampler/clip_fraction_reuse{k}`` the same at the ``k``-th reuse.
 
 **AdaMAE / REINFORCE** (``policy: adamae``): no critic, no kept rollouts; loss
 ``-mean over decoded hidden units of log p(unit) * error(unit)`` with ``p = softmax(-logits)``,
@@ -212,7 +216,8 @@ class LearnedSampler(nn.Module):
         Returns:
             ``(loss, parts)``: a scalar to add to the autoencoder's loss and detached
             ``sampler/*`` scalars to log (reward, entropy, policy_loss, and for TATS
-            value_loss and clip_fraction). With ``tats`` the draw is kept for the next
+            value_loss and the clip fractions of the reused rollouts, see
+            :meth:`_clip_fractions`). With ``tats`` the draw is kept for the next
             ``ppo_epochs - 1`` calls.
         """
         token_error = token_error.detach().float()
@@ -233,19 +238,32 @@ class LearnedSampler(nn.Module):
             terms.append(self._ppo_terms(logits, value, rollout))
         keep = self.cfg.ppo_epochs - 1
         self._rollouts = [*self._rollouts, current][-keep:] if keep else []
-        policy_loss, value_loss, entropies, clipped = (torch.stack(t).mean()
-                                                       for t in zip(*terms, strict=True))
+        policy_loss, value_loss, entropies = (torch.stack(t).mean()
+                                              for t in list(zip(*terms, strict=True))[:3])
         loss = (policy_loss + self.cfg.value_coef * value_loss
                 - self.cfg.entropy_coef * entropies)
         parts.update({"sampler/policy_loss": policy_loss.detach(),
-                      "sampler/value_loss": value_loss.detach(),
-                      "sampler/clip_fraction": clipped.detach()})
+                      "sampler/value_loss": value_loss.detach()})
+        parts.update(self._clip_fractions([t[3] for t in reversed(terms[1:])]))
         return loss, parts
+
+    def _clip_fractions(self, by_reuse: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The logged clip fractions, from those of the kept rollouts in this call, newest
+        first (so by reuse epoch 1, 2, ...): ``sampler/clip_fraction`` over all reused clips
+        and ``sampler/clip_fraction_reuse{k}`` per reuse epoch ``k < ppo_epochs``. Always the
+        same keys (0 while a reuse epoch has no rollout yet), so every step logs alike."""
+        zero = torch.zeros((), device=self.policy.actor.weight.device)
+        parts = {"sampler/clip_fraction": torch.stack(by_reuse).mean() if by_reuse else zero}
+        for k in range(1, self.cfg.ppo_epochs):
+            parts[f"sampler/clip_fraction_reuse{k}"] = (by_reuse[k - 1] if k <= len(by_reuse)
+                                                        else zero)
+        return {name: value.detach() for name, value in parts.items()}
 
     def _ppo_terms(
         self, logits: torch.Tensor, value: torch.Tensor, rollout: Rollout
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Clipped surrogate, value loss, entropy and clipped fraction of one rollout."""
+        """Clipped surrogate, value loss, entropy and clipped fraction (of the clips whose
+        ratio is outside ``1 +- clip``) of one rollout."""
         log_prob = plackett_luce_log_prob(logits, rollout.order, self.num_visible_units)
         # Bounded so that a stale rollout can make the step large but never infinite.
         ratio = torch.exp((log_prob - rollout.old_log_prob).clamp(-_MAX_LOG_RATIO,

@@ -15,11 +15,13 @@ from motionmae.config import (
     load_config,
 )
 from motionmae.masking import LearnedMask, LearnedSampler
+from motionmae.masking.learned import Rollout
 from motionmae.masking.plackett_luce import (
     first_draw_entropy,
     gumbel_order,
     plackett_luce_log_prob,
 )
+from motionmae.masking.sampler_inputs import NUM_TRACK_FEATURES, sampler_inputs, track_statistics
 from motionmae.tokens import TokenGrid, mask_to_indices
 
 GRID = TokenGrid(frames=4, height=64, width=64)  # t=2, h=w=4: L=32, 16 positions
@@ -42,6 +44,79 @@ def _sampler(ratio=0.75, seed=0, **cfg):
 def _clip(batch=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 3, GRID.frames, GRID.height, GRID.width, generator=g)
+
+
+# ------------------------------------------------------------------ track inputs
+
+
+def _centre(j):
+    return GRID.patch * j + GRID.patch / 2 - 0.5
+
+
+def test_tokens_get_the_motion_of_their_own_place_and_time():
+    """An object starts at patch A = (1, 0) and moves right 1 patch per frame: at frame 2,
+    where tubelet 1 starts, it is at B = (1, 2). The background points it passes over are
+    occluded in turn. Token (1, B) moves, token (1, A) has nothing left to track."""
+    rows, cols = torch.meshgrid(torch.arange(4), torch.arange(4), indexing="ij")
+    start = torch.stack([_centre(cols), _centre(rows)], dim=-1).reshape(16, 2).float()
+    tracks = start.expand(GRID.frames, -1, -1).clone()  # [T, 16, 2], a static background
+    visible = torch.ones(GRID.frames, 16, dtype=torch.bool)
+    a = 4  # point and position (1, 0)
+    tracks[:, a, 0] = _centre(torch.arange(4).float())  # x of columns 0, 1, 2, 3 by frame
+    for frame, covered in ((1, 5), (2, 6), (3, 7)):  # background points under the object
+        visible[frame, covered] = False
+    stats = track_statistics(tracks[None], visible[None], GRID)[0]  # [L, 6]
+
+    # (dx, dy, log1p mean length, log1p largest, visible steps, coverage)
+    moving = torch.tensor([1.0, 0.0, math.log(2), math.log(2), 1.0, 1.0])
+    expected = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 1.0]).repeat(GRID.num_tokens, 1)
+    expected[0 * 16 + 4] = moving  # (0, A): the object is there when tubelet 0 starts
+    expected[0 * 16 + 5] = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # occluded at frame 1
+    expected[0 * 16 + 6, 4] = 0.5  # its step 1 -> 2 ends under the object
+    expected[1 * 16 + 4] = 0.0  # (1, A): the object has left, no point is there
+    expected[1 * 16 + 6] = moving  # (1, B): the object, not the occluded background point
+    expected[1 * 16 + 7] = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # occluded at frame 3
+    torch.testing.assert_close(stats, expected)
+
+    batch = {"clip": _clip(1), "tracks": tracks[None], "track_visible": visible[None]}
+    inputs = sampler_inputs(batch, GRID)
+    torch.testing.assert_close(inputs[0, :, -1 - NUM_TRACK_FEATURES:-1], expected)
+    assert torch.all(inputs[..., -1] == 1)
+    no_tracks = sampler_inputs({"clip": batch["clip"]}, GRID)
+    assert torch.all(no_tracks[..., -1 - NUM_TRACK_FEATURES:] == 0)
+    torch.testing.assert_close(no_tracks[..., :-1 - NUM_TRACK_FEATURES],
+                               inputs[..., :-1 - NUM_TRACK_FEATURES])
+
+
+def test_track_points_are_splatted_bilinearly_and_invisible_ones_ignored():
+    frames = torch.arange(GRID.frames).float()
+    tracks = torch.zeros(1, GRID.frames, 4, 2)
+    # Between the centres of (0, 0) and (0, 1), moving down a quarter patch per frame: at
+    # frame 2 it is also between rows 0 and 1.
+    tracks[0, :, 0] = torch.stack([torch.full_like(frames, 15.5), 7.5 + 4 * frames], dim=-1)
+    tracks[0, :, 1] = float("nan")  # never visible: whatever the tracker left there
+    tracks[0, :, 2] = torch.tensor([-20.0, 7.5])  # outside the frame
+    # On the centre of (2, 2), moving left half a patch per frame: (2, 1) at frame 2.
+    tracks[0, :, 3] = torch.stack([_centre(2) - 8 * frames, torch.full_like(frames, _centre(2))],
+                                  dim=-1)
+    visible = torch.ones(1, GRID.frames, 4, dtype=torch.bool)
+    visible[0, :, 1] = False
+    stats = track_statistics(tracks, visible, GRID)[0].view(GRID.t, GRID.h, GRID.w, 6)
+
+    down = [0.0, 0.25, math.log1p(0.25), math.log1p(0.25), 1.0]
+    left = [-0.5, 0.0, math.log1p(0.5), math.log1p(0.5), 1.0, 1.0]
+    expected = torch.zeros(GRID.t, GRID.h, GRID.w, 6)
+    expected[0, 0, 0] = expected[0, 0, 1] = torch.tensor([*down, 0.5])
+    expected[0, 2, 2] = torch.tensor(left)
+    expected[1, :2, :2] = torch.tensor([*down, 0.25])
+    expected[1, 2, 1] = torch.tensor(left)
+    torch.testing.assert_close(stats, expected)
+    assert torch.isfinite(stats).all()
+
+
+def test_track_statistics_name_the_expected_shape():
+    with pytest.raises(ValueError, match=r"batch\['tracks'\]: expected \[B, 4, N, 2\]"):
+        track_statistics(torch.zeros(1, 3, 16, 2), None, GRID)
 
 
 # ------------------------------------------------------------------ Plackett-Luce draws
@@ -187,7 +262,8 @@ def test_rollouts_are_kept_for_ppo_epochs_and_restored_exactly():
     sampler = _sampler(ppo_epochs=3)
     _, parts = _step(sampler, 0)
     assert {"sampler/reward", "sampler/entropy", "sampler/policy_loss", "sampler/value_loss",
-            "sampler/clip_fraction"} == set(parts)
+            "sampler/clip_fraction", "sampler/clip_fraction_reuse1",
+            "sampler/clip_fraction_reuse2"} == set(parts)
     # On-policy with batch-normalised advantages: ratio 1, mean advantage 0.
     assert float(parts["sampler/policy_loss"]) == pytest.approx(0.0, abs=1e-6)
     kept = []
@@ -204,6 +280,25 @@ def test_rollouts_are_kept_for_ppo_epochs_and_restored_exactly():
     assert torch.equal(a, b)
     assert all(torch.equal(parts_a[k], parts_b[k]) for k in parts_a)
     assert float(parts_a["sampler/value_loss"]) > 0
+
+
+def test_clip_fractions_are_those_of_the_reused_rollouts_per_reuse_epoch():
+    sampler = _sampler(ppo_epochs=3)
+    _, parts = _step(sampler, 0)
+    clip_keys = ["sampler/clip_fraction", "sampler/clip_fraction_reuse1",
+                 "sampler/clip_fraction_reuse2"]
+    assert [float(parts[k]) for k in clip_keys] == [0.0, 0.0, 0.0]  # nothing reused yet
+    # Two kept rollouts whose stored log-probabilities put the ratio r = p_new / p_old of
+    # known clips outside 1 +- 0.2: r = 1 / shift.
+    rollouts = []
+    for seed, shift in ((1, [1.5, 1.1, 1.1, 1.1]), (2, [1.5, 0.7, 1.1, 1.0])):
+        draw = sampler({"clip": _clip(seed=seed)}, torch.Generator().manual_seed(seed))
+        old = draw.log_prob.detach() + torch.tensor(shift).log()
+        rollouts.append(Rollout(draw.inputs, draw.order, old, torch.ones(4), torch.ones(4)))
+    sampler._rollouts = rollouts  # oldest first: the second is reused for the first time
+    _, parts = _step(sampler, 3)
+    torch.testing.assert_close(torch.stack([parts[k] for k in clip_keys]),
+                               torch.tensor([0.375, 0.5, 0.25]))
 
 
 def test_one_ppo_epoch_keeps_nothing_and_adamae_has_no_critic():
