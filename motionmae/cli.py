@@ -784,6 +784,11 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit status says how it ended (see :mod:`motionmae.errors`)."""
     args = build_parser().parse_args(argv)
+    # OpenMP threads that spin while waiting are ~16x slower per training step on a CPU
+    # shared with loader workers (tracking, decoding) or another job (docs/benchmarks.md);
+    # a sleeping wait costs little when the cores are free. Read once, at the first torch
+    # import, which happens after this line; a user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
