@@ -49,6 +49,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+# Before torch's import: spinning OpenMP waits slow a step ~16x on shared cores (omp_wait.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 import torch
 import yaml
@@ -72,6 +75,24 @@ VARIANTS: dict[str, list[str]] = {
     "default: pixel+tracks / motion": ["targets.names=[pixel,tracks]", "masking.kind=motion"],
     "tracks / tube": ["targets.names=[tracks]", "masking.kind=tube"],
     "hog+m3traj / tube": ["targets.names=[hog,m3traj]", "masking.kind=tube"],
+}
+
+# The papers as written vs this project's variants (``--papers`` adds these rows).
+PAPER_VARIANTS: dict[str, list[str]] = {
+    "TrackMAE official: pixel+tracks / motion": [
+        "targets.names=[pixel,tracks]", "masking.kind=motion", "targets.tracks.norm=patch",
+        "targets.tracks.windows=official", "targets.tracks.upsample_mode=align_corners"],
+    "TrackMAE, this project's windows": [
+        "targets.names=[pixel,tracks]", "masking.kind=motion", "targets.tracks.norm=patch",
+        "targets.tracks.windows=tubelet", "targets.tracks.upsample_mode=centres"],
+    "M3Video as written: hog+m3traj / tube": [
+        "targets.names=[hog,m3traj]", "masking.kind=tube", "targets.m3traj.norm=patch_std",
+        "targets.m3traj.length=6", "targets.m3traj.hog_channels=rgb",
+        "targets.m3traj.camera_compensation=true", "model.joint_targets=[hog,m3traj]"],
+    "M3Video as before: hog+m3traj / tube": [
+        "targets.names=[hog,m3traj]", "masking.kind=tube", "targets.m3traj.norm=path_length",
+        "targets.m3traj.length=5", "targets.m3traj.hog_channels=grey",
+        "targets.m3traj.camera_compensation=false"],
 }
 
 BUDGETS: dict[str, list[str]] = {
@@ -336,6 +357,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="add (or redefine) a row: --set overrides on the defaults")
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
                         help="rows to run (repeatable; also the reference rows' names)")
+    parser.add_argument("--papers", action="store_true",
+                        help="add the rows of the papers as written vs this project's variants")
     parser.add_argument("--no-references", action="store_true",
                         help="skip the random-init, single-frame and HOF rows")
     parser.add_argument("--reuse", action="store_true",
@@ -353,6 +376,8 @@ def main(argv: list[str] | None = None) -> None:
         print(tables(read_results(results)) or f"no results in {results}")
         return
     variants = dict(VARIANTS)
+    if args.papers:
+        variants.update(PAPER_VARIANTS)
     variants.update(parse_variant(text) for text in args.variant)
     references = [] if args.no_references else [RANDOM, SINGLE, HOF]
     wanted = [*references, *variants]

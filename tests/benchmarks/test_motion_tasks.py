@@ -215,6 +215,25 @@ def test_suite_rows_are_cli_overrides_and_clips_stay_within_the_videos(tmp_path)
         ms.pretrain_config("16x112", ["data.stride=2"], tmp_path / "pool.txt", tmp_path, 30)
 
 
+def test_paper_rows_are_the_papers_settings(tmp_path):
+    import motion_suite as ms
+
+    def config(row):
+        return ms.pretrain_config("16x112", ms.PAPER_VARIANTS[row], tmp_path / "pool.txt",
+                                  tmp_path / "run", 30)
+
+    official = config("TrackMAE official: pixel+tracks / motion").targets.tracks
+    assert (official.norm, official.windows, official.upsample_mode) == (
+        "patch", "official", "align_corners")
+    written = config("M3Video as written: hog+m3traj / tube")
+    m3 = written.targets.m3traj
+    assert (m3.norm, m3.length, m3.hog_channels, m3.camera_compensation) == (
+        "patch_std", 6, "rgb", True)
+    assert written.model.joint_targets == ["hog", "m3traj"]
+    before = config("M3Video as before: hog+m3traj / tube")
+    assert (before.targets.m3traj.norm, before.model.joint_targets) == ("path_length", [])
+
+
 def test_suite_tables_keep_the_last_record_of_each_cell():
     import motion_suite as ms
 
