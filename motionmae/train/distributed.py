@@ -4,6 +4,7 @@ fully sharded (FSDP2) model with checkpoints that load on any world size."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,6 +101,10 @@ def destroy_distributed(synchronise: bool = True) -> None:
     ``synchronise=False``: the other ranks may never reach the barrier.
     """
     if torch_dist.is_available() and torch_dist.is_initialized():
+        # A DDP wrapper caught in a reference cycle (the training loop's closures) would
+        # otherwise be freed by the garbage collector at shutdown, after the group is gone,
+        # and its reducer's pending work aborts the process the same way.
+        gc.collect()
         if synchronise:
             torch_dist.barrier()
         torch_dist.destroy_process_group()
