@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from motionmae.config import ModelConfig, from_dict
+from motionmae.config import ModelConfig, from_dict, saved_model_dict
 from motionmae.models import VideoEncoder
 from motionmae.tokens import TokenGrid
 from motionmae.train.checkpoint import Checkpoint, resolve_checkpoint
@@ -17,7 +17,7 @@ def encoder_from_description(description: dict) -> VideoEncoder:
     """An encoder (random weights) as a checkpoint description (``config.json``) describes
     it: ``model``, ``grid`` and, for encoders that came from other formats, ``encoder``
     (``final_norm``: false for mean-pooling VideoMAE models; ``layer_norm_eps``)."""
-    model_cfg = from_dict(ModelConfig, description["model"], "model")
+    model_cfg = from_dict(ModelConfig, saved_model_dict(description["model"]), "model")
     encoder = VideoEncoder(model_cfg, TokenGrid(**description["grid"]))
     options = description.get("encoder", {})
     if not options.get("final_norm", True):

@@ -54,6 +54,13 @@ class ModelConfig:
     decoder_depth: int = 4
     decoder_heads: int | None = None
     drop_path: float = 0.0
+    # The tubelet projection reads each tubelet as the mean of its frames and their
+    # successive differences times this gain; 0 reads the frames as they are (VideoMAE's).
+    # A change of basis of the same linear map (exports fold it into VideoMAE's kernel), but
+    # it decides what learns first: with plain frames a tiny ViT on 2x16x16 tubelets of real
+    # footage learned no motion in 500-1,500 steps (a frame difference is ~15% of a frame's
+    # norm and the gradient follows appearance); with gain 4 it did (docs/benchmarks.md).
+    difference_gain: float = 4.0
     # Targets predicted by one joint decoder (M3Video's default): one set of blocks and one
     # linear head whose output is split into the targets' values; each target keeps its own
     # loss and weight. Targets not listed get a decoder each. Empty: one decoder per target.
@@ -69,6 +76,8 @@ class ModelConfig:
         _check(self.tubelet_size > 0, f"{key}.tubelet_size", "must be positive")
         _check(self.decoder_depth >= 1, f"{key}.decoder_depth", "must be >= 1")
         _check(0.0 <= self.drop_path < 1.0, f"{key}.drop_path", "must be in [0, 1)")
+        _check(self.difference_gain >= 0.0, f"{key}.difference_gain",
+               f"must be >= 0 (0: plain frames), got {self.difference_gain}")
         _check(not self.joint_targets or len(self.joint_targets) >= 2, f"{key}.joint_targets",
                f"a joint decoder needs at least two targets, got {self.joint_targets}")
         _check(len(set(self.joint_targets)) == len(self.joint_targets), f"{key}.joint_targets",
@@ -91,6 +100,17 @@ class ModelConfig:
             decoder_dim=self.decoder_dim or dec_dim,
             decoder_heads=self.decoder_heads or dec_heads,
         )
+
+
+SAVED_MODEL_DEFAULTS: dict[str, Any] = {"difference_gain": 0.0}
+"""What a ``model`` section saved before a key existed meant: the value that reproduces the
+model it was trained as (not today's default)."""
+
+
+def saved_model_dict(model: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``model`` section (checkpoint description, run config) with the keys it
+    predates filled in as :data:`SAVED_MODEL_DEFAULTS` says."""
+    return {**SAVED_MODEL_DEFAULTS, **model}
 
 
 @dataclass
@@ -286,8 +306,8 @@ class PixelTargetConfig:
 
 
 TRACK_NORMS = ("none", "scale", "patch", "patch_mean", "batch")
-# The default of targets.tracks.norm (TrackMAE's): switching it is this one line.
-DEFAULT_TRACK_NORM = "patch"
+# The default of targets.tracks.norm; TrackMAE's own is "patch" (its recipes say so).
+DEFAULT_TRACK_NORM = "batch"
 TRACK_WINDOWS = ("tubelet", "official")
 TRACK_UPSAMPLE_MODES = ("centres", "align_corners")
 

@@ -46,13 +46,15 @@ def heads_for(dim: int, given: int | None, table: dict[int, int], what: str) -> 
 
 
 def model_config(embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, tubelet: int,
-                 patch: int, **decoder: int) -> ModelConfig:
+                 patch: int, difference_gain: float = 0.0, **decoder: int) -> ModelConfig:
     """A resolved :class:`ModelConfig` for these dimensions, named after the matching size in
-    ``MODEL_SIZES`` when there is one (``decoder``: optional decoder_dim/_depth/_heads)."""
+    ``MODEL_SIZES`` when there is one (``decoder``: optional decoder_dim/_depth/_heads).
+    ``difference_gain`` 0: the tubelet kernel reads plain frames, as VideoMAE's does."""
     size = next((name for name, dims in MODEL_SIZES.items()
                  if dims[:3] == (embed_dim, depth, num_heads)), "tiny")
     cfg = ModelConfig(size=size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-                      mlp_ratio=mlp_ratio, patch_size=patch, tubelet_size=tubelet, **decoder)
+                      mlp_ratio=mlp_ratio, patch_size=patch, tubelet_size=tubelet,
+                      difference_gain=difference_gain, **decoder)
     cfg.validate()
     return cfg.resolved()
 
@@ -93,4 +95,5 @@ def encoder_config(encoder: nn.Module) -> ModelConfig:
     return model_config(
         encoder.embed_dim, encoder.depth, block.attn.num_heads,
         block.mlp.fc1.out_features / encoder.embed_dim, encoder.grid.tubelet, encoder.grid.patch,
+        difference_gain=encoder.patch_embed.difference_gain,
     )

@@ -274,7 +274,9 @@ def to_hf_state_dict(encoder: VideoEncoder) -> dict[str, torch.Tensor]:
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     dim = encoder.embed_dim
     out = {
-        "embeddings.patch_embeddings.projection.weight": state["patch_embed.proj.weight"],
+        # VideoMAE's kernel reads plain frames: the difference basis is folded in.
+        "embeddings.patch_embeddings.projection.weight":
+            encoder.patch_embed.frame_weight().detach().cpu().contiguous(),
         "embeddings.patch_embeddings.projection.bias": state["patch_embed.proj.bias"],
     }
     if "norm.weight" in state:

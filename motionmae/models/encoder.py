@@ -41,7 +41,7 @@ class VideoEncoder(nn.Module):
         self.grid = grid
         self.embed_dim = cfg.embed_dim
         self.depth = cfg.depth
-        self.patch_embed = TubeletEmbed(grid, cfg.embed_dim)
+        self.patch_embed = TubeletEmbed(grid, cfg.embed_dim, cfg.difference_gain)
         self.register_buffer(
             "pos_embed", sinusoid_position_embedding(grid, cfg.embed_dim).unsqueeze(0),
             persistent=False,

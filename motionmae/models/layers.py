@@ -43,19 +43,46 @@ def sinusoid_position_embedding(grid: TokenGrid, dim: int) -> torch.Tensor:
     return sinusoid_position_table(grid.num_tokens, dim)
 
 
+def temporal_difference_basis(frames: int, gain: float) -> torch.Tensor:
+    """``[frames, frames]`` float32 ``B`` mapping a tubelet's frames ``x`` (along time) to its
+    coordinates ``B @ x``: row 0 the mean of the frames, row ``i >= 1`` ``gain *
+    (x_i - x_{i-1})``. Invertible for ``gain > 0`` (a kernel ``W`` on these coordinates is
+    ``W @ B`` on the frames)."""
+    if frames < 1 or gain <= 0:
+        raise ValueError(f"need frames >= 1 and gain > 0, got {frames} and {gain}")
+    basis = torch.zeros(frames, frames)
+    basis[0] = 1.0 / frames
+    for i in range(1, frames):
+        basis[i, i], basis[i, i - 1] = gain, -gain
+    return basis
+
+
 class TubeletEmbed(nn.Module):
     """Linear embedding of non-overlapping ``tubelet x patch x patch`` tubelets.
 
     The weights live in a ``Conv3d`` with ``kernel = stride = (tubelet, patch, patch)`` (the
     VideoMAE layout), but the projection is applied as a matmul on flattened tubelets, which
     lets :meth:`forward` embed only the tubelets it is asked for (the visible ones).
+
+    With ``difference_gain`` g > 0 the kernel's time axis reads the tubelet in the basis of
+    :func:`temporal_difference_basis` (the frames' mean and g x their successive
+    differences) instead of the frames: the same linear map, but initialised and updated in
+    coordinates where motion is as loud as appearance. :meth:`frame_weight` gives the plain
+    kernel (for exports to VideoMAE's layout).
     """
 
-    def __init__(self, grid: TokenGrid, dim: int) -> None:
+    def __init__(self, grid: TokenGrid, dim: int, difference_gain: float = 0.0) -> None:
         super().__init__()
         self.grid = grid
+        self.difference_gain = float(difference_gain)
         kernel = (grid.tubelet, grid.patch, grid.patch)
         self.proj = nn.Conv3d(grid.channels, dim, kernel_size=kernel, stride=kernel)
+        self.basis: torch.Tensor | None
+        if self.difference_gain > 0 and grid.tubelet > 1:
+            self.register_buffer("basis", temporal_difference_basis(
+                grid.tubelet, self.difference_gain), persistent=False)
+        else:
+            self.basis = None
 
     def tubelets(self, clip: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Flattened tubelets, values ordered (c, pt, ph, pw) like the flattened ``Conv3d``
@@ -90,7 +117,18 @@ class TubeletEmbed(nn.Module):
         Returns:
             ``[B, K or L, dim]``.
         """
-        return F.linear(self.tubelets(clip, index), self.proj.weight.flatten(1), self.proj.bias)
+        return F.linear(self.tubelets(clip, index), self.frame_weight().flatten(1),
+                        self.proj.bias)
+
+    def frame_weight(self) -> torch.Tensor:
+        """The kernel on plain frames, ``[dim, C, tubelet, patch, patch]``: ``proj.weight``
+        (which reads the difference basis) times :func:`temporal_difference_basis` along
+        time; ``proj.weight`` itself when ``difference_gain`` is 0. What VideoMAE's
+        ``Conv3d`` holds for the same function."""
+        if self.basis is None:
+            return self.proj.weight
+        basis = self.basis.to(self.proj.weight.dtype)
+        return torch.einsum("ocihw,ij->ocjhw", self.proj.weight, basis)
 
 
 class Attention(nn.Module):

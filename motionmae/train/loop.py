@@ -49,7 +49,7 @@ from torch import nn
 from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader, Dataset
 
-from motionmae.config import OptimConfig, RunConfig
+from motionmae.config import SAVED_MODEL_DEFAULTS, OptimConfig, RunConfig, saved_model_dict
 from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
 from motionmae.data.badvideos import BadVideoLog
 from motionmae.environment import machine_environment
@@ -138,6 +138,23 @@ class TrainResult:
     state: TrainState
     out_dir: Path
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+def check_resumed_model(saved: dict, current: dict, path: Path) -> None:
+    """Refuse to resume a run whose model settings of the same shapes mean other weights
+    (:data:`~motionmae.config.SAVED_MODEL_DEFAULTS`: e.g. a run from before
+    ``model.difference_gain`` existed, resumed under today's default)."""
+    if "model" not in saved or "model" not in current:
+        return
+    before = saved_model_dict(saved["model"])
+    changed = [key for key in SAVED_MODEL_DEFAULTS if before.get(key) != current["model"].get(key)]
+    if changed:
+        settings = " ".join(f"--set model.{key}={before[key]}" for key in changed)
+        raise ValueError(f"--resume: {path} was trained with "
+                         + ", ".join(f"model.{k}={before[k]}" for k in changed)
+                         + ", this config says "
+                         + ", ".join(f"{current['model'].get(k)}" for k in changed)
+                         + f": resume with {settings}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -291,6 +308,7 @@ def train(
         checkpoint = latest_checkpoint(ckpt_root)
         if checkpoint is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {ckpt_root}")
+        check_resumed_model(checkpoint.config(), task.describe(), checkpoint.path)
         saved = checkpoint.state()
         load_full_state(model, optimizer, checkpoint.weights("cpu" if sharded else device),
                         saved["optimizer"], sharded)

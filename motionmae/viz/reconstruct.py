@@ -195,7 +195,7 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
     paths."""
     import dataclasses
 
-    from motionmae.config import PretrainConfig, from_dict
+    from motionmae.config import PretrainConfig, from_dict, saved_model_dict
     from motionmae.masking.motion import motion_per_position
     from motionmae.targets.pixel import denormalize_prediction, patch_statistics
     from motionmae.tokens import mask_to_indices
@@ -214,7 +214,9 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
     saved = ckpt.config()
     if "config" not in saved:
         raise ValueError(f"{ckpt.path}: not a pretraining checkpoint (no saved config)")
-    cfg = from_dict(PretrainConfig, saved["config"])
+    config = dict(saved["config"])
+    config["model"] = saved_model_dict(config.get("model", {}))
+    cfg = from_dict(PretrainConfig, config)
     # One clip: track it online rather than requiring the training run's track cache.
     cfg.tracking = dataclasses.replace(cfg.tracking, cache=None)
     task = PretrainTask(cfg)

@@ -121,7 +121,8 @@ def test_evaluate_an_official_fine_tuned_videomae_file(tiny_videos, tmp_path, ca
     # top-level encoder keys, fc_norm + head, fixed positions (not saved) -> 16 x 224 clips.
     torch.manual_seed(0)
     grid = TokenGrid(frames=16, height=224, width=224)
-    model = VideoClassifier(create_encoder("tiny", grid, depth=1), num_classes=5,
+    model = VideoClassifier(create_encoder("tiny", grid, depth=1, difference_gain=0.0),
+                            num_classes=5,
                             head_init_scale=1.0)
     model.encoder.norm = torch.nn.Identity()
     state = {k.removeprefix("encoder."): v for k, v in model.state_dict().items()}

@@ -1,9 +1,11 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from motionmae.config import MaskingConfig
 from motionmae.masking import build_mask_generator
 from motionmae.models import create_encoder, sinusoid_position_table
+from motionmae.models.layers import TubeletEmbed, temporal_difference_basis
 from motionmae.tokens import TokenGrid, mask_to_indices
 
 GRID = TokenGrid(frames=4, height=32, width=48)  # L = 2 * 2 * 3 = 12
@@ -48,10 +50,48 @@ def test_hidden_pixels_do_not_reach_visible_outputs(encoder):
     assert not torch.allclose(encoder(perturbed), encoder(clip))
 
 
-def test_tubelet_embedding_equals_the_conv3d(encoder):
+def test_tubelet_embedding_equals_the_conv3d_of_its_frame_kernel(encoder):
     clip, _, _, _ = _masked_batch()
-    conv = encoder.patch_embed.proj(clip).flatten(2).transpose(1, 2)
-    torch.testing.assert_close(encoder.patch_embed(clip), conv, atol=1e-5, rtol=1e-5)
+    embed = encoder.patch_embed
+    assert embed.difference_gain == 4.0  # the default
+    conv = F.conv3d(clip, embed.frame_weight(), embed.proj.bias, stride=embed.proj.stride)
+    torch.testing.assert_close(embed(clip), conv.flatten(2).transpose(1, 2), atol=1e-5,
+                               rtol=1e-5)
+
+
+def test_plain_frames_use_the_kernel_as_it_is():
+    torch.manual_seed(0)
+    embed = TubeletEmbed(GRID, 8, difference_gain=0.0)
+    clip, _, _, _ = _masked_batch()
+    assert embed.frame_weight() is embed.proj.weight
+    torch.testing.assert_close(embed(clip), embed.proj(clip).flatten(2).transpose(1, 2),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_difference_basis_known_answer():
+    torch.testing.assert_close(temporal_difference_basis(2, 4.0),
+                               torch.tensor([[0.5, 0.5], [-4.0, 4.0]]))
+    three = temporal_difference_basis(3, 2.0)
+    torch.testing.assert_close(three @ torch.tensor([1.0, 3.0, 6.0]),
+                               torch.tensor([10 / 3, 4.0, 6.0]))  # mean, 2*(3-1), 2*(6-3)
+    with pytest.raises(ValueError, match="gain > 0"):
+        temporal_difference_basis(2, 0.0)
+
+
+def test_difference_gain_scales_only_what_changes_between_frames():
+    """The same kernel coordinates under gains 1 and 4: a static clip (equal frames) embeds
+    alike; a clip whose frames differ moves 4x as far from its static version with gain 4."""
+    torch.manual_seed(0)
+    one, four = TubeletEmbed(GRID, 8, 1.0), TubeletEmbed(GRID, 8, 4.0)
+    four.load_state_dict(one.state_dict())
+    frame = torch.randn(1, 3, 1, GRID.height, GRID.width)
+    static = frame.expand(-1, -1, GRID.frames, -1, -1)
+    torch.testing.assert_close(one(static), four(static))
+    # Opposite changes to the two frames of each tubelet: their mean stays the same.
+    sign = torch.tensor([-1.0, 1.0]).repeat(GRID.frames // 2).view(1, 1, -1, 1, 1)
+    moving = static + sign * torch.randn_like(frame) * 0.1
+    torch.testing.assert_close(four(moving) - four(static), 4 * (one(moving) - one(static)),
+                               atol=1e-4, rtol=1e-4)
 
 
 def test_position_table_matches_videomae_formula():

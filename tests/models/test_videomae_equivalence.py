@@ -58,7 +58,8 @@ def _map_weights(hf_state: dict[str, torch.Tensor], depth: int) -> dict[str, tor
 
 def test_encoder_matches_hf_videomae():
     hf = _hf_model()
-    encoder = create_encoder("tiny", GRID, embed_dim=64, depth=2, num_heads=4).eval()
+    encoder = create_encoder("tiny", GRID, embed_dim=64, depth=2, num_heads=4,
+                             difference_gain=0.0).eval()
     encoder.load_state_dict(_map_weights(hf.state_dict(), 2))
     torch.testing.assert_close(encoder.pos_embed, hf.embeddings.position_embeddings,
                                atol=1e-6, rtol=0)

@@ -111,3 +111,32 @@ def test_run_records_its_environment_for_the_report(videos, tmp_path):
     assert recorded["torch"] == metadata.version("torch")
     values, source = environment(tmp_path / "run")
     assert values == recorded and "recorded by the training run" in source
+
+
+def test_a_run_from_before_difference_gain_loads_and_resumes_as_it_was_trained(videos, tmp_path):
+    """A checkpoint whose saved model section predates ``model.difference_gain`` was trained
+    on plain frames: it loads as gain 0, and resuming it under today's default (4) is refused
+    with the setting to pass."""
+    import motionmae
+    from motionmae.train.checkpoint import MANIFEST, sha256_file
+
+    run = tmp_path / "old"
+    pretrain(_config(videos, run, **{"run.steps": 2, "model.difference_gain": 0.0}))
+    checkpoint = latest_checkpoint(run / "checkpoints")
+    config_file = checkpoint.path / "config.json"
+    description = json.loads(config_file.read_text())
+    del description["model"]["difference_gain"]  # as written before the key existed
+    del description["config"]["model"]["difference_gain"]
+    config_file.write_text(json.dumps(description))
+    manifest_file = checkpoint.path / MANIFEST
+    manifest = json.loads(manifest_file.read_text())
+    manifest["files"]["config.json"] = {"size": config_file.stat().st_size,
+                                        "sha256": sha256_file(config_file)}
+    manifest_file.write_text(json.dumps(manifest))
+    assert motionmae.load_encoder(run).patch_embed.difference_gain == 0.0
+    with pytest.raises(ValueError, match=r"model.difference_gain=0.0.*--set "
+                                         r"model.difference_gain=0.0"):
+        pretrain(_config(videos, run, **{"run.steps": 4}), resume=True)
+    result = pretrain(_config(videos, run, **{"run.steps": 4, "model.difference_gain": 0.0}),
+                      resume=True)
+    assert result.state.step == 4
