@@ -381,11 +381,11 @@ def cmd_features(args: argparse.Namespace) -> int:
 def _window_features(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from motionmae.checkpoints.format import resolve_checkpoint
     from motionmae.data import read_video_list
     from motionmae.eval.windows import extract_windows
     from motionmae.evaluate import eval_data_config
     from motionmae.interop import detect_format, load_any_encoder
-    from motionmae.train.checkpoint import resolve_checkpoint
     from motionmae.train.loop import resolve_device
 
     if args.windows < 1:

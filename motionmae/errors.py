@@ -47,6 +47,12 @@ class DataError(MotionMAEError, RuntimeError):
     exit_code = DATA
 
 
+class NonFiniteLossError(MotionMAEError, RuntimeError):
+    """Too many consecutive training steps had a non-finite loss or gradient."""
+
+    exit_code = DIVERGED
+
+
 def classify(error: BaseException) -> tuple[int, str] | None:
     """``(exit status, one-line message)`` of an error the user caused; ``None`` for a bug.
 
@@ -59,12 +65,11 @@ def classify(error: BaseException) -> tuple[int, str] | None:
     # Imported here: the error types live in modules the CLI imports lazily.
     import av
 
+    from motionmae.checkpoints.format import CheckpointError
     from motionmae.config import ConfigError
     from motionmae.data.formats import DatasetSpecError
     from motionmae.data.lists import ListFormatError
     from motionmae.data.video import VideoReadError
-    from motionmae.train.checkpoint import CheckpointError
-    from motionmae.train.loop import NonFiniteLossError
     from motionmae.train.preflight import OutputFolderError
 
     if isinstance(error, MotionMAEError):
@@ -79,8 +84,6 @@ def classify(error: BaseException) -> tuple[int, str] | None:
         code = ENVIRONMENT
     elif isinstance(error, ImportError) and not (error.name or "").startswith("motionmae"):
         code = ENVIRONMENT  # a missing optional package (our own modules failing is a bug)
-    elif isinstance(error, NonFiniteLossError):
-        code = DIVERGED
     else:
         return None
     return code, message(error)

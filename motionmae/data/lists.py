@@ -32,44 +32,14 @@ import logging
 import os
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from motionmae.data.entries import ListFormatError, VideoEntry, VideoList
 
 PATH_COLUMNS = ("path", "video", "filename")
 LABEL_COLUMN = "label"
 
 logger = logging.getLogger(__name__)
-
-
-class ListFormatError(ValueError):
-    """A list file is malformed; the message names the file and line."""
-
-
-@dataclass(frozen=True)
-class VideoEntry:
-    """One video: its absolute ``path`` and integer ``label`` (``None`` when unlabelled)."""
-
-    path: Path
-    label: int | None = None
-
-
-@dataclass
-class VideoList:
-    """Entries in file order; ``classes[label]`` is the class name when labels were names."""
-
-    entries: list[VideoEntry]
-    classes: list[str] | None = None
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    @property
-    def num_classes(self) -> int | None:
-        """Number of classes: ``len(classes)``, else ``max(label) + 1``, else ``None``."""
-        if self.classes is not None:
-            return len(self.classes)
-        labels = [e.label for e in self.entries if e.label is not None]
-        return max(labels) + 1 if labels else None
 
 
 def read_video_list(path: str | Path) -> VideoList:
@@ -83,7 +53,7 @@ def read_video_list(path: str | Path) -> VideoList:
         FileNotFoundError: ``path`` does not exist.
     """
     if not Path(path).exists():
-        # Imported here: the format readers build on this module.
+        # Imported here: only a dataset spec needs the format readers.
         from motionmae.data.formats import looks_like_spec, read_dataset
 
         if looks_like_spec(str(path)):

@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from motionmae.api import encoder_from_description
+from motionmae.checkpoints.encoders import encoder_from_description
+from motionmae.checkpoints.format import CheckpointError, resolve_checkpoint
 from motionmae.data import VideoEntry, VideoList
 from motionmae.models import VideoClassifier
-from motionmae.train.checkpoint import CheckpointError, resolve_checkpoint
 
 KIND = "finetune"
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import torch
 
-from motionmae.api import encoder_from_checkpoint
+from motionmae.checkpoints.encoders import encoder_from_checkpoint
+from motionmae.checkpoints.format import WEIGHTS, resolve_checkpoint
 from motionmae.interop.common import describe, encoder_config
 from motionmae.interop.huggingface import hf_normalisation, is_huggingface_folder, load_huggingface
 from motionmae.interop.videomae import OFFICIAL_SUFFIXES, load_videomae_encoder
 from motionmae.models import VideoEncoder
-from motionmae.train.checkpoint import WEIGHTS, resolve_checkpoint
 
 FORMATS = ("motionmae", "huggingface", "videomae")
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from torch import nn
 
+from motionmae.checkpoints.format import CheckpointError
 from motionmae.config import IMAGENET_MEAN, IMAGENET_STD, MODEL_SIZES, ModelConfig, to_dict
 from motionmae.tokens import TokenGrid
-from motionmae.train.checkpoint import CheckpointError
 
 # embed_dim -> attention heads of the published ViT sizes (head dim 64; ViT-H 80, ViT-g 88).
 # Heads cannot be read off the weights (the qkv matrix is the same for any head count).

@@ -25,14 +25,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from motionmae import __version__
-from motionmae.fileio import sha256_file
-from motionmae.interop.auto import detect_format, load_any_encoder
-from motionmae.interop.common import InteropError
-from motionmae.interop.huggingface import export_huggingface
-from motionmae.models import VideoEncoder
-from motionmae.models.layers import LAYER_NORM_EPS, sinusoid_position_embedding
-from motionmae.train.checkpoint import (
+from motionmae.checkpoints.format import (
     CONFIG,
     MANIFEST,
     STATE,
@@ -40,6 +33,13 @@ from motionmae.train.checkpoint import (
     Checkpoint,
     resolve_checkpoint,
 )
+from motionmae.fileio import sha256_file
+from motionmae.interop.auto import detect_format, load_any_encoder
+from motionmae.interop.common import InteropError
+from motionmae.interop.huggingface import export_huggingface
+from motionmae.models import VideoEncoder
+from motionmae.models.layers import LAYER_NORM_EPS, sinusoid_position_embedding
+from motionmae.version import __version__
 
 log = logging.getLogger(__name__)
 

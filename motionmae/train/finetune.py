@@ -24,6 +24,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from motionmae.checkpoints.format import latest_checkpoint, resolve_checkpoint
 from motionmae.config import ConfigError, FinetuneConfig, FinetuneSettings, to_dict
 from motionmae.data import VideoDataset, VideoList, build_loader, read_video_list
 from motionmae.data.dataset import ClipTransform
@@ -37,7 +38,6 @@ from motionmae.interop.common import encoder_config
 from motionmae.models import DropPath, VideoClassifier, VideoEncoder
 from motionmae.models.layers import sinusoid_position_embedding
 from motionmae.tokens import TokenGrid
-from motionmae.train.checkpoint import latest_checkpoint, resolve_checkpoint
 from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, resolve_device, train
 from motionmae.train.optim import parameter_groups

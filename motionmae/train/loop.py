@@ -26,7 +26,7 @@ ranks agree on the stop step. ``--resume`` continues from that checkpoint.
 
 Storage: before the first step the output folder must be writable and hold two checkpoints
 (:mod:`motionmae.train.preflight`); a checkpoint that cannot be written (disk full) raises
-:class:`~motionmae.train.checkpoint.CheckpointError` on every rank, leaving ``latest`` on the
+:class:`~motionmae.checkpoints.format.CheckpointError` on every rank, leaving ``latest`` on the
 previous complete checkpoint.
 """
 
@@ -49,17 +49,18 @@ from torch import nn
 from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader, Dataset
 
-from motionmae.config import SAVED_MODEL_DEFAULTS, OptimConfig, RunConfig, saved_model_dict
-from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
-from motionmae.data.badvideos import BadVideoLog
-from motionmae.environment import machine_environment
-from motionmae.train.checkpoint import (
+from motionmae.checkpoints.format import (
     LATEST,
     CheckpointError,
     latest_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
+from motionmae.config import SAVED_MODEL_DEFAULTS, OptimConfig, RunConfig, saved_model_dict
+from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
+from motionmae.data.badvideos import BadVideoLog
+from motionmae.environment import machine_environment
+from motionmae.errors import NonFiniteLossError
 from motionmae.train.distributed import (
     DistInfo,
     any_across_ranks,
@@ -105,10 +106,6 @@ class TrainTask(Protocol):
     def describe(self) -> dict[str, Any]:
         """JSON description saved as the checkpoint's ``config.json``."""
         ...
-
-
-class NonFiniteLossError(RuntimeError):
-    """Too many consecutive steps had a non-finite loss or gradient."""
 
 
 class TrainingInterrupted(RuntimeError):

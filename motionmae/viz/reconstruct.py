@@ -195,11 +195,11 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
     paths."""
     import dataclasses
 
+    from motionmae.checkpoints.format import resolve_checkpoint
     from motionmae.config import PretrainConfig, from_dict, saved_model_dict
     from motionmae.masking.motion import motion_per_position
     from motionmae.targets.pixel import denormalize_prediction, patch_statistics
     from motionmae.tokens import mask_to_indices
-    from motionmae.train.checkpoint import resolve_checkpoint
     from motionmae.train.pretrain import PretrainTask, build_sample_hooks
     from motionmae.viz.draw import (
         draw_track_pairs,

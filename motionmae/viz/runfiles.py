@@ -1,6 +1,6 @@
 """Read what a run folder holds, tolerating the traces of a crash.
 
-A run folder (see :mod:`motionmae.train.loop` and :mod:`motionmae.train.checkpoint`)::
+A run folder (see :mod:`motionmae.train.loop` and :mod:`motionmae.checkpoints.format`)::
 
     RUN/config.yaml                      the resolved config
     RUN/metrics.jsonl                    one JSON record per logging interval
@@ -27,7 +27,7 @@ from motionmae.environment import machine_environment
 
 log = logging.getLogger(__name__)
 
-_STEP_DIR = re.compile(r"^step_(\d{8})$")  # as in motionmae.train.checkpoint
+_STEP_DIR = re.compile(r"^step_(\d{8})$")  # as in motionmae.checkpoints.format
 
 
 @dataclass

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from motionmae.train.checkpoint import (
+from motionmae.checkpoints.format import (
     CheckpointError,
     latest_checkpoint,
     list_checkpoints,

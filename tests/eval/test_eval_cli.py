@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
+from motionmae.checkpoints.format import CheckpointError
 from motionmae.cli import main
 from motionmae.eval import load_classifier
 from motionmae.models import VideoClassifier, create_encoder
 from motionmae.tokens import TokenGrid
-from motionmae.train.checkpoint import CheckpointError
 
 TINY = ["--set", "data.workers=0", "--set", "data.flip=false", "--set", "run.log_every=1"]
 

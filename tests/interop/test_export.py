@@ -7,10 +7,10 @@ import torch
 from videomae_reference import official_state_dict, reference_encoder
 
 import motionmae
-from motionmae.api import encoder_from_checkpoint
+from motionmae.checkpoints.encoders import encoder_from_checkpoint
+from motionmae.checkpoints.format import resolve_checkpoint, save_checkpoint, verify
 from motionmae.config import PretrainConfig, load_config
 from motionmae.interop import InteropError, export
-from motionmae.train.checkpoint import resolve_checkpoint, save_checkpoint, verify
 from motionmae.train.pretrain import PretrainTask
 
 TOL = {"atol": 1e-4, "rtol": 1e-4}

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from motionmae.api import load_encoder
+from motionmae.checkpoints.format import latest_checkpoint
 from motionmae.cli import main
 from motionmae.config import PretrainConfig, load_config
 from motionmae.data import make_synthetic_dataset
-from motionmae.train.checkpoint import latest_checkpoint
 from motionmae.train.pretrain import PretrainTask
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from motionmae.checkpoints.format import latest_checkpoint
 from motionmae.config import PretrainConfig, load_config
-from motionmae.train.checkpoint import latest_checkpoint
-from motionmae.train.loop import NonFiniteLossError
+from motionmae.errors import NonFiniteLossError
 from motionmae.train.pretrain import PretrainTask, pretrain
 
 STEPS = 8

@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from motionmae.api import load_encoder
+from motionmae.checkpoints.format import CheckpointError, latest_checkpoint
 from motionmae.config import ConfigError, FinetuneConfig, PretrainConfig, load_config
 from motionmae.data import make_synthetic_dataset, read_video_list
 from motionmae.data.mixing import smooth_targets
 from motionmae.eval import evaluate_videos, load_classifier
 from motionmae.models import DropPath, VideoClassifier, create_encoder
 from motionmae.tokens import TokenGrid
-from motionmae.train.checkpoint import CheckpointError, latest_checkpoint
 from motionmae.train.finetune import (
     build_task,
     finetune,

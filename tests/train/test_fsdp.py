@@ -21,8 +21,8 @@ import pytest
 import torch
 from test_distributed import PerSampleMask, torchrun
 
+from motionmae.checkpoints.format import latest_checkpoint
 from motionmae.config import PretrainConfig, load_config
-from motionmae.train.checkpoint import latest_checkpoint
 
 STEPS = 4  # one epoch: 16 videos = 4 steps x global batch 4
 

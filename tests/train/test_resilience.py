@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from motionmae.checkpoints import format as checkpoint_module
+from motionmae.checkpoints.format import CheckpointError, latest_checkpoint
 from motionmae.config import PretrainConfig, load_config
 from motionmae.data.lists import VideoEntry, read_video_list, write_video_list
 from motionmae.data.video import VideoReadError
-from motionmae.train import checkpoint as checkpoint_module
 from motionmae.train import preflight
-from motionmae.train.checkpoint import CheckpointError, latest_checkpoint
 from motionmae.train.pretrain import PretrainTask, pretrain
 
 SETTINGS = ["data.frames=4", "data.stride=2", "data.size=32", "data.flip=false",

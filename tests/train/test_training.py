@@ -6,9 +6,9 @@ from importlib import metadata
 import pytest
 import torch
 
+from motionmae.checkpoints.format import latest_checkpoint
 from motionmae.config import PretrainConfig, load_config
 from motionmae.data import make_synthetic_dataset
-from motionmae.train.checkpoint import latest_checkpoint
 from motionmae.train.pretrain import pretrain
 
 
@@ -118,7 +118,7 @@ def test_a_run_from_before_difference_gain_loads_and_resumes_as_it_was_trained(v
     on plain frames: it loads as gain 0, and resuming it under today's default (4) is refused
     with the setting to pass."""
     import motionmae
-    from motionmae.train.checkpoint import MANIFEST, sha256_file
+    from motionmae.checkpoints.format import MANIFEST, sha256_file
 
     run = tmp_path / "old"
     pretrain(_config(videos, run, **{"run.steps": 2, "model.difference_gain": 0.0}))

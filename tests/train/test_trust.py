@@ -20,9 +20,9 @@ import torch
 import yaml
 
 import motionmae
+from motionmae.checkpoints.format import MANIFEST, STATE, latest_checkpoint, save_checkpoint
 from motionmae.config import ConfigError, PretrainConfig, load_config
 from motionmae.fileio import sha256_file
-from motionmae.train.checkpoint import MANIFEST, STATE, latest_checkpoint, save_checkpoint
 
 PACKAGE = Path(motionmae.__file__).parent
 

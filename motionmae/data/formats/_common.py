@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from motionmae.data.lists import ListFormatError, VideoEntry, VideoList
+from motionmae.data.entries import ListFormatError, VideoEntry, VideoList
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from motionmae.data.lists import VideoList
+from motionmae.data.entries import VideoList
 
 from . import diving48, finegym, hmdb51, kinetics, ssv2, ucf101
 from ._common import DatasetFormat, build_list
