@@ -48,11 +48,11 @@ import torch
 from throughput import current_rss, reset_high_water_mark, rss_high_water_mark
 
 from motionmae.api import load_encoder
+from motionmae.checkpoints.format import latest_checkpoint
 from motionmae.config import PretrainConfig
 from motionmae.data import make_synthetic_dataset
 from motionmae.demo import DemoConfig, default_cache_dir, demo_pretrain_config
 from motionmae.evaluate import list_features, run_probe
-from motionmae.train.checkpoint import latest_checkpoint
 from motionmae.train.optim import build_optimizer, set_lr
 from motionmae.train.pretrain import PretrainTask, pretrain
 

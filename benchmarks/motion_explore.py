@@ -103,7 +103,7 @@ def oracle(dataset: VideoDataset, cfg) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from motionmae.api import load_encoder
-    from motionmae.train.checkpoint import latest_checkpoint
+    from motionmae.checkpoints.format import latest_checkpoint
     from motionmae.train.pretrain import pretrain
 
     files = make_tasks(default_data_dir(), SIZES["full"])

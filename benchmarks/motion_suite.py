@@ -58,6 +58,7 @@ import yaml
 from motion_descriptors import hof, single_frame
 from motion_tasks import FRAMES, SIZE, TASKS, TaskFiles, load_footage, write_task
 
+from motionmae.checkpoints.format import latest_checkpoint
 from motionmae.cli import build_parser, pretrain_overrides
 from motionmae.config import DataConfig, PretrainConfig, load_config, to_dict
 from motionmae.data import VideoDataset, make_synthetic_dataset, read_video_list
@@ -67,7 +68,6 @@ from motionmae.data.synthetic import CLASSES as DEMO_CLASSES
 from motionmae.eval import FeatureSet
 from motionmae.evaluate import PROBES, eval_data_config, list_features, run_probe
 from motionmae.models import VideoEncoder
-from motionmae.train.checkpoint import latest_checkpoint
 from motionmae.train.pretrain import token_grid
 
 VARIANTS: dict[str, list[str]] = {
