@@ -11,12 +11,14 @@ motion; independently moving objects are RANSAC outliers. Two methods:
   Copes with larger motions (no pyramid capture range) but keypoint positions are
   integer-ish, so it is an order of magnitude less accurate (about a pixel).
 
-When too few inliers are found the pair gets the identity and a warning is logged.
+When too few inliers are found the pair gets the identity; :func:`estimate_camera_motion`
+then issues a :class:`CameraMotionWarning` (once per process, by Python's warning rules).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -48,7 +50,7 @@ class CameraConfig:
         fb_threshold: forward-backward error above which an LK match is dropped, pixels.
         orb_features: ORB keypoints per frame (``"orb"``).
         ransac_threshold: RANSAC reprojection threshold, pixels.
-        min_inliers: fewer RANSAC inliers than this -> identity (with a warning).
+        min_inliers: fewer RANSAC inliers than this -> identity (and a CameraMotionWarning).
     """
 
     method: str = "lk"
@@ -104,6 +106,10 @@ def _matches_orb(a: np.ndarray, b: np.ndarray,
     return pa, pb
 
 
+class CameraMotionWarning(UserWarning):
+    """Some frame pairs got no homography (the identity was used)."""
+
+
 def estimate_homography(gray_a: np.ndarray, gray_b: np.ndarray,
                         config: CameraConfig | None = None) -> tuple[np.ndarray, int]:
     """Dominant homography from frame ``a`` to frame ``b``.
@@ -129,8 +135,6 @@ def estimate_homography(gray_a: np.ndarray, gray_b: np.ndarray,
         inliers = int(mask.sum()) if mask is not None else 0
         if h is not None and inliers >= cfg.min_inliers:
             return h / h[2, 2], inliers
-    logger.warning("camera motion: no homography with >= %d RANSAC inliers among %d matches; "
-                   "using the identity", cfg.min_inliers, len(pa))
     return np.eye(3), 0
 
 
@@ -150,8 +154,19 @@ def estimate_camera_motion(frames: np.ndarray, config: CameraConfig | None = Non
                          f"got {frames.shape} {frames.dtype}")
     gray = to_gray(frames) if frames.ndim == 4 else frames
     out = np.zeros((max(len(gray) - 1, 0), 3, 3))
+    failed = 0
     for t in range(len(gray) - 1):
-        out[t] = estimate_homography(gray[t], gray[t + 1], config)[0]
+        out[t], inliers = estimate_homography(gray[t], gray[t + 1], config)
+        failed += inliers == 0
+    if failed:
+        logger.debug("camera motion: %d of %d frame pairs without a homography", failed,
+                     len(out))
+        # A warning, not a log line: this runs once per clip in every loader worker, and
+        # Python shows a warning once per place per process instead of 12,000 times a run.
+        warnings.warn("camera motion: some frame pairs had too few RANSAC inliers for a "
+                      "homography (frames too small or too plain); the identity is used for "
+                      "them, so their camera motion is not removed (shown once per process)",
+                      CameraMotionWarning, stacklevel=2)
     return out
 
 
