@@ -36,7 +36,9 @@ import numpy as np
 import torch
 from motion_suite import (
     BATCH,
+    BUDGETS,
     SIZES,
+    TASK_NAMES,
     default_data_dir,
     eval_data,
     make_tasks,
@@ -58,10 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="key=value settings, as --set takes them")
     parser.add_argument("--out", type=Path, default=Path("runs/explore"))
     parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--budget", default="16x112", help="motion_suite budget (geometry)")
+    parser.add_argument("--budget", choices=BUDGETS, default="16x112",
+                        help="motion_suite budget (geometry)")
     parser.add_argument("--pool", default="pool",
                         help="pretraining clips: 'pool' (all tasks) or one task's name")
-    parser.add_argument("--tasks", default="camera,relative,arrow,speed,demo",
+    parser.add_argument("--tasks", default=",".join(TASK_NAMES),
                         help="comma-separated tasks to linear-probe")
     parser.add_argument("--oracle", action="store_true",
                         help="measure the tracks target's per-clip share of variance instead")

@@ -60,7 +60,7 @@ from motionmae.config import SAVED_MODEL_DEFAULTS, OptimConfig, RunConfig, saved
 from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
 from motionmae.data.badvideos import BadVideoLog
 from motionmae.environment import machine_environment
-from motionmae.errors import NonFiniteLossError
+from motionmae.errors import NonFiniteLossError, UsageError
 from motionmae.train.distributed import (
     DistInfo,
     any_across_ranks,
@@ -147,7 +147,7 @@ def check_resumed_model(saved: dict, current: dict, path: Path) -> None:
     changed = [key for key in SAVED_MODEL_DEFAULTS if before.get(key) != current["model"].get(key)]
     if changed:
         settings = " ".join(f"--set model.{key}={before[key]}" for key in changed)
-        raise ValueError(f"--resume: {path} was trained with "
+        raise UsageError(f"--resume: {path} was trained with "
                          + ", ".join(f"model.{k}={before[k]}" for k in changed)
                          + ", this config says "
                          + ", ".join(f"{current['model'].get(k)}" for k in changed)
