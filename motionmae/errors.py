@@ -47,6 +47,12 @@ class DataError(MotionMAEError, RuntimeError):
     exit_code = DATA
 
 
+class SetupError(MotionMAEError, RuntimeError):
+    """The environment is not usable: an output folder that cannot be written, no space."""
+
+    exit_code = ENVIRONMENT
+
+
 class NonFiniteLossError(MotionMAEError, RuntimeError):
     """Too many consecutive training steps had a non-finite loss or gradient."""
 
@@ -56,32 +62,19 @@ class NonFiniteLossError(MotionMAEError, RuntimeError):
 def classify(error: BaseException) -> tuple[int, str] | None:
     """``(exit status, one-line message)`` of an error the user caused; ``None`` for a bug.
 
-    Besides :class:`MotionMAEError`, maps the project's and the libraries' well-known types:
-    config errors (usage), list/spec/video/checkpoint errors, missing files and FFmpeg
-    errors (data), missing optional packages and output-folder problems (environment),
-    and non-finite training (diverged). Messages re-raised from a ``DataLoader`` worker
+    The project's own errors (config, list, spec, video, checkpoint, output folder, non-finite
+    training) are :class:`MotionMAEError` subclasses carrying their status; besides them,
+    missing files and FFmpeg errors are data errors and missing optional packages
+    environment errors. Messages re-raised from a ``DataLoader`` worker
     (which carry the worker's traceback as text) are cut to their last line.
     """
-    # Imported here: the error types live in modules the CLI imports lazily.
-    import av
-
-    from motionmae.checkpoints.format import CheckpointError
-    from motionmae.config import ConfigError
-    from motionmae.data.formats import DatasetSpecError
-    from motionmae.data.lists import ListFormatError
-    from motionmae.data.video import VideoReadError
-    from motionmae.train.preflight import OutputFolderError
+    import av  # imported here: the CLI imports it lazily
 
     if isinstance(error, MotionMAEError):
         code = error.exit_code
-    elif isinstance(error, ConfigError):
-        code = USAGE
-    elif isinstance(error, (VideoReadError, ListFormatError, DatasetSpecError, CheckpointError,
-                            av.FFmpegError, FileNotFoundError, IsADirectoryError,
+    elif isinstance(error, (av.FFmpegError, FileNotFoundError, IsADirectoryError,
                             NotADirectoryError, PermissionError)):
         code = DATA
-    elif isinstance(error, OutputFolderError):
-        code = ENVIRONMENT
     elif isinstance(error, ImportError) and not (error.name or "").startswith("motionmae"):
         code = ENVIRONMENT  # a missing optional package (our own modules failing is a bug)
     else:

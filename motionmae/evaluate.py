@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from motionmae.config import DataConfig, from_dict
+from motionmae.config_loading import from_dict
 from motionmae.data import VideoDataset, build_loader, read_video_list
+from motionmae.data.config import DataConfig
 from motionmae.eval import FeatureSet, ProbeResult, extract_features, knn_probe, linear_probe
 from motionmae.eval.attentive import attentive_probe
 

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from motionmae.checkpoints.format import Checkpoint
-from motionmae.config import ModelConfig, from_dict, saved_model_dict
+from motionmae.config_loading import from_dict
 from motionmae.models import VideoEncoder
+from motionmae.models.config import ModelConfig, saved_model_dict
 from motionmae.tokens import TokenGrid
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from motionmae.errors import DataError
 from motionmae.fileio import atomic_write_bytes, fsync_dir, sha256_file
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ LATEST = "latest"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DataError):
     """A checkpoint is missing, incomplete or fails its integrity check."""
 
 

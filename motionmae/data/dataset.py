@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from motionmae.config import DataConfig
+from motionmae.data.config import DataConfig
 from motionmae.data.hooks import HookInput, SampleHook
 from motionmae.data.lists import VideoEntry, VideoList
 from motionmae.data.sampling import (

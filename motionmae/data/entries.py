@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from motionmae.errors import DataError
+
 __all__ = ["ListFormatError", "VideoEntry", "VideoList"]
 
 
-class ListFormatError(ValueError):
+class ListFormatError(DataError, ValueError):
     """A list file is malformed; the message names the file and line."""
 
 

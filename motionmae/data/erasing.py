@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from motionmae.config import ErasingConfig
+from motionmae.data.config import ErasingConfig
 
 
 def erase_box(

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from motionmae.config import RandAugmentConfig
+from motionmae.data.config import RandAugmentConfig
 
 MAX_LEVEL = 10.0
 FILL = 128.0

@@ -36,7 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from motionmae.config import DataConfig
+from motionmae.data.config import DataConfig
 from motionmae.data.lists import VideoEntry, read_video_list, write_video_list
 from motionmae.data.video import write_video
 

@@ -34,12 +34,14 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from motionmae.errors import DataError
+
 logger = logging.getLogger(__name__)
 
 PathLike = str | Path
 
 
-class VideoReadError(RuntimeError):
+class VideoReadError(DataError):
     """A video cannot be read; ``str(error)`` is ``"<path>: <reason>"``.
 
     The constructor takes a single message so the error survives being re-raised by a

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from motionmae.config import DataConfig
 from motionmae.data import VideoDataset, VideoList, build_loader
+from motionmae.data.config import DataConfig
 from motionmae.eval.metrics import ClassificationMetrics, classification_metrics
 from motionmae.eval.multiview import ViewPredictions, predict_views
 from motionmae.fileio import atomic_write_bytes

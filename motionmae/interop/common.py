@@ -11,7 +11,9 @@ from typing import Any
 from torch import nn
 
 from motionmae.checkpoints.format import CheckpointError
-from motionmae.config import IMAGENET_MEAN, IMAGENET_STD, MODEL_SIZES, ModelConfig, to_dict
+from motionmae.config_loading import to_dict
+from motionmae.data.config import IMAGENET_MEAN, IMAGENET_STD
+from motionmae.models.config import MODEL_SIZES, ModelConfig
 from motionmae.tokens import TokenGrid
 
 # embed_dim -> attention heads of the published ViT sizes (head dim 64; ViT-H 80, ViT-g 88).

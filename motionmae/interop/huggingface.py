@@ -39,7 +39,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from motionmae.config import IMAGENET_MEAN, IMAGENET_STD
+from motionmae.data.config import IMAGENET_MEAN, IMAGENET_STD
 from motionmae.interop.common import (
     InteropError,
     check_mlp_ratio,

@@ -19,6 +19,8 @@ import math
 import numpy as np
 import torch
 
+from motionmae.masking.fixed import RatioMask
+from motionmae.masking.registry import NoSettings, register_masking
 from motionmae.tokens import TokenGrid
 
 __all__ = ["CUBE_MIN_AREA", "CUBE_MIN_ASPECT", "cube_mask"]
@@ -85,3 +87,8 @@ def cube_mask(
     np.put_along_axis(mask, hidden, True, axis=1)
     out = torch.from_numpy(mask)
     return out if device is None else out.to(device, non_blocking=True)
+
+
+@register_masking("cube")
+def build_cube_mask(cfg: NoSettings, grid: TokenGrid, ratio: float) -> RatioMask:
+    return RatioMask(cube_mask, grid, ratio)

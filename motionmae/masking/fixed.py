@@ -7,8 +7,11 @@ shapes (see :func:`motionmae.tokens.mask_to_indices`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from motionmae.masking.registry import NoSettings, register_masking
 from motionmae.tokens import TokenGrid
 
 
@@ -77,3 +80,43 @@ def tube_mask(
     noise = _uniform((batch, grid.spatial), generator, device)
     spatial = keep_lowest(noise, grid.num_visible_spatial(ratio))  # [B, h*w]
     return spatial.unsqueeze(1).expand(-1, grid.t, -1).reshape(batch, grid.num_tokens)
+
+
+MaskFunction = Callable[..., torch.Tensor]
+
+
+class RatioMask:
+    """A mask generator around a fixed-count mask function (:func:`random_mask`,
+    :func:`tube_mask`, :func:`~motionmae.masking.cube.cube_mask`).
+
+    Reads ``batch["clip"]`` ``[B, C, T, H, W]`` for the batch size and device only. The
+    noise is drawn on ``generator``'s device (CPU generators work for CUDA clips: the mask is
+    moved over, a small copy without a host sync).
+    """
+
+    def __init__(self, fn: MaskFunction, grid: TokenGrid, ratio: float) -> None:
+        self.fn = fn
+        self.grid = grid
+        self.ratio = ratio
+        self.num_visible = grid.num_visible(ratio)
+        self.num_masked = grid.num_tokens - self.num_visible
+
+    def __call__(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``batch["clip"] [B, C, T, H, W]`` -> ``mask [B, L]`` bool on the clip's device."""
+        clip = batch["clip"]
+        return self.fn(clip.shape[0], self.grid, self.ratio, generator, clip.device)
+
+    def __repr__(self) -> str:
+        return f"RatioMask({self.fn.__name__}, ratio={self.ratio}, visible={self.num_visible})"
+
+
+@register_masking("random")
+def build_random_mask(cfg: NoSettings, grid: TokenGrid, ratio: float) -> RatioMask:
+    return RatioMask(random_mask, grid, ratio)
+
+
+@register_masking("tube")
+def build_tube_mask(cfg: NoSettings, grid: TokenGrid, ratio: float) -> RatioMask:
+    return RatioMask(tube_mask, grid, ratio)

@@ -60,17 +60,66 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from motionmae.config import LearnedMaskingConfig
+from motionmae.config_loading import check
 from motionmae.masking.plackett_luce import (
     first_draw_entropy,
     gumbel_order,
     plackett_luce_log_prob,
 )
+from motionmae.masking.registry import register_masking
 from motionmae.masking.sampler_inputs import input_dim, sampler_inputs
 from motionmae.models.layers import LAYER_NORM_EPS, Block, init_weights, sinusoid_position_embedding
 from motionmae.tokens import TokenGrid
 
 __all__ = ["Draw", "LearnedMask", "LearnedSampler", "Rollout", "SamplerPolicy"]
+
+SAMPLER_POLICIES = ("tats", "adamae")
+
+
+@dataclass
+class LearnedMaskingConfig:
+    """The learned token sampler of ``masking.kind = learned`` (``motionmae.masking.learned``).
+
+    ``policy``: ``tats`` (actor + critic trained with PPO: clipped surrogate ``clip``, value
+    loss ``value_coef``, entropy bonus ``entropy_coef``, each rollout optimised in
+    ``ppo_epochs`` consecutive steps; 4 keeps the reused rollouts near on-policy, see
+    docs/benchmarks.md) or ``adamae`` (REINFORCE, no critic). ``tube``: one
+    decision per spatial position, repeated over time. ``lr``: the sampler's peak learning
+    rate (its own parameter group; it follows the run's warmup + cosine schedule).
+    ``use_tracks``: make the loader compute point tracks so that the sampler sees, per token,
+    the motion of the tracked points at its patch when its tubelet starts (it uses tracks
+    whenever a batch has them). PPO's reuse is logged as ``sampler/clip_fraction`` (and per
+    reuse epoch, ``sampler/clip_fraction_reuse{k}``). ``loss_weight``: the
+    sampler's loss enters the joint loss at this weight; AdamW makes the sampler's own
+    updates independent of it, while a small weight keeps the sampler's gradients (its early
+    value loss especially) from dominating the joint norm that ``optim.clip_grad`` clips.
+    """
+
+    policy: str = "tats"
+    tube: bool = False
+    dim: int = 64
+    heads: int = 2
+    lr: float = 1e-3
+    ppo_epochs: int = 4
+    clip: float = 0.2
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    use_tracks: bool = False
+    loss_weight: float = 0.01
+
+    def validate(self, key: str = "masking.learned") -> None:
+        check(self.policy in SAMPLER_POLICIES, f"{key}.policy",
+               f"must be one of {list(SAMPLER_POLICIES)}, got {self.policy!r}")
+        check(self.dim >= 1, f"{key}.dim", f"must be >= 1, got {self.dim}")
+        check(self.heads >= 1 and self.dim % self.heads == 0, f"{key}.heads",
+               f"must be >= 1 and divide dim {self.dim}, got {self.heads}")
+        check(self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
+        check(self.ppo_epochs >= 1, f"{key}.ppo_epochs", f"must be >= 1, got {self.ppo_epochs}")
+        check(0.0 < self.clip < 1.0, f"{key}.clip", f"must be in (0, 1), got {self.clip}")
+        check(self.value_coef >= 0, f"{key}.value_coef", "must be >= 0")
+        check(self.entropy_coef >= 0, f"{key}.entropy_coef", "must be >= 0")
+        check(self.loss_weight > 0, f"{key}.loss_weight", "must be > 0")
+
 
 _ADV_EPS = 1e-8
 _MAX_LOG_RATIO = 20.0
@@ -337,3 +386,10 @@ class LearnedMask:
 
     def __repr__(self) -> str:
         return f"LearnedMask({self.sampler.cfg.policy}, visible={self.num_visible})"
+
+
+@register_masking("learned", LearnedMaskingConfig,
+                  needs_tracks=lambda cfg: cfg.use_tracks)
+def build_learned_mask(cfg: LearnedMaskingConfig, grid: TokenGrid, ratio: float) -> LearnedMask:
+    """A fresh sampler's view: the pretraining task trains ``mask.sampler`` with the model."""
+    return LearnedMask(LearnedSampler(cfg, grid, ratio))

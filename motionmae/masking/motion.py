@@ -25,14 +25,27 @@ is what matters). All index arithmetic (argsort, gather, scatter): no host synch
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
-from motionmae.config import MaskingConfig
+from motionmae.config_loading import check
 from motionmae.masking.fixed import _uniform
+from motionmae.masking.registry import register_masking
 from motionmae.tokens import TokenGrid
 
 __all__ = ["MotionAwareMask", "motion_aware_mask", "motion_per_position"]
+
+
+@dataclass
+class MotionMaskingConfig:
+    """``masking.motion``: TrackMAE's motion-aware masking takes a share ``rho`` of the
+    visible positions from the high-motion half (``rho: 0.5``, the paper's)."""
+
+    rho: float = 0.5
+
+    def validate(self, key: str) -> None:
+        check(0.0 <= self.rho <= 1.0, f"{key}.rho", f"must be in [0, 1], got {self.rho}")
 
 
 def motion_per_position(tracks: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
@@ -113,11 +126,11 @@ class MotionAwareMask:
     h*w]``; returns ``[B, L]`` bool on the tracks' device with ``num_visible`` visible tokens.
     """
 
-    def __init__(self, cfg: MaskingConfig, grid: TokenGrid) -> None:
+    def __init__(self, cfg: MotionMaskingConfig, grid: TokenGrid, ratio: float) -> None:
         self.grid = grid
-        self.ratio = cfg.ratio
+        self.ratio = ratio
         self.rho = cfg.rho
-        self.num_visible = grid.num_visible(cfg.ratio)
+        self.num_visible = grid.num_visible(ratio)
         self.num_masked = grid.num_tokens - self.num_visible
 
     def __call__(
@@ -126,10 +139,13 @@ class MotionAwareMask:
         if "tracks" not in batch:
             raise KeyError("masking.kind=motion needs point tracks: batch['tracks'] [B, T, h*w, "
                            "2] of the patch centres (the loader adds them when the config's "
-                           "needs_tracks is true; see TrackingConfig)")
+                           "masking kind needs tracks)")
         return motion_aware_mask(batch["tracks"], batch.get("track_visible"), self.grid,
                                  self.ratio, self.rho, generator)
 
     def __repr__(self) -> str:
         return (f"MotionAwareMask(ratio={self.ratio}, rho={self.rho}, "
                 f"visible={self.num_visible})")
+
+
+register_masking("motion", MotionMaskingConfig, needs_tracks=True)(MotionAwareMask)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from motionmae.config import ModelConfig
+from motionmae.models.config import ModelConfig
 from motionmae.models.layers import (
     LAYER_NORM_EPS,
     Block,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from motionmae.config import ModelConfig
+from motionmae.models.config import ModelConfig
 from motionmae.models.encoder import VideoEncoder
 from motionmae.models.pretrain import MaskedVideoModel
 from motionmae.tokens import TokenGrid

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from motionmae.config import ModelConfig
+from motionmae.models.config import ModelConfig
 from motionmae.models.decoder import TokenDecoder
 from motionmae.models.encoder import VideoEncoder
 from motionmae.models.layers import init_weights

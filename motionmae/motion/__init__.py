@@ -42,7 +42,7 @@ from .protocol import (
     patch_grid_queries,
     validate_inputs,
 )
-from .registry import TRACKERS, make_tracker, track
+from .registry import TRACKERS, TrackerSpec, make_tracker, register_tracker, track
 
 if TYPE_CHECKING:
     from .extract import ExtractStats, extract_tracks
@@ -74,6 +74,7 @@ __all__ = [
     "LKTracker",
     "PointTracker",
     "TrackCache",
+    "TrackerSpec",
     "TracksHook",
     "average_jaccard",
     "cached_clip_indices",
@@ -92,6 +93,7 @@ __all__ = [
     "occlusion_accuracy",
     "patch_center_queries",
     "patch_grid_queries",
+    "register_tracker",
     "sample_cached_clip",
     "tapvid_metrics",
     "track",

@@ -123,7 +123,7 @@ class CacheSettings:
     def __post_init__(self) -> None:
         if self.tracker not in TRACKERS:
             raise ValueError(f"CacheSettings.tracker: unknown tracker {self.tracker!r}; valid: "
-                             f"{', '.join(TRACKERS)}")
+                             f"{', '.join(TRACKERS.names())}")
         for name in ("decode_size", "frames", "stride", "cache_clips"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -166,7 +166,7 @@ class CacheSettings:
 
 
 def _resolve_tracker_settings(tracker: str, settings: dict[str, Any]) -> dict[str, Any]:
-    config_cls = TRACKERS[tracker][0]
+    config_cls = TRACKERS.get(tracker).config
     names = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(settings) - names)
     if unknown:

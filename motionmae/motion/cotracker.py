@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .protocol import validate_inputs
+from .registry import register_tracker
 
 __all__ = ["SETUP_HELP", "CoTrackerConfig", "CoTrackerTracker"]
 
@@ -152,6 +153,10 @@ def _to_numpy(tracks: Any, visibility: Any, t_len: int, n: int,
     return tr[0].astype(np.float32), visible[0]
 
 
+@register_tracker("cotracker", CoTrackerConfig, required={
+    "checkpoint": "give the path of the local CoTracker3 checkpoint (scaled_offline.pth; "
+                  "scaled_online.pth with variant online; from "
+                  "https://huggingface.co/facebook/cotracker3)"})
 class CoTrackerTracker:
     """:class:`~motionmae.motion.protocol.PointTracker` backed by CoTracker3.
 

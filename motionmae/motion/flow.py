@@ -40,6 +40,7 @@ import numpy as np
 from ._common import apply_homography, sample_bilinear, to_gray
 from .camera import CameraConfig, cumulative_homographies, estimate_camera_motion
 from .protocol import in_frame, patch_grid_queries, validate_inputs, validate_queries
+from .registry import register_tracker
 
 __all__ = [
     "FlowConfig",
@@ -346,6 +347,7 @@ def track_flow(frames: np.ndarray, queries: np.ndarray,
     return chain_flow(fwd, bwd, q, cfg.fb_threshold, hs)
 
 
+@register_tracker("flow", FlowConfig)
 class FlowTracker:
     """:class:`~motionmae.motion.protocol.PointTracker` using :func:`track_flow`.
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from ._common import appearance_match, sample_patches, to_gray
 from .protocol import in_frame, validate_inputs
+from .registry import register_tracker
 
 __all__ = ["LKConfig", "LKTracker", "track_lk"]
 
@@ -290,6 +291,7 @@ def track_lk(frames: np.ndarray, queries: np.ndarray,
     return tracks, visible
 
 
+@register_tracker("lk", LKConfig)
 class LKTracker:
     """:class:`~motionmae.motion.protocol.PointTracker` using :func:`track_lk`.
 

@@ -1,35 +1,62 @@
-"""Tracker registry: build a backend by name, or track in one call."""
+"""The tracker registry: a point tracker is one module that registers its class with
+:func:`register_tracker`, beside its config dataclass (``tracking.<name>``); build one by name
+with :func:`make_tracker`, or track in one call with :func:`track`."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from motionmae.registry import Registry
+
 from .camera import CameraConfig
-from .cotracker import CoTrackerConfig, CoTrackerTracker
-from .flow import FlowConfig, FlowTracker
-from .lk import LKConfig, LKTracker
 from .protocol import PointTracker, validate_inputs
 
-__all__ = ["TRACKERS", "make_tracker", "track"]
+__all__ = ["TRACKERS", "TrackerSpec", "make_tracker", "register_tracker", "track"]
 
-# name -> (config class, tracker class)
-TRACKERS: dict[str, tuple[type, Callable[..., PointTracker]]] = {
-    "lk": (LKConfig, LKTracker),
-    "flow": (FlowConfig, FlowTracker),
-    "cotracker": (CoTrackerConfig, CoTrackerTracker),
-}
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """One registered tracker: ``build(config) -> PointTracker``. ``required``: settings a
+    run must give (not null), each with the hint its error shows."""
+
+    name: str
+    config: type
+    build: Callable[[Any], PointTracker]
+    required: dict[str, str] = field(default_factory=dict)
+
+
+TRACKERS: Registry[TrackerSpec] = Registry("tracker", "tracking.tracker")
+
+
+def register_tracker(name: str, config: type, *, required: dict[str, str] | None = None,
+                     ) -> Callable[[type], type]:
+    """Register the decorated tracker class (built as ``cls(config)``) as ``name``::
+
+        @register_tracker("still", StillConfig)
+        class StillTracker:
+            def __init__(self, config: StillConfig) -> None: ...
+            def track(self, frames, queries): ...
+    """
+
+    def decorate(cls: type) -> type:
+        TRACKERS.add(TrackerSpec(name, config, cls, dict(required or {})))
+        return cls
+
+    return decorate
 
 
 def make_tracker(name: str, **settings: Any) -> PointTracker:
     """Build a point tracker by name.
 
     Args:
-        name: ``"lk"`` (pyramidal Lucas-Kanade, the default elsewhere), ``"flow"`` (chained
-            dense optical flow) or ``"cotracker"`` (CoTracker3 adapter; needs a checkpoint).
+        name: a registered tracker: ``"lk"`` (pyramidal Lucas-Kanade, the default
+            elsewhere), ``"flow"`` (chained dense optical flow), ``"cotracker"`` (CoTracker3
+            adapter; needs a checkpoint) or one registered with :func:`register_tracker`.
         **settings: fields of the backend's config dataclass (:class:`LKConfig`,
             :class:`FlowConfig`, :class:`CoTrackerConfig`), e.g.
             ``make_tracker("flow", method="farneback", camera_compensation=True)``; or a
@@ -43,8 +70,9 @@ def make_tracker(name: str, **settings: Any) -> PointTracker:
         ValueError: unknown name (listing the valid ones) or unknown / invalid setting.
     """
     if name not in TRACKERS:
-        raise ValueError(f"unknown tracker {name!r}; valid names: {', '.join(TRACKERS)}")
-    config_cls, tracker_cls = TRACKERS[name]
+        raise ValueError(f"unknown tracker {name!r}; valid names: {', '.join(TRACKERS.names())}")
+    spec = TRACKERS.get(name)
+    config_cls, tracker_cls = spec.config, spec.build
     config = settings.pop("config", None)
     if config is not None:
         if settings:

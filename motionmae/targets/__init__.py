@@ -1,38 +1,56 @@
 """Reconstruction targets: per-token values (and loss weights) the decoders predict.
 
-:func:`build_targets` makes the configured ones through a registry of builders; a new target
-(``tracks``, ``hog``, ``m3traj``, ``teacher``) adds a module, a config section and one entry in
-``_BUILDERS``.
+A target is one module: its config dataclass, its :class:`Target` and a builder registered
+with :func:`~motionmae.targets.registry.register_target`. Importing this package registers
+the built-in ones (``pixel``, ``tracks``, ``hog``, ``m3traj``, ``teacher``);
+:func:`build_targets` builds those a run names.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-
-from motionmae.config import DataConfig, TargetsConfig
+from motionmae.data.config import DataConfig
 from motionmae.targets.base import Target, masked_mse, per_token_error
-from motionmae.targets.hog import HogTarget
-from motionmae.targets.m3traj import M3TrajHook, M3TrajTarget, m3traj_dim, m3traj_targets
+from motionmae.targets.config import TargetsConfig
+from motionmae.targets.hog import HogTarget, HogTargetConfig
+from motionmae.targets.m3traj import (
+    M3TrajHook,
+    M3TrajTarget,
+    M3TrajTargetConfig,
+    m3traj_dim,
+    m3traj_targets,
+)
 from motionmae.targets.pixel import (
     PixelTarget,
+    PixelTargetConfig,
     denormalize_prediction,
     normalize_patches,
     patch_statistics,
 )
-from motionmae.targets.teacher import TeacherTarget
-from motionmae.targets.tracks import TracksTarget
+from motionmae.targets.registry import TARGETS, TargetContext, TargetSpec, register_target
+from motionmae.targets.teacher import TeacherTarget, TeacherTargetConfig
+from motionmae.targets.teacher_cache import build_teacher_target
+from motionmae.targets.tracks import TracksTarget, TracksTargetConfig
 from motionmae.tokens import TokenGrid
 
 __all__ = [
+    "TARGETS",
     "HogTarget",
+    "HogTargetConfig",
     "M3TrajHook",
     "M3TrajTarget",
+    "M3TrajTargetConfig",
     "PixelTarget",
+    "PixelTargetConfig",
     "Target",
+    "TargetContext",
+    "TargetSpec",
+    "TargetsConfig",
     "TeacherTarget",
+    "TeacherTargetConfig",
     "TracksTarget",
+    "TracksTargetConfig",
     "build_targets",
+    "build_teacher_target",
     "denormalize_prediction",
     "m3traj_dim",
     "m3traj_targets",
@@ -40,44 +58,13 @@ __all__ = [
     "normalize_patches",
     "patch_statistics",
     "per_token_error",
+    "register_target",
 ]
 
-TargetBuilder = Callable[[TargetsConfig, TokenGrid, DataConfig], Target]
 
-
-def _pixel(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
-    return PixelTarget(cfg.pixel, grid, data.mean, data.std)
-
-
-def _tracks(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
-    # the weight's default depends on the other targets (0.25 next to a teacher)
-    return TracksTarget(dataclasses.replace(cfg.tracks, weight=cfg.loss_weight("tracks")), grid)
-
-
-def _hog(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
-    return HogTarget(cfg.hog, grid, data.mean, data.std)
-
-
-def _m3traj(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
-    return M3TrajTarget(cfg.m3traj, grid)
-
-
-def _teacher(cfg: TargetsConfig, grid: TokenGrid, data: DataConfig) -> Target:
-    return TeacherTarget(cfg.teacher, grid, data.mean, data.std)
-
-
-_BUILDERS: dict[str, TargetBuilder] = {
-    "pixel": _pixel,
-    "tracks": _tracks,
-    "hog": _hog,
-    "m3traj": _m3traj,
-    "teacher": _teacher,
-}
-
-
-def build_targets(cfg: TargetsConfig, grid: TokenGrid, data_cfg: DataConfig) -> dict[str, Target]:
-    """The targets named in ``cfg.names``, in that order, keyed by name."""
-    unknown = [name for name in cfg.names if name not in _BUILDERS]
-    if unknown:
-        raise ValueError(f"targets.names: unknown {unknown}; known: {sorted(_BUILDERS)}")
-    return {name: _BUILDERS[name](cfg, grid, data_cfg) for name in cfg.names}
+def build_targets(cfg: TargetsConfig, grid: TokenGrid, data_cfg: DataConfig,
+                  cache: str | None = None) -> dict[str, Target]:
+    """The targets named in ``cfg.names``, in that order, keyed by name (``cache``: the
+    offline cache folder, ``tracking.cache``)."""
+    ctx = TargetContext(grid, data_cfg, tuple(cfg.names), cache)
+    return {name: TARGETS.get(name).build(getattr(cfg, name), ctx) for name in cfg.names}

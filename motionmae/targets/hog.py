@@ -26,14 +26,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from motionmae.config import HogTargetConfig
+from motionmae.config_loading import check
+from motionmae.targets.registry import TargetContext, register_target
 from motionmae.tokens import TokenGrid
 
 __all__ = ["HogTarget", "hog_cells"]
+
+@dataclass
+class HogTargetConfig:
+    """MaskFeat-style HOG of each tubelet frame: Sobel gradients, ``bins`` orientation bins,
+    histograms over ``cell`` x ``cell`` pixel cells, L2-normalised per cell."""
+
+    weight: float = 1.0
+    bins: int = 9
+    cell: int = 8
+
+    def validate(self, key: str) -> None:
+        check(self.weight >= 0, f"{key}.weight", f"must be >= 0, got {self.weight}")
+        check(self.bins >= 2, f"{key}.bins", "must be >= 2")
+        check(self.cell >= 2, f"{key}.cell", "must be >= 2")
+
 
 HOG_EPS = 1e-6
 
@@ -139,3 +156,8 @@ class HogTarget:
 
     def __repr__(self) -> str:
         return f"HogTarget(dim={self.dim}, bins={self.bins}, cell={self.cell})"
+
+
+@register_target("hog", HogTargetConfig)
+def build_hog_target(cfg: HogTargetConfig, ctx: TargetContext) -> HogTarget:
+    return HogTarget(cfg, ctx.grid, ctx.data.mean, ctx.data.std)

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from motionmae.config import PixelTargetConfig
+from motionmae.config_loading import check
+from motionmae.targets.registry import TargetContext, register_target
 from motionmae.tokens import TokenGrid, patchify
+
+
+@dataclass
+class PixelTargetConfig:
+    """Pixels of each tubelet, optionally normalised per patch (VideoMAE's ``norm_pix``)."""
+
+    weight: float = 1.0
+    norm_pix: bool = True
+
+    def validate(self, key: str) -> None:
+        check(self.weight >= 0, f"{key}.weight", f"must be >= 0, got {self.weight}")
+
 
 NORM_EPS = 1e-6
 
@@ -131,3 +145,8 @@ class PixelTarget:
         var = norm.square() / (group - 1)  # unbiased, in units of the clip
         scale = std / (var * std.square() + NORM_EPS).sqrt()
         return centered.mul_(scale).flatten(-2), None
+
+
+@register_target("pixel", PixelTargetConfig)
+def build_pixel_target(cfg: PixelTargetConfig, ctx: TargetContext) -> PixelTarget:
+    return PixelTarget(cfg, ctx.grid, ctx.data.mean, ctx.data.std)

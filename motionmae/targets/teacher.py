@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from motionmae.config import ConfigError, TeacherTargetConfig
+from motionmae.config_loading import ConfigError, check
 from motionmae.targets.pixel import NORM_EPS
 from motionmae.targets.teacher_models import (
     FrozenTeacher,
@@ -51,6 +51,48 @@ from motionmae.targets.teacher_models import (
     read_teacher_spec,
 )
 from motionmae.tokens import TokenGrid
+
+TEACHER_NORMS = ("layer", "zscore", "none")
+TEACHER_RESIZES = ("bilinear", "area")
+TEACHER_PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@dataclass
+class TeacherTargetConfig:
+    """Patch features of a frozen image model (CLIP, SigLIP, DINOv2; see
+    :mod:`motionmae.targets.teacher`) on one frame per tubelet.
+
+    ``path``: a local folder written by ``save_pretrained`` (the model kind comes from its
+    ``config.json``). ``frame``: which frame of each tubelet the teacher sees (0 = first).
+    ``size``: the teacher's input side, pixels (null: its own, from the folder). ``grid_resize``:
+    how its patch grid becomes the student's token grid. ``norm``: ``layer`` (per token),
+    ``zscore`` (TrackMAE's: per channel over each clip's tokens, unbiased, ``std + 1e-6``) or
+    ``none``. ``precision``: ``auto`` runs
+    the teacher under bf16 autocast on CUDA devices that support it and in fp32 elsewhere.
+    """
+
+    path: str | None = None
+    weight: float = 1.0
+    norm: str = "layer"
+    frame: int = 0
+    size: int | None = None
+    grid_resize: str = "bilinear"
+    precision: str = "auto"
+
+    def validate(self, key: str) -> None:
+        check(self.path is not None, f"{key}.path",
+               "the teacher target needs a local Hugging Face model folder (written by "
+               "save_pretrained) of a CLIP, SigLIP or DINOv2 vision model")
+        check(self.weight >= 0, f"{key}.weight", f"must be >= 0, got {self.weight}")
+        check(self.norm in TEACHER_NORMS, f"{key}.norm",
+               f"must be one of {list(TEACHER_NORMS)}, got {self.norm!r}")
+        check(self.frame >= 0, f"{key}.frame", f"must be >= 0, got {self.frame}")
+        check(self.size is None or self.size >= 1, f"{key}.size", "must be >= 1 or null")
+        check(self.grid_resize in TEACHER_RESIZES, f"{key}.grid_resize",
+               f"must be one of {list(TEACHER_RESIZES)}, got {self.grid_resize!r}")
+        check(self.precision in TEACHER_PRECISIONS, f"{key}.precision",
+               f"must be one of {list(TEACHER_PRECISIONS)}, got {self.precision!r}")
+
 
 __all__ = [
     "TeacherStats",
@@ -317,3 +359,6 @@ class TeacherTarget:
     def __repr__(self) -> str:
         return (f"TeacherTarget({self.spec.model_type} at {self.spec.path}, dim={self.dim}, "
                 f"input={self.size}px, grid={self.mode}, norm={self.norm!r})")
+
+
+

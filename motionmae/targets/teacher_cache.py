@@ -46,16 +46,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from motionmae.config import ConfigError
+from motionmae.config_loading import ConfigError
 from motionmae.data.transforms import Geometry
 from motionmae.data.video import output_size
 from motionmae.motion.cache import FORMAT_VERSION, read_shard, video_key, write_shard
-from motionmae.targets.teacher import footprint_weights, teacher_input_side
+from motionmae.targets.registry import TargetContext, register_target
+from motionmae.targets.teacher import (
+    TeacherTarget,
+    TeacherTargetConfig,
+    footprint_weights,
+    teacher_input_side,
+)
 from motionmae.targets.teacher_models import TeacherSpec, read_teacher_spec
 from motionmae.tokens import TokenGrid
 
 if TYPE_CHECKING:
-    from motionmae.config import PretrainConfig
     from motionmae.data.hooks import HookInput
 
 __all__ = [
@@ -98,18 +103,16 @@ class TeacherCacheSettings:
     decode_size: int
 
     @classmethod
-    def from_config(cls, cfg: PretrainConfig, spec: TeacherSpec) -> TeacherCacheSettings:
-        """The settings matching a pretraining config (one source for extraction and
-        training)."""
-        teacher = cfg.targets.teacher
-        tubelet = cfg.model.resolved().tubelet_size
+    def for_run(cls, teacher: TeacherTargetConfig, tubelet: int, decode_size: int,
+                spec: TeacherSpec) -> TeacherCacheSettings:
+        """The settings of a run's ``targets.teacher`` section, tubelet and clip size (one
+        source for extraction and training)."""
         if not 0 <= teacher.frame < tubelet:
             raise ConfigError(f"targets.teacher.frame: must be in [0, {tubelet}), "
                               f"got {teacher.frame}")
         return cls(teacher=spec.fingerprint, model_type=spec.model_type,
                    input_size=teacher_input_side(teacher, spec), tubelet=tubelet,
-                   frame=teacher.frame,
-                   precision=teacher.precision, decode_size=cfg.data.size)
+                   frame=teacher.frame, precision=teacher.precision, decode_size=decode_size)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -321,12 +324,30 @@ class TeacherFeaturesHook:
                 "teacher_cached": True}
 
 
-def teacher_features_hook(cfg: PretrainConfig, grid: TokenGrid) -> TeacherFeaturesHook:
-    """The hook that reads ``cfg``'s teacher features from ``tracking.cache`` (the settings
-    ``motionmae extract-teacher`` writes them under for the same config)."""
-    if cfg.tracking.cache is None or cfg.targets.teacher.path is None:
-        raise ValueError("teacher_features_hook needs tracking.cache and targets.teacher.path")
-    spec = read_teacher_spec(cfg.targets.teacher.path)
-    cache = TeacherFeatureCache(cfg.tracking.cache, TeacherCacheSettings.from_config(cfg, spec))
-    return TeacherFeaturesHook(cache, grid, spec.hidden_size, cfg.targets.teacher.grid_resize,
-                               decode_size=cfg.data.size)
+def teacher_features_hook(cfg: TeacherTargetConfig, cache_folder: str | Path,
+                          grid: TokenGrid, decode_size: int) -> TeacherFeaturesHook:
+    """The hook that reads the features of teacher ``cfg`` from the cache in
+    ``cache_folder`` (the settings ``motionmae extract-teacher`` writes them under for the
+    same run config)."""
+    if cfg.path is None:
+        raise ConfigError("targets.teacher.path: the cached teacher features are keyed by "
+                          "the teacher folder; give its path")
+    spec = read_teacher_spec(cfg.path)
+    settings = TeacherCacheSettings.for_run(cfg, grid.tubelet, decode_size, spec)
+    return TeacherFeaturesHook(TeacherFeatureCache(cache_folder, settings), grid,
+                               spec.hidden_size, cfg.grid_resize, decode_size=decode_size)
+
+
+def teacher_hooks(cfg: TeacherTargetConfig, ctx: TargetContext) -> list[TeacherFeaturesHook]:
+    """Cached features when the run has a cache folder; else none (the target runs the
+    teacher on the batch)."""
+    if ctx.cache is None:
+        return []
+    return [teacher_features_hook(cfg, ctx.cache, ctx.grid, ctx.data.size)]
+
+
+# Registered here rather than in teacher.py: the online target and the cache hook are both
+# known only here (the cache reads teacher.py's geometry).
+@register_target("teacher", TeacherTargetConfig, hooks=teacher_hooks, cacheable=True)
+def build_teacher_target(cfg: TeacherTargetConfig, ctx: TargetContext) -> TeacherTarget:
+    return TeacherTarget(cfg, ctx.grid, ctx.data.mean, ctx.data.std)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,9 +28,6 @@ from motionmae.targets.teacher import run_teacher, use_bf16
 from motionmae.targets.teacher_cache import CachedFeatures, TeacherFeatureCache, frame_input_size
 from motionmae.targets.teacher_models import FrozenTeacher
 
-if TYPE_CHECKING:
-    from motionmae.config import PretrainConfig
-
 __all__ = ["ClipLayout", "extract_teacher", "teacher_clip_features"]
 
 logger = logging.getLogger(__name__)
@@ -40,17 +36,13 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ClipLayout:
     """Which clips of a video are cached: ``cache_clips`` evenly spaced clips of ``frames``
-    frames ``stride`` source frames apart (the track cache's layout)."""
+    frames ``stride`` source frames apart (the track cache's layout; a run's ``data.frames``,
+    ``data.stride`` and ``tracking.cache_clips``: the clips training draws when
+    ``tracking.cache`` is set)."""
 
     frames: int
     stride: int
     cache_clips: int
-
-    @classmethod
-    def from_config(cls, cfg: PretrainConfig) -> ClipLayout:
-        """``data.frames``, ``data.stride`` and ``tracking.cache_clips``: the clips training
-        draws when ``tracking.cache`` is set."""
-        return cls(cfg.data.frames, cfg.data.stride, cfg.tracking.cache_clips)
 
     def clips(self, num_frames: int) -> np.ndarray:
         """``[C, frames]`` source frame indices of the cached clips."""

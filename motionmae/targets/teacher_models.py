@@ -40,7 +40,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from motionmae.config import IMAGENET_MEAN, IMAGENET_STD, ConfigError
+from motionmae.config_loading import ConfigError
+from motionmae.data.config import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "FrozenTeacher", "TeacherSpec", "load_teacher",
            "read_teacher_spec", "teacher_fingerprint"]

@@ -68,11 +68,70 @@ Everything is index/einsum arithmetic on device: no host synchronisation.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
 
-from motionmae.config import TracksTargetConfig
+from motionmae.config_loading import check
 from motionmae.targets.pixel import NORM_EPS
+from motionmae.targets.registry import TargetContext, register_target
 from motionmae.tokens import TokenGrid
+
+# TrackMAE's loss weight of the tracks target next to a feature (teacher) target.
+TRACKS_WEIGHT_WITH_TEACHER = 0.25
+TRACK_NORMS = ("none", "scale", "patch", "patch_mean", "batch")
+# The default of targets.tracks.norm; TrackMAE's own is "patch" (its recipes say so).
+DEFAULT_TRACK_NORM = "batch"
+TRACK_WINDOWS = ("tubelet", "official")
+TRACK_UPSAMPLE_MODES = ("centres", "align_corners")
+
+
+@dataclass
+class TracksTargetConfig:
+    """TrackMAE: per-tubelet displacements of grid points (one per patch centre, tracked
+    through the clip), spatially upsampled ``upsample`` x (``upsample**2`` points per patch);
+    :mod:`motionmae.targets.tracks` defines each setting.
+
+    ``norm``: ``none`` (pixels), ``scale`` (divide by ``scale`` px), ``patch`` (z-score within
+    each token, as TrackMAE; removes the token's own motion: a rigid translation gives 0),
+    ``patch_mean`` (``patch`` plus the token's mean displacement / ``scale`` as 2 more
+    channels), ``batch`` (divide by the batch's RMS displacement, at least ``rms_floor`` px).
+    ``windows``: ``tubelet`` (each tubelet measured; the last one over the clip's last
+    ``tubelet_size`` frames) or ``official`` (TrackMAE: frames ``0, u, 2u, ...``, the last
+    tubelet repeats the previous one). ``upsample_mode``: ``centres`` (sub-patch centres) or
+    ``align_corners`` (TrackMAE's ``align_corners=True``). Invisible points get loss weight
+    0 unless ``use_visibility`` is false (TrackMAE's original behaviour). ``weight`` null
+    (default): TrackMAE's lambda, 0.25 next to a teacher target, else 1
+    (:meth:`TargetsConfig.loss_weight`).
+    """
+
+    weight: float | None = None
+    upsample: int = 2
+    norm: str = DEFAULT_TRACK_NORM
+    scale: float = 8.0
+    rms_floor: float = 1.0
+    windows: str = "tubelet"
+    upsample_mode: str = "centres"
+    use_visibility: bool = True
+
+    def validate(self, key: str) -> None:
+        check(self.weight is None or self.weight >= 0, f"{key}.weight",
+               f"must be >= 0 or null, got {self.weight}")
+        check(self.upsample >= 1, f"{key}.upsample", "must be >= 1")
+        check(self.norm in TRACK_NORMS, f"{key}.norm",
+               f"must be one of {list(TRACK_NORMS)}, got {self.norm!r}")
+        check(self.norm not in ("patch", "patch_mean") or self.upsample >= 2, f"{key}.norm",
+               f"{self.norm} z-scores the upsample^2 points of a token and needs "
+               f"{key}.upsample >= 2 (got {self.upsample})")
+        check(self.scale > 0, f"{key}.scale", "must be > 0")
+        check(self.rms_floor > 0, f"{key}.rms_floor", "must be > 0")
+        check(self.windows in TRACK_WINDOWS, f"{key}.windows",
+               f"must be one of {list(TRACK_WINDOWS)}, got {self.windows!r}")
+        check(self.upsample_mode in TRACK_UPSAMPLE_MODES, f"{key}.upsample_mode",
+               f"must be one of {list(TRACK_UPSAMPLE_MODES)}, got {self.upsample_mode!r}")
+
 
 __all__ = [
     "TracksTarget",
@@ -306,3 +365,15 @@ class TracksTarget:
         return (f"TracksTarget(dim={self.dim}, upsample={self.factor}, norm={self.norm!r}, "
                 f"windows={self.windows!r}, align_corners={self.align_corners}, "
                 f"visibility={self.use_visibility})")
+
+
+def tracks_default_weight(names: Sequence[str]) -> float:
+    """TrackMAE's lambda: 0.25 next to a feature (teacher) target, else 1."""
+    return TRACKS_WEIGHT_WITH_TEACHER if "teacher" in names else 1.0
+
+
+@register_target("tracks", TracksTargetConfig, needs_tracks=True, cacheable=True,
+                 default_weight=tracks_default_weight)
+def build_tracks_target(cfg: TracksTargetConfig, ctx: TargetContext) -> TracksTarget:
+    weight = cfg.weight if cfg.weight is not None else tracks_default_weight(ctx.names)
+    return TracksTarget(dataclasses.replace(cfg, weight=weight), ctx.grid)

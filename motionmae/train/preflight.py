@@ -10,12 +10,14 @@ from pathlib import Path
 
 import torch
 
+from motionmae.errors import SetupError
+
 # A checkpoint's state.pt and manifest add a little to the tensors' bytes.
 _OVERHEAD = 1.05
 _SLACK = 1 << 20
 
 
-class OutputFolderError(RuntimeError):
+class OutputFolderError(SetupError):
     """The output folder cannot hold the run (not writable, or not enough free space)."""
 
 

@@ -12,13 +12,23 @@ import torch
 import yaml
 from torch import nn
 
-from motionmae.config import PretrainConfig, to_dict
+from motionmae.config import PretrainConfig
+from motionmae.config_loading import to_dict
 from motionmae.data import VideoDataset, build_loader, read_video_list
-from motionmae.masking import DecoderMask, LearnedMask, LearnedSampler, build_mask_generator
+from motionmae.masking import DecoderMask, LearnedSampler, build_mask_generator
 from motionmae.models import MaskedVideoModel
 from motionmae.motion.cache import CacheSettings, TrackCache, sample_cached_clip
 from motionmae.motion.hooks import TracksHook
-from motionmae.targets import build_targets, masked_mse, per_token_error
+from motionmae.targets import (
+    TARGETS,
+    TargetContext,
+    build_targets,
+    masked_mse,
+    per_token_error,
+)
+from motionmae.targets.teacher_cache import TeacherCacheSettings
+from motionmae.targets.teacher_extract import ClipLayout
+from motionmae.targets.teacher_models import TeacherSpec
 from motionmae.tokens import TokenGrid, mask_to_indices
 from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, train
@@ -52,10 +62,22 @@ def track_cache_settings(cfg: PretrainConfig) -> CacheSettings:
                          cache_clips=cfg.tracking.cache_clips)
 
 
+def teacher_cache_settings(cfg: PretrainConfig, spec: TeacherSpec) -> TeacherCacheSettings:
+    """The teacher-feature cache settings matching this config; the same for ``motionmae
+    extract-teacher`` and for training (whose hook derives them from the same sections)."""
+    return TeacherCacheSettings.for_run(cfg.targets.teacher, cfg.model.resolved().tubelet_size,
+                                        cfg.data.size, spec)
+
+
+def cached_clip_layout(cfg: PretrainConfig) -> ClipLayout:
+    """The clips the caches hold and training draws when ``tracking.cache`` is set."""
+    return ClipLayout(cfg.data.frames, cfg.data.stride, cfg.tracking.cache_clips)
+
+
 def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
-    """The loader-worker hooks the configured targets and masking need: point tracks of the
-    patch-centre grid (TrackMAE target, motion-aware masking), M3Video trajectories and
-    cached teacher features."""
+    """The loader-worker hooks the run needs: point tracks of the patch-centre grid when a
+    target or the masking kind reads them, then each target's own hooks (M3Video
+    trajectories, cached teacher features, ...), in ``targets.names`` order."""
     hooks: list = []
     if cfg.needs_tracks:
         cache = None
@@ -64,14 +86,11 @@ def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
         hooks.append(TracksHook(patch=grid.patch, tracker=cfg.tracking.tracker, cache=cache,
                                 tracker_settings=cfg.tracking.tracker_settings(),
                                 decode_size=cfg.data.size))
-    if "m3traj" in cfg.targets.names:
-        from motionmae.targets.m3traj import M3TrajHook
-
-        hooks.append(M3TrajHook(grid, cfg.targets.m3traj))
-    if "teacher" in cfg.targets.names and cfg.tracking.cache is not None:
-        from motionmae.targets.teacher_cache import teacher_features_hook
-
-        hooks.append(teacher_features_hook(cfg, grid))
+    ctx = TargetContext(grid, cfg.data, tuple(cfg.targets.names), cfg.tracking.cache)
+    for name in cfg.targets.names:
+        spec = TARGETS.get(name)
+        if spec.hooks is not None:
+            hooks.extend(spec.hooks(getattr(cfg.targets, name), ctx))
     return hooks
 
 
@@ -96,15 +115,13 @@ class PretrainTask:
     def __init__(self, cfg: PretrainConfig, world_size: int = 1) -> None:
         self.cfg = cfg
         self.grid = token_grid(cfg)
-        self.targets = build_targets(cfg.targets, self.grid, cfg.data)
-        self.sampler: LearnedSampler | None = None
-        if cfg.masking.kind == "learned":
-            self.sampler = LearnedSampler(cfg.masking.learned, self.grid, cfg.masking.ratio)
-            self.masking = LearnedMask(self.sampler)
+        self.targets = build_targets(cfg.targets, self.grid, cfg.data, cfg.tracking.cache)
+        self.masking = build_mask_generator(cfg.masking, self.grid)
+        # A trained generator (the learned sampler) lives in the model as ``sampler``.
+        self.sampler: LearnedSampler | None = getattr(self.masking, "sampler", None)
+        if self.sampler is not None:
             global_batch = cfg.run.batch_size * cfg.optim.accum_steps * world_size
-            self.sampler_lr_scale = cfg.masking.learned.lr / cfg.optim.peak_lr(global_batch)
-        else:
-            self.masking = build_mask_generator(cfg.masking, self.grid)
+            self.sampler_lr_scale = self.sampler.cfg.lr / cfg.optim.peak_lr(global_batch)
         self.decoder_mask = (DecoderMask(self.grid, cfg.masking.decoder_ratio)
                              if cfg.masking.decoder_ratio > 0 else None)
         self.model = MaskedVideoModel(
@@ -144,7 +161,7 @@ class PretrainTask:
                     token_error = token_error + target.weight * error
         if draw is not None:
             sampler_loss, sampler_parts = self.sampler.loss(draw, token_error, masked_idx)
-            total = total + self.cfg.masking.learned.loss_weight * sampler_loss
+            total = total + self.sampler.cfg.loss_weight * sampler_loss
             parts.update(sampler_parts)
         return total, parts
 
@@ -191,8 +208,7 @@ def pretrain(
     torch.manual_seed(cfg.run.seed)  # model initialisation
     task = PretrainTask(cfg, world_size=dist.world_size)
     clip_sampler = None
-    cached = cfg.needs_tracks or "teacher" in cfg.targets.names
-    if cached and cfg.tracking.cache is not None:
+    if (cfg.needs_tracks or cfg.targets.cacheable) and cfg.tracking.cache is not None:
         # Training clips start where tracks (teacher features) are cached (crop and flip stay
         # fully random).
         clip_sampler = functools.partial(

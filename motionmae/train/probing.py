@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from motionmae.config import DataConfig
+from motionmae.data.config import DataConfig
 from motionmae.evaluate import eval_data_config, list_features, run_probe
 
 log = logging.getLogger(__name__)

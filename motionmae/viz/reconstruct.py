@@ -193,11 +193,12 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
               seed: int = 0) -> list[Path]:
     """Write the pictures described in the module docstring to ``out_dir``; returns their
     paths."""
-    import dataclasses
 
     from motionmae.checkpoints.format import resolve_checkpoint
-    from motionmae.config import PretrainConfig, from_dict, saved_model_dict
+    from motionmae.config import PretrainConfig
+    from motionmae.config_loading import from_dict
     from motionmae.masking.motion import motion_per_position
+    from motionmae.models.config import saved_model_dict
     from motionmae.targets.pixel import denormalize_prediction, patch_statistics
     from motionmae.tokens import mask_to_indices
     from motionmae.train.pretrain import PretrainTask, build_sample_hooks
@@ -218,7 +219,7 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
     config["model"] = saved_model_dict(config.get("model", {}))
     cfg = from_dict(PretrainConfig, config)
     # One clip: track it online rather than requiring the training run's track cache.
-    cfg.tracking = dataclasses.replace(cfg.tracking, cache=None)
+    cfg.tracking.cache = None
     task = PretrainTask(cfg)
     task.model.load_state_dict(ckpt.weights())
     task.model.eval()

@@ -6,6 +6,8 @@ import torch
 from motionmae.config import MaskingConfig, PretrainConfig, load_config
 from motionmae.masking import (
     DecoderMask,
+    LearnedMask,
+    LearnedSampler,
     build_mask_generator,
     cube_mask,
     random_mask,
@@ -59,9 +61,11 @@ def test_cube_mask_is_seeded_and_built_from_the_config():
     assert torch.all((~mask).sum(dim=1) == generate.num_visible)
 
 
-def test_learned_kind_is_not_a_plain_generator():
-    with pytest.raises(ValueError, match="LearnedSampler"):
-        build_mask_generator(MaskingConfig(kind="learned"), GRID)
+def test_learned_kind_builds_a_view_of_a_trainable_sampler():
+    generator = build_mask_generator(MaskingConfig(kind="learned", ratio=0.75), GRID)
+    assert isinstance(generator, LearnedMask)
+    assert isinstance(generator.sampler, LearnedSampler)  # the pretraining task trains it
+    assert generator.num_visible == GRID.num_visible(0.75)
 
 
 # ------------------------------------------------------------------ decoder masking

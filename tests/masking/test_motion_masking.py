@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from motionmae.config import MaskingConfig
+from motionmae.config import MaskingConfig, MotionMaskingConfig
 from motionmae.masking import (
     MotionAwareMask,
     build_mask_generator,
@@ -95,14 +95,14 @@ def test_visibility_changes_the_ranking():
     visible[:, 1::2] = ~moving  # the moving points are never visible at two frames in a row
     mask = motion_aware_mask(tracks, visible, GRID, 0.5, 1.0, torch.Generator().manual_seed(0))
     # every position now has motion 0: the high bin is random, not the moving half
-    gen = MotionAwareMask(MaskingConfig(kind="motion", ratio=0.5, rho=1.0), GRID)
+    gen = MotionAwareMask(MotionMaskingConfig(rho=1.0), GRID, 0.5)
     assert torch.equal(mask, gen({"tracks": tracks, "track_visible": visible},
                                  torch.Generator().manual_seed(0)))
     assert not torch.equal(_visible_positions(mask)[0], moving)
 
 
 def test_generator_from_config_and_missing_tracks():
-    generate = build_mask_generator(MaskingConfig(kind="motion", ratio=0.75, rho=1.0), GRID)
+    generate = build_mask_generator(MaskingConfig(kind="motion", ratio=0.75, motion=MotionMaskingConfig(rho=1.0)), GRID)
     assert isinstance(generate, MotionAwareMask)
     assert generate.num_visible == GRID.num_visible(0.75)
     tracks, moving = _left_moves(batch=2)

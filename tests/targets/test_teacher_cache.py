@@ -22,16 +22,15 @@ from motionmae.motion.cache import cached_clip_indices, sample_cached_clip
 from motionmae.targets.teacher import TeacherTarget
 from motionmae.targets.teacher_cache import (
     CachedFeatures,
-    TeacherCacheSettings,
     TeacherFeatureCache,
     cached_features_for_geometry,
     frame_input_size,
     teacher_features_hook,
 )
-from motionmae.targets.teacher_extract import ClipLayout, extract_teacher
+from motionmae.targets.teacher_extract import extract_teacher
 from motionmae.targets.teacher_models import load_teacher, read_teacher_spec
 from motionmae.tokens import TokenGrid
-from motionmae.train.pretrain import token_grid
+from motionmae.train.pretrain import cached_clip_layout, teacher_cache_settings, token_grid
 
 pytest.importorskip("transformers")
 
@@ -59,8 +58,8 @@ def config(teacher_dir: Path, videos, cache: Path, *extra: str) -> PretrainConfi
 
 def fill(cfg: PretrainConfig, videos: list[Path]):
     spec = read_teacher_spec(cfg.targets.teacher.path)
-    cache = TeacherFeatureCache(cfg.tracking.cache, TeacherCacheSettings.from_config(cfg, spec))
-    return cache, extract_teacher(videos, cache, load_teacher(spec), ClipLayout.from_config(cfg))
+    cache = TeacherFeatureCache(cfg.tracking.cache, teacher_cache_settings(cfg, spec))
+    return cache, extract_teacher(videos, cache, load_teacher(spec), cached_clip_layout(cfg))
 
 
 # -- geometry -------------------------------------------------------------------------------
@@ -126,14 +125,14 @@ def test_cached_equals_online_on_the_whole_frame_and_misses_fall_back(teacher_di
     paths = [entry.path for entry in read_video_list(videos.train_list).entries]
     _, stats = fill(cfg, paths[:2])
     assert (stats.done, stats.skipped_existing, stats.failed) == (2, 0, [])
-    layout = ClipLayout.from_config(cfg)
+    layout = cached_clip_layout(cfg)
     shards = list((tmp_path / "cache").rglob("*.npz"))
     assert len(shards) == 2 * len(layout.clips(12))  # one shard per (video, cached clip)
     _, again = fill(cfg, paths)
     assert (again.done, again.skipped_existing) == (1, 2)  # resumable: only the new video
 
     grid = token_grid(cfg)
-    hook = teacher_features_hook(cfg, grid)
+    hook = teacher_features_hook(cfg.targets.teacher, cfg.tracking.cache, grid, cfg.data.size)
     dataset = VideoDataset(read_video_list(videos.train_list), cfg.data, train=True,
                            sample_hooks=[hook], clip_sampler=lambda n, rng: sample_cached_clip(
                                n, FRAMES, 2, 2, rng))
@@ -169,14 +168,14 @@ def test_key_covers_teacher_identity_and_settings(teacher_dir, videos, tmp_path)
     assert cache.get(video, clip + 1) is None  # another clip
 
     spec = read_teacher_spec(teacher_dir)
-    other_frame = TeacherCacheSettings.from_config(
+    other_frame = teacher_cache_settings(
         config(teacher_dir, videos, tmp_path / "cache", "targets.teacher.frame=1"), spec)
     assert TeacherFeatureCache(cfg.tracking.cache, other_frame).get(video, clip) is None
 
     retrained = tmp_path / "retrained"  # same config, other weights: another fingerprint
     write_teacher(retrained, "clip_vision_model", seed=1)
     assert read_teacher_spec(retrained).fingerprint != spec.fingerprint
-    other_teacher = TeacherCacheSettings.from_config(
+    other_teacher = teacher_cache_settings(
         config(retrained, videos, tmp_path / "cache"), read_teacher_spec(retrained))
     assert TeacherFeatureCache(cfg.tracking.cache, other_teacher).get(video, clip) is None
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from motionmae.data.entries import VideoList
+from motionmae.errors import DataError
 
 from . import diving48, finegym, hmdb51, kinetics, ssv2, ucf101
 from ._common import DatasetFormat, build_list
@@ -46,7 +47,7 @@ COMMON_CHOICES = {"missing": ("raise", "skip")}
 _SPEC = re.compile(r"^(?P<format>[A-Za-z][A-Za-z0-9_]+):(?P<rest>.*)$", re.DOTALL)
 
 
-class DatasetSpecError(ValueError):
+class DatasetSpecError(DataError, ValueError):
     """A dataset spec is malformed: unknown format or option, bad value; names the spec."""
 
 

@@ -1,0 +1,94 @@
+"""The encoder/decoder architecture's settings (the ``model`` section of a run config)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from motionmae.config_loading import check
+
+# name -> (embed_dim, depth, num_heads, decoder_dim, decoder_heads)
+MODEL_SIZES: dict[str, tuple[int, int, int, int, int]] = {
+    "tiny": (192, 12, 3, 128, 4),
+    "small": (384, 12, 6, 192, 3),
+    "base": (768, 12, 12, 384, 6),
+    "large": (1024, 24, 16, 512, 8),
+}
+
+
+
+@dataclass
+class ModelConfig:
+    """ViT encoder over tubelets plus light decoders. ``None`` sizes come from ``size``."""
+
+    size: str = "tiny"
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    tubelet_size: int = 2
+    decoder_dim: int | None = None
+    decoder_depth: int = 4
+    decoder_heads: int | None = None
+    drop_path: float = 0.0
+    # The tubelet projection reads each tubelet as the mean of its frames and their
+    # successive differences times this gain; 0 reads the frames as they are (VideoMAE's).
+    # A change of basis of the same linear map (exports fold it into VideoMAE's kernel), but
+    # it decides what learns first: with plain frames a tiny ViT on 2x16x16 tubelets of real
+    # footage learned no motion in 500-1,500 steps (a frame difference is ~15% of a frame's
+    # norm and the gradient follows appearance); with gain 4 it did (docs/benchmarks.md).
+    difference_gain: float = 4.0
+    # Targets predicted by one joint decoder (M3Video's default): one set of blocks and one
+    # linear head whose output is split into the targets' values; each target keeps its own
+    # loss and weight. Targets not listed get a decoder each. Empty: one decoder per target.
+    joint_targets: list[str] = field(default_factory=list)
+
+    def validate(self, key: str = "model") -> None:
+        check(self.size in MODEL_SIZES, f"{key}.size", f"must be one of {sorted(MODEL_SIZES)}, "
+               f"got {self.size!r}")
+        for name in ("embed_dim", "depth", "num_heads", "decoder_dim", "decoder_heads"):
+            value = getattr(self, name)
+            check(value is None or value > 0, f"{key}.{name}", f"must be positive, got {value}")
+        check(self.patch_size > 0, f"{key}.patch_size", "must be positive")
+        check(self.tubelet_size > 0, f"{key}.tubelet_size", "must be positive")
+        check(self.decoder_depth >= 1, f"{key}.decoder_depth", "must be >= 1")
+        check(0.0 <= self.drop_path < 1.0, f"{key}.drop_path", "must be in [0, 1)")
+        check(self.difference_gain >= 0.0, f"{key}.difference_gain",
+               f"must be >= 0 (0: plain frames), got {self.difference_gain}")
+        check(not self.joint_targets or len(self.joint_targets) >= 2, f"{key}.joint_targets",
+               f"a joint decoder needs at least two targets, got {self.joint_targets}")
+        check(len(set(self.joint_targets)) == len(self.joint_targets), f"{key}.joint_targets",
+               f"has duplicates: {self.joint_targets}")
+        resolved = self.resolved()
+        check(resolved.embed_dim % resolved.num_heads == 0, f"{key}.num_heads",
+               f"embed_dim {resolved.embed_dim} is not divisible by {resolved.num_heads} heads")
+        check(resolved.decoder_dim % resolved.decoder_heads == 0, f"{key}.decoder_heads",
+               f"decoder_dim {resolved.decoder_dim} is not divisible by "
+               f"{resolved.decoder_heads} heads")
+
+    def resolved(self) -> ModelConfig:
+        """A copy with every size filled in from the named size (what checkpoints store)."""
+        embed_dim, depth, heads, dec_dim, dec_heads = MODEL_SIZES[self.size]
+        return dataclasses.replace(
+            self,
+            embed_dim=self.embed_dim or embed_dim,
+            depth=self.depth or depth,
+            num_heads=self.num_heads or heads,
+            decoder_dim=self.decoder_dim or dec_dim,
+            decoder_heads=self.decoder_heads or dec_heads,
+        )
+
+
+SAVED_MODEL_DEFAULTS: dict[str, Any] = {"difference_gain": 0.0}
+"""What a ``model`` section saved before a key existed meant: the value that reproduces the
+model it was trained as (not today's default)."""
+
+
+def saved_model_dict(model: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``model`` section (checkpoint description, run config) with the keys it
+    predates filled in as :data:`SAVED_MODEL_DEFAULTS` says."""
+    return {**SAVED_MODEL_DEFAULTS, **model}
+
+

@@ -1,0 +1,55 @@
+"""The ``tracking`` section: which registered tracker makes the point tracks (motion targets,
+motion-aware masking), the offline track cache, and one sub-section per tracker with its own
+settings (``tracking.flow.method``, ``tracking.cotracker.checkpoint``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from motionmae.config_loading import ComponentSections, check, to_dict
+
+from .registry import TRACKERS
+
+
+@dataclass(init=False, eq=False)
+class TrackingConfig(ComponentSections):
+    """Where point tracks come from.
+
+    Tracks are computed in the data-loader workers on the very frames the model sees, or read
+    from a track cache (``motionmae extract-tracks``) when ``cache`` is set; cache misses fall
+    back to online tracking.
+
+    ``tracker: cotracker`` (:mod:`motionmae.motion.cotracker`) needs ``cotracker.checkpoint``,
+    the local ``scaled_offline.pth`` (``scaled_online.pth`` with ``cotracker.variant:
+    online``), and the CoTracker code base: installed, or a clone named by ``cotracker.code``.
+    The tracker's settings, paths included, are part of the track cache's key:
+    ``extract-tracks`` and training must name the same ones.
+    """
+
+    REGISTRY = TRACKERS
+    # Configs saved before the trackers had sections kept CoTracker's settings flat.
+    LEGACY_KEYS: ClassVar[dict[str, str]] = {"cotracker_checkpoint": "cotracker.checkpoint",
+                   "cotracker_variant": "cotracker.variant", "cotracker_code": "cotracker.code"}
+
+    tracker: str = "lk"
+    cache: str | None = None
+    cache_clips: int = 4
+
+    def selected(self) -> list[str]:
+        return [self.tracker]
+
+    def tracker_settings(self) -> dict[str, Any]:
+        """The settings of ``tracker`` for :func:`motionmae.motion.make_tracker` (also part
+        of the track cache's key)."""
+        return to_dict(getattr(self, self.tracker))
+
+    def validate(self, key: str = "tracking") -> None:
+        check(self.tracker in TRACKERS, f"{key}.tracker",
+              f"must be one of {TRACKERS.names()}, got {self.tracker!r}")
+        check(self.cache_clips >= 1, f"{key}.cache_clips", "must be >= 1")
+        self.validate_sections(key)
+        section = getattr(self, self.tracker)
+        for name, hint in TRACKERS.get(self.tracker).required.items():
+            check(getattr(section, name) is not None, f"{key}.{self.tracker}.{name}",
+                  f"{key}.tracker is {self.tracker}: {hint}")

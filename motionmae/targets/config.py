@@ -1,0 +1,45 @@
+"""The ``targets`` section: which targets a run reconstructs (``names``) and one sub-section
+per registered target (``targets.tracks.norm``), its config dataclass from the registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from motionmae.config_loading import ComponentSections, check
+from motionmae.targets.registry import TARGETS
+
+
+@dataclass(init=False, eq=False)
+class TargetsConfig(ComponentSections):
+    """The reconstruction targets: ``names`` selects, each sub-section configures one."""
+
+    REGISTRY = TARGETS
+
+    names: list[str] = field(default_factory=lambda: ["pixel"])
+
+    def selected(self) -> list[str]:
+        return list(self.names)
+
+    def loss_weight(self, name: str) -> float:
+        """Target ``name``'s loss weight: its section's ``weight``, or when that is null the
+        target's default for this run's targets (tracks: 0.25 next to a teacher, else 1)."""
+        return TARGETS.get(name).loss_weight(getattr(self, name), self.names)
+
+    @property
+    def needs_tracks(self) -> bool:
+        """Whether a selected target reads point tracks."""
+        return any(TARGETS.get(name).needs_tracks for name in self.names)
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether a selected target can read from the offline cache."""
+        return any(TARGETS.get(name).cacheable for name in self.names)
+
+    def validate(self, key: str = "targets") -> None:
+        check(len(self.names) >= 1, f"{key}.names", "needs at least one target")
+        for name in self.names:
+            check(name in TARGETS, f"{key}.names",
+                  f"unknown target {name!r}; known: {TARGETS.names()}")
+        check(len(set(self.names)) == len(self.names), f"{key}.names",
+              f"has duplicates: {self.names}")
+        self.validate_sections(key)
