@@ -54,7 +54,7 @@ def finetune_overrides(args: argparse.Namespace) -> list[str]:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from motionmae.config import FinetuneConfig, load_config
-    from motionmae.train.finetune import data_defaults, finetune
+    from motionmae.train.finetune import data_defaults, evaluate_finetuned, finetune
 
     if args.model is not None and not args.scratch:
         raise UsageError("--model applies to --scratch only (a checkpoint "
@@ -62,13 +62,21 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     # The checkpoint's clip geometry and normalisation, unless the file or flags say otherwise.
     base = {"data": data_defaults(args.checkpoint)} if args.checkpoint else {}
     cfg = load_config(FinetuneConfig, args.config, finetune_overrides(args), base=base)
-    result = run_training("finetune", finetune, cfg, args.resume)
-    if result is None:
+
+    def train_then_evaluate(cfg, *, resume, dist, on_log):
+        # In the job's distributed context, as training: rank 0 evaluates while the other
+        # ranks wait for it at the end of the session.
+        result = finetune(cfg, resume=resume, dist=dist, on_log=on_log)
+        return result, evaluate_finetuned(cfg, result, dist)
+
+    outcome = run_training("finetune", train_then_evaluate, cfg, args.resume)
+    if outcome is None:
         return 143  # 128 + SIGTERM: a scheduler sees the job was preempted
+    result, evaluation = outcome
     log.info("done: %d steps, checkpoints in %s", result.train.state.step,
              Path(cfg.run.out) / "checkpoints")
-    if result.evaluation is not None and result.evaluation.metrics is not None:
-        metrics = result.evaluation.metrics
+    if evaluation is not None and evaluation.metrics is not None:
+        metrics = evaluation.metrics
         print(f"val: top-1 {metrics.top1:.1%}  top-5 {metrics.top5:.1%}  mean class "
               f"{metrics.mean_class:.1%} ({metrics.num_videos} videos, {cfg.data.test_clips} "
               f"clips x {cfg.data.test_crops} crops); predictions in "
