@@ -36,7 +36,7 @@ from motionmae.data import make_synthetic_dataset
 from motionmae.demo import DemoConfig, demo_pretrain_config
 from motionmae.evaluate import eval_data_config, list_features, run_probe
 from motionmae.models import VideoEncoder
-from motionmae.train.finetune import data_defaults, finetune
+from motionmae.train.finetune import data_defaults, evaluate_finetuned, finetune
 from motionmae.train.pretrain import pretrain, token_grid
 
 
@@ -69,9 +69,9 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, float]:
         metrics = saved["metrics"]
     else:
         start = time.perf_counter()
-        result = finetune(cfg)
+        evaluation = evaluate_finetuned(cfg, finetune(cfg))
         minutes = (time.perf_counter() - start) / 60
-        assert result.evaluation is not None and result.evaluation.metrics is not None
+        assert evaluation is not None and evaluation.metrics is not None
         metrics = json.loads(report.read_text())["metrics"]
         saved = json.loads(report.read_text()) | {"minutes": minutes}
         report.write_text(json.dumps(saved, indent=1))

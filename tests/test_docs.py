@@ -29,7 +29,7 @@ def test_api_examples_run_in_order(tmp_path, monkeypatch):
     assert namespace["result"].state.step == 2
     assert tuple(namespace["tokens"].shape) == (2, 64, 192)
     assert tuple(namespace["values"].shape) == (4, 64, 8)
-    assert namespace["ft"].evaluation.metrics is not None
+    assert namespace["ft_val"].metrics is not None
     assert (tmp_path / "exported" / "example-hf" / "config.json").is_file()
 
 

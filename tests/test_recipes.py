@@ -196,7 +196,7 @@ def pretrained(videos, tmp_path_factory):
 
 @pytest.mark.parametrize("path", FINETUNE, ids=lambda p: p.stem)
 def test_finetune_recipe_runs_one_step(path, videos, pretrained, tmp_path):
-    from motionmae.train.finetune import finetune
+    from motionmae.train.finetune import evaluate_finetuned, finetune
 
     recipe = load_config(FinetuneConfig, path)
     cfg = load_config(FinetuneConfig, path, [
@@ -206,6 +206,7 @@ def test_finetune_recipe_runs_one_step(path, videos, pretrained, tmp_path):
     result = finetune(cfg)
     assert result.train.state.step == 1
     assert result.train.history[-1]["skipped_steps"] == 0
-    assert result.evaluation is not None and result.evaluation.metrics is not None
+    evaluation = evaluate_finetuned(cfg, result)
+    assert evaluation is not None and evaluation.metrics is not None
     # The recipe's fine-tuning settings survived the reduction.
     assert cfg.finetune == dataclasses.replace(recipe.finetune, checkpoint=str(pretrained))

@@ -5,8 +5,9 @@ pretraining).
 The recipe is VideoMAE's: mean pooling + LayerNorm + a linear head initialised small,
 layer-wise lr decay, stochastic depth, RandAugment and random erasing on each training clip
 (in the loader workers, on uint8 frames), mixup/cutmix with label smoothing on each batch
-(here, in the task), soft-target cross entropy, warmup + cosine. When ``data.val`` is set the
-final model is evaluated on it with multi-view testing (``RUN/eval/val.json`` + ``.csv``).
+(here, in the task), soft-target cross entropy, warmup + cosine. :func:`finetune` trains;
+:func:`evaluate_finetuned` then evaluates the final model on ``data.val`` with multi-view
+testing (``RUN/eval/val.json`` + ``.csv``), as ``motionmae finetune`` does.
 """
 
 from __future__ import annotations
@@ -177,10 +178,14 @@ def build_task(cfg: FinetuneConfig, num_classes: int,
 
 @dataclass
 class FinetuneResult:
-    """The training result, and the final model's evaluation on ``data.val`` (if any)."""
+    """The training result, with what :func:`evaluate_finetuned` needs: the final model, the
+    training list's class names and ``data.val`` (read and aligned to them before training;
+    ``None`` when not set)."""
 
     train: TrainResult
-    evaluation: Evaluation | None
+    model: VideoClassifier
+    classes: list[str] | None
+    val_videos: VideoList | None
 
 
 def _labelled(videos: VideoList, source: str) -> VideoList:
@@ -198,7 +203,8 @@ def finetune(
     dist: DistInfo | None = None,
     on_log: Callable[[dict[str, float]], None] | None = None,
 ) -> FinetuneResult:
-    """Fine-tune as configured; evaluate the final model on ``data.val`` (rank 0)."""
+    """Fine-tune as configured (no evaluation: see :func:`evaluate_finetuned`). ``data.val``
+    is read before training, so that a bad list fails early."""
     if cfg.data.train is None:
         raise ConfigError("data.train: a list file of labelled training videos is required")
     dist = dist or DistInfo()
@@ -227,19 +233,29 @@ def finetune(
     result = train(task, dataset, cfg.run, cfg.optim, out_dir, build_loader=build_loader,
                    workers=cfg.data.workers, resume=resume, dist=dist, on_log=on_log,
                    clips_per_item=cfg.data.num_sample)
-    evaluation = None
-    if val_videos is not None and dist.is_main:
-        views = cfg.data.test_clips * cfg.data.test_crops
-        evaluation = evaluate_videos(
-            task.model, val_videos, cfg.data, classes,
-            batch_size=max(1, cfg.run.batch_size // views),
-            device=resolve_device(cfg.run.device), precision=cfg.run.precision)
-        checkpoint = latest_checkpoint(out_dir / "checkpoints")
-        save_evaluation(evaluation, out_dir / "eval" / "val.json",
-                        {"checkpoint": str(checkpoint.path) if checkpoint else None,
-                         "step": result.state.step, "data": cfg.data.val})
-        if evaluation.metrics is not None:
-            log.info("val (%d clips x %d crops): top-1 %.1f%%, top-5 %.1f%%",
-                     cfg.data.test_clips, cfg.data.test_crops,
-                     100 * evaluation.metrics.top1, 100 * evaluation.metrics.top5)
-    return FinetuneResult(result, evaluation)
+    return FinetuneResult(result, task.model, classes, val_videos)
+
+
+def evaluate_finetuned(cfg: FinetuneConfig, result: FinetuneResult,
+                       dist: DistInfo | None = None) -> Evaluation | None:
+    """Evaluate :func:`finetune`'s final model on ``data.val`` with ``data.test_clips x
+    data.test_crops`` views; write ``RUN/eval/val.json`` + ``.csv``. On rank 0 only: ``None``
+    on the other ranks, and when ``data.val`` is not set."""
+    dist = dist or DistInfo()
+    if result.val_videos is None or not dist.is_main:
+        return None
+    out_dir = Path(cfg.run.out)
+    views = cfg.data.test_clips * cfg.data.test_crops
+    evaluation = evaluate_videos(
+        result.model, result.val_videos, cfg.data, result.classes,
+        batch_size=max(1, cfg.run.batch_size // views),
+        device=resolve_device(cfg.run.device), precision=cfg.run.precision)
+    checkpoint = latest_checkpoint(out_dir / "checkpoints")
+    save_evaluation(evaluation, out_dir / "eval" / "val.json",
+                    {"checkpoint": str(checkpoint.path) if checkpoint else None,
+                     "step": result.train.state.step, "data": cfg.data.val})
+    if evaluation.metrics is not None:
+        log.info("val (%d clips x %d crops): top-1 %.1f%%, top-5 %.1f%%",
+                 cfg.data.test_clips, cfg.data.test_crops,
+                 100 * evaluation.metrics.top1, 100 * evaluation.metrics.top5)
+    return evaluation

@@ -1,6 +1,8 @@
-"""Fine-tuning: loss, optimizer groups, initialisation, the run end to end with exact resume."""
+"""Fine-tuning: loss, optimizer groups, initialisation, the run end to end with exact resume,
+the final evaluation (by the command, after training)."""
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -10,6 +12,7 @@ import torch.nn.functional as F
 
 from motionmae.api import load_encoder
 from motionmae.checkpoints.format import CheckpointError, latest_checkpoint
+from motionmae.cli import main
 from motionmae.config import ConfigError, FinetuneConfig, PretrainConfig, load_config
 from motionmae.data import make_synthetic_dataset, read_video_list
 from motionmae.data.mixing import smooth_targets
@@ -18,6 +21,7 @@ from motionmae.models import DropPath, VideoClassifier, create_encoder
 from motionmae.tokens import TokenGrid
 from motionmae.train.finetune import (
     build_task,
+    evaluate_finetuned,
     finetune,
     set_drop_path,
     soft_target_cross_entropy,
@@ -133,7 +137,8 @@ def test_finetune_resumes_exactly_and_evaluates(videos, pretrained, tmp_path):
     (ckpts / "latest").write_text("step_00000002\n")
     lines = (split / "metrics.jsonl").read_text().splitlines()[:2]
     (split / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-    result = finetune(_config(videos, split, init, *SPLIT), resume=True)
+    cfg = _config(videos, split, init, *SPLIT)
+    result = finetune(cfg, resume=True)
     assert result.train.state.step == 4
     a, b = _losses(full), _losses(split)
     assert sorted(a) == sorted(b) == list(range(1, 5))
@@ -143,18 +148,42 @@ def test_finetune_resumes_exactly_and_evaluates(videos, pretrained, tmp_path):
     wb = latest_checkpoint(ckpts).weights()
     for key in wa:
         torch.testing.assert_close(wa[key], wb[key], rtol=1e-5, atol=1e-6)
-    # The final model was evaluated on data.val; the checkpoint reloads as the same model.
+    # The final model, evaluated on data.val; the checkpoint reloads as the same model.
+    evaluation = evaluate_finetuned(cfg, result)
     report = json.loads((split / "eval" / "val.json").read_text())
     assert report["step"] == 4 and len(report["predictions"]) == 9
-    assert report["metrics"]["top1"] == pytest.approx(result.evaluation.metrics.top1)
+    assert report["metrics"]["top1"] == pytest.approx(evaluation.metrics.top1)
     model, description = load_classifier(split)
     assert description["classes"] == videos.classes and description["kind"] == "finetune"
-    cfg = _config(videos, split, init, *SPLIT)
     again = evaluate_videos(model, read_video_list(videos.val_list), cfg.data, batch_size=9)
-    np.testing.assert_allclose(again.predictions.probs, result.evaluation.predictions.probs,
+    np.testing.assert_allclose(again.predictions.probs, evaluation.predictions.probs,
                                atol=1e-6)
     # load_encoder reads a fine-tuned checkpoint's encoder like a pretrained one's
     assert load_encoder(split)(torch.randn(1, 3, 4, 32, 32)).shape == (1, 2 * 2 * 2, 192)
+
+
+def test_finetune_trains_only_and_the_command_evaluates(videos, tmp_path, caplog):
+    settings = [*COMMON, "model.depth=2", "run.steps=1"]
+    lib = tmp_path / "library"
+    cfg = _config(videos, lib, *settings)
+    result = finetune(cfg)
+    assert len(result.val_videos) == 9 and not (lib / "eval").exists()  # data.val read only
+    evaluation = evaluate_finetuned(cfg, result)
+    assert evaluation is not None and (lib / "eval" / "val.csv").is_file()
+    # The command trains then evaluates, the same model on the same videos.
+    cli = tmp_path / "command"
+    with caplog.at_level(logging.INFO):
+        assert main(["finetune", "--scratch", "--train", str(videos.train_list), "--val",
+                     str(videos.val_list), "--out", str(cli), "--batch-size", "4",
+                     *(arg for s in settings for arg in ("--set", s))]) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    evaluated = next(i for i, m in enumerate(messages) if m.startswith("val ("))
+    assert messages[evaluated + 1].startswith("done: 1 steps")
+    ours, theirs = (json.loads((out / "eval" / "val.json").read_text()) for out in (lib, cli))
+    assert ours.pop("checkpoint") == str(lib / "checkpoints" / "step_00000001")
+    assert theirs.pop("checkpoint") == str(cli / "checkpoints" / "step_00000001")
+    assert ours == theirs and ours["step"] == 1 and len(ours["predictions"]) == 9
+    assert (lib / "eval" / "val.csv").read_text() == (cli / "eval" / "val.csv").read_text()
 
 
 def test_loss_falls_when_fitting_few_videos_without_augmentation(videos, tmp_path):
@@ -173,9 +202,10 @@ def test_loss_falls_when_fitting_few_videos_without_augmentation(videos, tmp_pat
 
 
 def test_bf16_step_and_pretraining_checkpoint_has_no_head(videos, pretrained, tmp_path):
-    result = finetune(_config(videos, tmp_path / "bf16", "run.steps=1", "run.precision=bf16",
-                              "data.val=null"))
-    assert result.evaluation is None and torch.isfinite(torch.tensor(
+    cfg = _config(videos, tmp_path / "bf16", "run.steps=1", "run.precision=bf16",
+                  "data.val=null")
+    result = finetune(cfg)
+    assert evaluate_finetuned(cfg, result) is None and torch.isfinite(torch.tensor(
         result.train.history[-1]["loss"]))
     with pytest.raises(CheckpointError, match="'pretrain' checkpoint has no classification"):
         load_classifier(pretrained)

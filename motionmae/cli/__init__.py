@@ -1,0 +1,77 @@
+"""The ``motionmae`` command: parses, builds configs, calls the library, shows progress.
+
+Each module of this package holds a group of commands, each command's parser next to its
+handler; this one builds the whole parser and runs a command. Parsing imports no torch or
+OpenCV: the handlers import what they need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from motionmae.cli.data import add_check_data, add_prepare
+from motionmae.cli.evaluation import add_evaluate, add_features, add_probe
+from motionmae.cli.finetune import add_finetune, finetune_overrides
+from motionmae.cli.pretrain import (
+    add_extract_teacher,
+    add_extract_tracks,
+    add_pretrain,
+    pretrain_overrides,
+)
+from motionmae.cli.tools import add_demo, add_export, add_report, add_tracks, add_visualize
+
+__all__ = ["build_parser", "finetune_overrides", "main", "pretrain_overrides"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="motionmae",
+        description="Self-supervised video representation learning by motion-aware masked "
+        "video modeling.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of every error (also MOTIONMAE_DEBUG=1); "
+                        "exit status: 0 ok, 1 internal error, 2 usage or config, 3 data (a "
+                        "video, list, checkpoint or model folder), 4 environment (missing "
+                        "package, output folder), 5 non-finite training, 143 preempted")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (add_demo, add_pretrain, add_finetune, add_evaluate, add_features,
+                add_probe, add_report,
+                add_tracks, add_export, add_extract_tracks, add_extract_teacher,
+                add_visualize, add_prepare, add_check_data):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit status says how it ended (see :mod:`motionmae.errors`)."""
+    args = build_parser().parse_args(argv)
+    # OpenMP threads that spin while waiting are ~16x slower per training step on a CPU
+    # shared with loader workers (tracking, decoding) or another job (docs/benchmarks.md);
+    # a sleeping wait costs little when the cores are free. Read once, at the first torch
+    # import, which happens after this line; a user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    debug = args.debug or os.environ.get("MOTIONMAE_DEBUG", "") not in ("", "0")
+    try:
+        return args.handler(args)
+    except Exception as error:
+        # The single place where errors a user can cause become one line and an exit status;
+        # anything else (a bug) keeps its traceback.
+        from motionmae.errors import classify
+
+        known = classify(error)
+        if known is None or debug:
+            raise
+        code, message = known
+        print(f"motionmae {args.command}: error: {message}", file=sys.stderr)
+        return code

@@ -1,0 +1,60 @@
+"""What several commands share: the ``motionmae`` logger, the training progress bar, running
+a training in the job's distributed context, and ``--shard i/n``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from motionmae.errors import UsageError
+
+log = logging.getLogger("motionmae")
+
+
+def progress(total: int, desc: str) -> tuple[Callable[[dict], None], Callable[[], None]]:
+    """A training progress bar: ``(on_log, close)``, ``on_log`` taking the loop's records."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+
+    def on_log(record: dict) -> None:
+        bar.update(record["step"] - bar.n)
+        postfix = {"loss": f"{record['loss']:.4f}", "lr": f"{record['lr']:.2e}",
+                   "clips/s": f"{record['clips_per_s']:.1f}"}
+        bar.set_postfix(postfix, refresh=False)
+
+    return on_log, bar.close
+
+
+def run_training(name: str, run: Callable[..., Any], cfg: Any, resume: bool) -> Any:
+    """Run ``run(cfg, ...)`` (pretrain or finetune) in this process's distributed context with
+    a progress bar on rank 0; ``None`` when preempted (SIGTERM: a checkpoint was saved)."""
+    from motionmae.train.distributed import distributed_session
+    from motionmae.train.loop import TrainingInterrupted
+
+    if cfg.run.steps is None and cfg.run.epochs is None:
+        cfg.run.steps = 1000
+        log.info("neither --steps nor --epochs given: training for %d steps", cfg.run.steps)
+    with distributed_session() as dist:
+        on_log, close = progress(cfg.run.steps or 0, name) if dist.is_main else (None, None)
+        try:
+            return run(cfg, resume=resume, dist=dist, on_log=on_log)
+        except TrainingInterrupted as stopped:  # every rank stopped at the same step
+            log.warning("%s", stopped)
+            return None
+        finally:
+            if close is not None:
+                close()
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard i/n`` as ``(i, n)``."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+        if not 0 <= index < count:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--shard must be i/n with 0 <= i < n, "
+                         f"got {text!r}") from None
+    return index, count

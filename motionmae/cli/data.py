@@ -1,0 +1,125 @@
+"""The dataset commands: ``prepare`` (re-encode once at working resolution) and ``check-data``
+(find the videos a run would fail on)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from motionmae.errors import DATA, UsageError
+
+
+def add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="re-encode a dataset once at working resolution "
+                       "(parallel, resumable) and write its list")
+    p.add_argument("--data", required=True,
+                   help="list file or dataset spec FORMAT:PATH[,key=value...]")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output folder: videos/, the prepared list, manifest.json")
+    p.add_argument("--short-side", type=int, default=320,
+                   help="short side in px, never enlarged (0: keep the size)")
+    p.add_argument("--fps", type=float, help="resample to this frame rate (default: keep "
+                   "every frame)")
+    p.add_argument("--crf", type=int, help="x264 quality, lower is better (default 23)")
+    p.add_argument("--preset", help="x264 preset (default veryfast)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="parallel processes (default: one per CPU)")
+    p.add_argument("--list-name", help="file name of the written list (default: the input "
+                   "list's, or <annotation stem>.txt for a spec)")
+    p.add_argument("--root", help="folder whose layout is kept under OUT/videos (default: the "
+                   "videos' common folder)")
+    p.add_argument("--list-only", action="store_true",
+                   help="only write the list of the original videos (convert a dataset spec "
+                   "to a plain list), no re-encoding")
+    p.set_defaults(handler=cmd_prepare)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from motionmae.config import PrepareConfig
+    from motionmae.data.prepare import failures_path, prepare_dataset, write_list
+
+    if args.list_only:
+        path = write_list(args.data, args.out, args.list_name)
+        print(f"list written to {path}")
+        return 0
+    given = {"crf": args.crf, "preset": args.preset, "fps": args.fps}
+    settings = PrepareConfig(short_side=args.short_side or None,
+                             **{k: v for k, v in given.items() if v is not None})
+    bar = tqdm(total=0, desc="prepare", unit="video", dynamic_ncols=True)
+    failed = 0
+
+    def on_progress(completed: int, total: int, video: object, status: str) -> None:
+        nonlocal failed
+        failed += status == "failed"
+        bar.total = total
+        bar.set_postfix(failed=failed, refresh=False)
+        bar.update(completed - bar.n)
+
+    try:
+        stats = prepare_dataset(args.data, args.out, settings, workers=args.workers,
+                                list_name=args.list_name, root=args.root,
+                                on_progress=on_progress)
+    finally:
+        bar.close()
+    print(f"{stats.done} encoded, {stats.skipped} already prepared, {len(stats.failed)} failed "
+          f"({stats.seconds:.1f}s); list: {stats.list_path}")
+    for video, reason in stats.failed[:10]:
+        print(f"  failed: {video}: {reason}", file=sys.stderr)
+    if stats.failed:
+        assert stats.list_path is not None
+        print(f"  all failures: {failures_path(stats.list_path)}", file=sys.stderr)
+    return DATA if stats.failed else 0
+
+
+def add_check_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check-data", help="check every video of a list (opens, decodes the "
+                       "needed frames, long enough for a clip); write a report and a clean list")
+    p.add_argument("data", metavar="LIST", help="list file or dataset spec")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output folder: report.tsv (one row per video) and clean.txt")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip")
+    p.add_argument("--stride", type=int, default=4, help="source frames between clip frames")
+    p.add_argument("--short-videos", choices=["pad", "stretch"], default="pad",
+                   help="how videos shorter than a clip will be sampled (data.short_videos)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="parallel processes (default: one per CPU)")
+    p.set_defaults(handler=cmd_check_data)
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from motionmae.data import read_video_list
+    from motionmae.data.check import check_videos, write_check
+
+    if args.frames < 1 or args.stride < 1:
+        raise UsageError(f"--frames and --stride must be >= 1, got {args.frames} and "
+                         f"{args.stride}")
+    entries = read_video_list(args.data).entries
+    bar = tqdm(total=len(entries), desc="check-data", unit="video", dynamic_ncols=True)
+    bad = 0
+
+    def on_progress(done: int, total: int, result: Any) -> None:
+        nonlocal bad
+        bad += result.status == "bad"
+        bar.set_postfix(bad=bad, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        results = check_videos([e.path for e in entries], args.frames, args.stride,
+                               args.short_videos, args.workers, on_progress)
+    finally:
+        bar.close()
+    report, clean = write_check(results, entries, args.out)
+    counts = {status: sum(r.status == status for r in results) for status in ("ok", "short",
+                                                                              "bad")}
+    print(f"{counts['ok']} ok, {counts['short']} shorter than a clip, {counts['bad']} bad; "
+          f"report: {report}; clean list ({counts['ok'] + counts['short']} videos): {clean}")
+    for result in [r for r in results if r.status == "bad"][:10]:
+        print(f"  bad: {result.detail}", file=sys.stderr)
+    return DATA if counts["bad"] else 0

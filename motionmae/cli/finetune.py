@@ -1,0 +1,84 @@
+"""``motionmae finetune``: train a classifier on an encoder, then evaluate it on ``--val``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from motionmae.cli.common import log, run_training
+from motionmae.errors import UsageError
+
+
+def add_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a classifier on an encoder; evaluate on "
+                       "--val")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--checkpoint", help="encoder to start from: run folder, checkpoint, "
+                       "exported or Hugging Face folder, official VideoMAE .pth")
+    start.add_argument("--scratch", action="store_true",
+                       help="start from random weights (architecture: --model, --set model.*)")
+    p.add_argument("--train", required=True, help="list file of labelled training videos")
+    p.add_argument("--val", help="list file of labelled validation videos (evaluated at the "
+                   "end with data.test_clips x data.test_crops views)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, eval/)")
+    p.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
+    p.add_argument("--model", choices=["tiny", "small", "base", "large"],
+                   help="architecture (with --scratch)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--epochs", type=int, help="passes over the data")
+    p.add_argument("--batch-size", type=int, help="clips per step and process")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set finetune.mixup=0 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.set_defaults(handler=cmd_finetune)
+
+
+def finetune_overrides(args: argparse.Namespace) -> list[str]:
+    """Turn the convenience flags into config overrides (``--set`` wins over them)."""
+    flags = {
+        "finetune.checkpoint": "null" if args.scratch else args.checkpoint,
+        "data.train": args.train,
+        "data.val": args.val,
+        "run.out": args.out,
+        "model.size": args.model,
+        "run.steps": args.steps,
+        "run.epochs": args.epochs,
+        "run.batch_size": args.batch_size,
+    }
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    if args.epochs is not None:
+        overrides.append("run.steps=null")
+    return overrides + list(args.set)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from motionmae.config import FinetuneConfig, load_config
+    from motionmae.train.finetune import data_defaults, evaluate_finetuned, finetune
+
+    if args.model is not None and not args.scratch:
+        raise UsageError("--model applies to --scratch only (a checkpoint "
+                         "brings its own architecture)")
+    # The checkpoint's clip geometry and normalisation, unless the file or flags say otherwise.
+    base = {"data": data_defaults(args.checkpoint)} if args.checkpoint else {}
+    cfg = load_config(FinetuneConfig, args.config, finetune_overrides(args), base=base)
+
+    def train_then_evaluate(cfg, *, resume, dist, on_log):
+        # In the job's distributed context, as training: rank 0 evaluates while the other
+        # ranks wait for it at the end of the session.
+        result = finetune(cfg, resume=resume, dist=dist, on_log=on_log)
+        return result, evaluate_finetuned(cfg, result, dist)
+
+    outcome = run_training("finetune", train_then_evaluate, cfg, args.resume)
+    if outcome is None:
+        return 143  # 128 + SIGTERM: a scheduler sees the job was preempted
+    result, evaluation = outcome
+    log.info("done: %d steps, checkpoints in %s", result.train.state.step,
+             Path(cfg.run.out) / "checkpoints")
+    if evaluation is not None and evaluation.metrics is not None:
+        metrics = evaluation.metrics
+        print(f"val: top-1 {metrics.top1:.1%}  top-5 {metrics.top5:.1%}  mean class "
+              f"{metrics.mean_class:.1%} ({metrics.num_videos} videos, {cfg.data.test_clips} "
+              f"clips x {cfg.data.test_crops} crops); predictions in "
+              f"{Path(cfg.run.out) / 'eval'}")
+    return 0

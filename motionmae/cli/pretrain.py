@@ -1,0 +1,166 @@
+"""``motionmae pretrain`` and the caches it can train from: ``extract-tracks`` (point tracks)
+and ``extract-teacher`` (a frozen teacher's features)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from motionmae.cli.common import log, parse_shard, run_training
+from motionmae.errors import DATA
+
+
+def add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="masked video pretraining on a list of videos")
+    p.add_argument("--data", required=True, help="list file of training videos (path [label]) "
+                   "or dataset spec FORMAT:PATH[,key=value...] (see docs/datasets.md)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, config)")
+    p.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
+    p.add_argument("--model", choices=["tiny", "small", "base", "large"])
+    p.add_argument("--targets", help="comma-separated targets, e.g. pixel")
+    p.add_argument("--masking", help="masking kind: tube, random, cube, motion or learned "
+                   "(see masking.learned.* for the learned sampler)")
+    p.add_argument("--frames", type=int, help="frames per clip")
+    p.add_argument("--size", type=int, help="clip side in pixels")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--epochs", type=int, help="passes over the data")
+    p.add_argument("--batch-size", type=int, help="clips per step and process")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set masking.ratio=0.75 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.set_defaults(handler=cmd_pretrain)
+
+
+def pretrain_overrides(args: argparse.Namespace) -> list[str]:
+    """Turn the convenience flags into config overrides (``--set`` wins over them)."""
+    flags = {
+        "data.train": args.data,
+        "run.out": args.out,
+        "model.size": args.model,
+        "targets.names": args.targets,
+        "masking.kind": args.masking,
+        "data.frames": args.frames,
+        "data.size": args.size,
+        "run.steps": args.steps,
+        "run.epochs": args.epochs,
+        "run.batch_size": args.batch_size,
+    }
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    if args.targets is not None:
+        overrides[overrides.index(f"targets.names={args.targets}")] = (
+            f"targets.names=[{args.targets}]"
+        )
+    if args.epochs is not None:
+        overrides.append("run.steps=null")
+    return overrides + list(args.set)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from motionmae.config import PretrainConfig, load_config
+    from motionmae.train.pretrain import pretrain
+
+    cfg = load_config(PretrainConfig, args.config, pretrain_overrides(args))
+    result = run_training("pretrain", pretrain, cfg, args.resume)
+    if result is None:
+        return 143  # 128 + SIGTERM: a scheduler sees the job was preempted
+    log.info("done: %d steps, checkpoints in %s", result.state.step,
+             Path(cfg.run.out) / "checkpoints")
+    return 0
+
+
+def add_extract_tracks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract-tracks", help="fill the track cache for a list of videos")
+    p.add_argument("--data", required=True, help="list file of videos")
+    p.add_argument("--cache", required=True, help="track cache folder")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--shard", default="0/1", help="i/n: this process takes videos i, i+n, ...")
+    p.add_argument("--config", help="the pretraining config the tracks are for (clip frames, "
+                   "stride, size, tracker and cache_clips must match training)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=cmd_extract_tracks)
+
+
+def cmd_extract_tracks(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from motionmae.config import PretrainConfig, load_config
+    from motionmae.data import read_video_list
+    from motionmae.motion import TrackCache, extract_tracks
+    from motionmae.train.pretrain import track_cache_settings
+
+    index, count = parse_shard(args.shard)
+    cfg = load_config(PretrainConfig, args.config,
+                      [f"data.train={args.data}", f"tracking.cache={args.cache}", *args.set])
+    cache = TrackCache(Path(args.cache), track_cache_settings(cfg))
+    videos = [entry.path for entry in read_video_list(args.data).entries]
+    bar = tqdm(total=len(videos) // count + 1, desc=f"tracks {index}/{count}", unit="video")
+
+    def on_progress(completed: int, total: int, video: object, status: str) -> None:
+        bar.total = total
+        bar.update(completed - bar.n)
+
+    try:
+        stats = extract_tracks(videos, cache, workers=args.workers, shard=(index, count),
+                               on_progress=on_progress)
+    finally:
+        bar.close()
+    print(f"{stats.done} tracked, {stats.skipped_existing} already cached, "
+          f"{len(stats.failed)} failed ({stats.seconds:.1f}s)")
+    for video, reason in stats.failed:
+        print(f"  failed: {video}: {reason}", file=sys.stderr)
+    return DATA if stats.failed else 0
+
+
+def add_extract_teacher(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract-teacher", help="fill the cache with a frozen teacher's features "
+                       "of the cached clips (train with --set tracking.cache=CACHE)")
+    p.add_argument("--data", required=True, help="list file of videos")
+    p.add_argument("--cache", required=True, help="cache folder (the track cache's)")
+    p.add_argument("--teacher", help="teacher model folder (default: targets.teacher.path of "
+                   "the config)")
+    p.add_argument("--device", default="auto", help="where the teacher runs (auto, cpu, cuda)")
+    p.add_argument("--batch-size", type=int, default=32, help="frames per teacher forward")
+    p.add_argument("--shard", default="0/1", help="i/n: this process takes videos i, i+n, ...")
+    p.add_argument("--config", help="the pretraining config the features are for (clip "
+                   "frames, stride, size, cache_clips and targets.teacher must match training)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=cmd_extract_teacher)
+
+
+def cmd_extract_teacher(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from motionmae.config import PretrainConfig, load_config
+    from motionmae.data import read_video_list
+    from motionmae.targets.teacher_cache import TeacherCacheSettings, TeacherFeatureCache
+    from motionmae.targets.teacher_extract import ClipLayout, extract_teacher
+    from motionmae.targets.teacher_models import load_teacher, read_teacher_spec
+    from motionmae.train.loop import resolve_device
+
+    index, count = parse_shard(args.shard)
+    teacher = [f"targets.teacher.path={args.teacher}"] if args.teacher else []
+    cfg = load_config(PretrainConfig, args.config, [f"data.train={args.data}",
+                      f"tracking.cache={args.cache}", *teacher, *args.set])
+    cfg.targets.teacher.validate("targets.teacher")  # also when names lacks the teacher
+    spec = read_teacher_spec(cfg.targets.teacher.path)
+    cache = TeacherFeatureCache(args.cache, TeacherCacheSettings.from_config(cfg, spec))
+    videos = [entry.path for entry in read_video_list(args.data).entries]
+    bar = tqdm(total=len(videos) // count + 1, desc=f"teacher {index}/{count}", unit="video")
+
+    def on_progress(completed: int, total: int, video: object, status: str) -> None:
+        bar.total = total
+        bar.update(completed - bar.n)
+
+    try:
+        stats = extract_teacher(videos, cache, load_teacher(spec), ClipLayout.from_config(cfg),
+                                device=resolve_device(args.device), batch_size=args.batch_size,
+                                shard=(index, count), on_progress=on_progress)
+    finally:
+        bar.close()
+    print(f"{stats.done} computed, {stats.skipped_existing} already cached, "
+          f"{len(stats.failed)} failed ({stats.seconds:.1f}s)")
+    for video, reason in stats.failed:
+        print(f"  failed: {video}: {reason}", file=sys.stderr)
+    return DATA if stats.failed else 0
