@@ -23,6 +23,7 @@ from motionmae.cli.pretrain import (
     pretrain_overrides,
 )
 from motionmae.cli.tools import add_demo, add_export, add_report, add_tracks, add_visualize
+from motionmae.plugins import PLUGINS_VARIABLE, load_plugins
 
 __all__ = ["build_parser", "finetune_overrides", "main", "pretrain_overrides"]
 
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     debug = args.debug or os.environ.get("MOTIONMAE_DEBUG", "") not in ("", "0")
     try:
+        plugins = os.environ.get(PLUGINS_VARIABLE, "")
+        if plugins:
+            load_plugins(plugins)
         return args.handler(args)
     except Exception as error:
         # The single place where errors a user can cause become one line and an exit status;

@@ -19,8 +19,9 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
     p.add_argument("--model", choices=["tiny", "small", "base", "large"])
     p.add_argument("--targets", help="comma-separated targets, e.g. pixel")
-    p.add_argument("--masking", help="masking kind: tube, random, cube, motion or learned "
-                   "(see masking.learned.* for the learned sampler)")
+    p.add_argument("--masking", help="masking kind: tube, random, cube, motion, learned (see "
+                   "masking.learned.* for the learned sampler), or one a plugin registers "
+                   "(MOTIONMAE_PLUGINS)")
     p.add_argument("--frames", type=int, help="frames per clip")
     p.add_argument("--size", type=int, help="clip side in pixels")
     length = p.add_mutually_exclusive_group()
@@ -134,10 +135,11 @@ def cmd_extract_teacher(args: argparse.Namespace) -> int:
 
     from motionmae.config import PretrainConfig, load_config
     from motionmae.data import read_video_list
-    from motionmae.targets.teacher_cache import TeacherCacheSettings, TeacherFeatureCache
-    from motionmae.targets.teacher_extract import ClipLayout, extract_teacher
+    from motionmae.targets.teacher_cache import TeacherFeatureCache
+    from motionmae.targets.teacher_extract import extract_teacher
     from motionmae.targets.teacher_models import load_teacher, read_teacher_spec
     from motionmae.train.loop import resolve_device
+    from motionmae.train.pretrain import cached_clip_layout, teacher_cache_settings
 
     index, count = parse_shard(args.shard)
     teacher = [f"targets.teacher.path={args.teacher}"] if args.teacher else []
@@ -145,7 +147,7 @@ def cmd_extract_teacher(args: argparse.Namespace) -> int:
                       f"tracking.cache={args.cache}", *teacher, *args.set])
     cfg.targets.teacher.validate("targets.teacher")  # also when names lacks the teacher
     spec = read_teacher_spec(cfg.targets.teacher.path)
-    cache = TeacherFeatureCache(args.cache, TeacherCacheSettings.from_config(cfg, spec))
+    cache = TeacherFeatureCache(args.cache, teacher_cache_settings(cfg, spec))
     videos = [entry.path for entry in read_video_list(args.data).entries]
     bar = tqdm(total=len(videos) // count + 1, desc=f"teacher {index}/{count}", unit="video")
 
@@ -154,7 +156,7 @@ def cmd_extract_teacher(args: argparse.Namespace) -> int:
         bar.update(completed - bar.n)
 
     try:
-        stats = extract_teacher(videos, cache, load_teacher(spec), ClipLayout.from_config(cfg),
+        stats = extract_teacher(videos, cache, load_teacher(spec), cached_clip_layout(cfg),
                                 device=resolve_device(args.device), batch_size=args.batch_size,
                                 shard=(index, count), on_progress=on_progress)
     finally:

@@ -76,7 +76,9 @@ def add_tracks(sub: argparse._SubParsersAction) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--grid", type=int, default=14, help="G x G queries on frame 0")
     where.add_argument("--queries", type=Path, help=".npy of [N,3] queries (t, x, y) in px")
-    p.add_argument("--tracker", choices=["lk", "flow", "cotracker"], default="lk")
+    p.add_argument("--tracker", default="lk",
+                   help="a registered tracker: lk, flow, cotracker, or one a plugin registers "
+                   "(MOTIONMAE_PLUGINS)")
     p.add_argument("--checkpoint", help="CoTracker3 checkpoint file (--tracker cotracker)")
     p.add_argument("--size", type=int, help="decode at this short side (px); default: as coded")
     p.add_argument("--start", type=int, default=0, help="first frame")
@@ -91,7 +93,7 @@ def cmd_tracks(args: argparse.Namespace) -> int:
     import numpy as np
 
     from motionmae.data import probe_video, read_frames
-    from motionmae.motion import grid_queries, track
+    from motionmae.motion import grid_queries, make_tracker, track
     from motionmae.motion.protocol import validate_queries
 
     info = probe_video(args.video)
@@ -110,8 +112,12 @@ def cmd_tracks(args: argparse.Namespace) -> int:
             raise UsageError(f"--queries {args.queries}: {error}") from error
     else:
         queries = grid_queries(height, width, args.grid)
-    settings = {"checkpoint": args.checkpoint} if args.tracker == "cotracker" else {}
-    tracks, visible = track(frames, queries, tracker=args.tracker, **settings)
+    settings = {"checkpoint": args.checkpoint} if args.checkpoint else {}
+    try:
+        tracker = make_tracker(args.tracker, **settings)
+    except ValueError as error:  # an unknown tracker or setting
+        raise UsageError(f"--tracker {args.tracker}: {error}") from error
+    tracks, visible = track(frames, queries, tracker=tracker)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, tracks=tracks.astype(np.float32), visible=visible,
                         queries=queries, frame_indices=indices)

@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from motionmae.config import RANDAUGMENT_OPS, ConfigError, ErasingConfig, RandAugmentConfig
+from motionmae.config import ConfigError, ErasingConfig, RandAugmentConfig
 from motionmae.data import VideoDataset, read_video_list
+from motionmae.data.config import RANDAUGMENT_OPS
 from motionmae.data.erasing import RandomErasing, erase_box
 from motionmae.data.randaugment import AugmentOp, RandAugment, apply_ops
 
