@@ -1,0 +1,137 @@
+"""A training run's checkpoints: the position they save (:class:`TrainState`), resuming from
+the newest complete one, writing one from every rank, and ``SIGTERM`` as the request to write
+one and stop. Rank 0 writes the full weights and optimizer state (gathered from the shards
+under FSDP), so a run resumes on any world size; a write that fails (disk full) raises
+:class:`~motionmae.checkpoints.format.CheckpointError` on every rank."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from motionmae.checkpoints.format import (
+    LATEST,
+    CheckpointError,
+    latest_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from motionmae.config import SAVED_MODEL_DEFAULTS, saved_model_dict
+from motionmae.errors import UsageError
+from motionmae.train.distributed import DistInfo, any_across_ranks, full_state, load_full_state
+
+
+@dataclass
+class TrainState:
+    """Where a run is: saved in every checkpoint. ``samples_in_epoch`` counts the samples of
+    the epoch's permutation consumed by all ranks together (so any world size can resume)."""
+
+    step: int = 0
+    epoch: int = 0
+    samples_in_epoch: int = 0
+    skipped_steps: int = 0
+    bad_videos: int = 0
+
+
+def check_resumed_model(saved: dict, current: dict, path: Path) -> None:
+    """Refuse to resume a run whose model settings of the same shapes mean other weights
+    (:data:`~motionmae.config.SAVED_MODEL_DEFAULTS`: e.g. a run from before
+    ``model.difference_gain`` existed, resumed under today's default)."""
+    if "model" not in saved or "model" not in current:
+        return
+    before = saved_model_dict(saved["model"])
+    changed = [key for key in SAVED_MODEL_DEFAULTS if before.get(key) != current["model"].get(key)]
+    if changed:
+        settings = " ".join(f"--set model.{key}={before[key]}" for key in changed)
+        raise UsageError(f"--resume: {path} was trained with "
+                         + ", ".join(f"model.{k}={before[k]}" for k in changed)
+                         + ", this config says "
+                         + ", ".join(f"{current['model'].get(k)}" for k in changed)
+                         + f": resume with {settings}")
+
+
+@dataclass
+class Checkpoints:
+    """The checkpoints of one run under ``root``: the last one and every ``keep_every``-th
+    are kept."""
+
+    root: Path
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    describe: Callable[[], dict[str, Any]]  # the task's description: config.json
+    keep_every: int | None
+    sharded: bool
+    dist: DistInfo
+
+    def load_latest(self, device: torch.device) -> tuple[TrainState, Path]:
+        """Load the newest complete checkpoint into the model and optimizer; returns the state
+        it saved and its path."""
+        checkpoint = latest_checkpoint(self.root)
+        if checkpoint is None:
+            raise FileNotFoundError(f"--resume: no complete checkpoint under {self.root}")
+        check_resumed_model(checkpoint.config(), self.describe(), checkpoint.path)
+        saved = checkpoint.state()
+        load_full_state(self.model, self.optimizer,
+                        checkpoint.weights("cpu" if self.sharded else device),
+                        saved["optimizer"], self.sharded)
+        return TrainState(**saved["train_state"]), checkpoint.path
+
+    def save(self, state: TrainState) -> None:
+        """Write the checkpoint of ``state.step`` (a collective: every rank calls it)."""
+        # A collective under FSDP: every rank gathers, rank 0 receives the full tensors.
+        weights, optimizer_state = (full_state(self.model, self.optimizer, self.sharded)
+                                    if self.sharded or self.dist.is_main else ({}, {}))
+        failure: CheckpointError | None = None
+        if self.dist.is_main:
+            try:
+                save_checkpoint(
+                    self.root,
+                    state.step,
+                    weights,
+                    self.describe(),
+                    {"optimizer": optimizer_state, "train_state": vars(state).copy()},
+                )
+                prune_checkpoints(self.root, keep_last=1, keep_every=self.keep_every)
+            except OSError as error:  # e.g. disk full: save_checkpoint removed its temp files
+                failure = _write_failure(self.root, state.step, error)
+        if any_across_ranks(failure is not None, self.dist):
+            raise failure or CheckpointError(
+                f"rank 0 could not write the checkpoint of step {state.step} under {self.root}")
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[threading.Event]:
+    """An event set by ``SIGTERM`` while the block runs (main thread only; the previous handler
+    is restored afterwards). Elsewhere the event is never set."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _write_failure(root: Path, step: int, error: OSError) -> CheckpointError:
+    """The error of a checkpoint that could not be written, saying what is left."""
+    pointer = root / LATEST
+    previous = pointer.read_text().strip() if pointer.is_file() else None
+    kept = f"'latest' still names {previous}" if previous else "no earlier checkpoint exists"
+    return CheckpointError(
+        f"could not write the checkpoint of step {step} under {root}: {error}. Its temporary "
+        f"files were removed and {kept}; free space (or fix the folder) and continue with "
+        f"--resume")

@@ -1,0 +1,115 @@
+"""What a training run records besides checkpoints: ``RUN/env.json`` (the machine), and the
+logged records: the window of steps each one averages (summed on the device, read once per
+logging interval), and where they go on rank 0: ``RUN/metrics.jsonl`` (one JSON line each,
+trimmed back to the checkpoint on resume), the caller's ``on_log``, TensorBoard
+(``run.tensorboard``) and Weights & Biases (``run.wandb``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from motionmae.config import RunConfig
+from motionmae.environment import machine_environment
+from motionmae.train.distributed import DistInfo, average_across_ranks
+from motionmae.train.tensorboard import TensorBoardWriter
+from motionmae.train.wandb_logger import WandbLogger
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class Window:
+    """The steps since the last record: their summed values (on the device), clips and
+    start time."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    start: float = field(default_factory=time.perf_counter)
+    clips: int = 0
+    steps: int = 0
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        """Sum ``value`` into ``name`` (on the device: no host sync)."""
+        self.sums[name] = self.sums.get(name, 0) + value
+
+    def add_step(self, loss: torch.Tensor, grad_norm: torch.Tensor, skipped: torch.Tensor,
+                 clips: int) -> None:
+        """Count one optimizer step: its loss, gradient norm, skip flag and clips."""
+        self.add("loss", torch.nan_to_num(loss, nan=0.0))
+        self.add("grad_norm", torch.nan_to_num(grad_norm, nan=0.0))
+        self.add("bad", skipped)
+        self.clips += clips
+        self.steps += 1
+
+    def means(self, bad: int, dist: DistInfo) -> dict[str, float]:
+        """Each value's mean over the steps not skipped and the ranks, and the throughput."""
+        good = max(1, self.steps - bad)
+        elapsed = time.perf_counter() - self.start
+        means = average_across_ranks({k: float(v) / good for k, v in self.sums.items()}, dist)
+        return {**means, "clips_per_s": self.clips / max(elapsed, 1e-9)}
+
+
+def write_environment(path: Path, device: torch.device, world_size: int) -> None:
+    """Record the machine this run trains on (rewritten on resume: the latest machine)."""
+    values = machine_environment()
+    values["device"] = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                        else str(device))
+    values["world size"] = world_size
+    values["torch threads"] = torch.get_num_threads()
+    path.write_text(json.dumps(values, indent=1))
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """Drop records after ``step`` (and a torn last line) left by a run that died after
+    logging but before checkpointing, so a resumed run's log has each step once."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line)
+    path.write_text("".join(f"{line}\n" for line in kept))
+
+
+class RecordSinks:
+    """The record writers of one run: all of them on rank 0 (``main``), none elsewhere."""
+
+    def __init__(self, out_dir: Path, run: RunConfig, *, main: bool, resume: bool,
+                 on_log: Callable[[dict[str, Any]], None] | None) -> None:
+        # W&B first: a missing package fails before TensorBoard starts an event file.
+        self.remote = WandbLogger(out_dir, run, resume=resume) if run.wandb and main else None
+        self.scalars = (TensorBoardWriter(out_dir / "tensorboard")
+                        if run.tensorboard and main else None)
+        self.file = (out_dir / METRICS_FILE).open("a") if main else None
+        self.on_log = on_log
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` everywhere it goes (flushed: a crash keeps every logged line)."""
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+            if self.on_log is not None:
+                self.on_log(record)
+        if self.scalars is not None:
+            self.scalars.write(record)
+        if self.remote is not None:
+            self.remote.write(record)
+
+    def close(self, *, failed: bool) -> None:
+        """Close every writer; ``failed`` (an exception on its way out) marks the W&B run."""
+        if self.file is not None:
+            self.file.close()
+        if self.scalars is not None:
+            self.scalars.close()
+        if self.remote is not None:
+            self.remote.close(failed=failed)
