@@ -20,180 +20,55 @@ clip and one crop), so window ``k``'s feature is the feature of the clip startin
 Output: a folder with one ``.npz`` per video (mirroring the videos' folders below their common
 parent; written atomically, so an existing file is complete and a rerun skips it, unless it
 was made with other settings or another checkpoint), or a single ``.npz`` for the whole list.
+
+The steps live beside this module: :mod:`~motionmae.eval.window_clips` (where the windows are,
+decoding), :mod:`~motionmae.eval.window_files` (the output files); their public names are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import logging
-import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
-from av.video.reformatter import VideoReformatter
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from motionmae.config import DataConfig
-from motionmae.data.transforms import apply_geometry, eval_geometries, normalize
-from motionmae.data.video import VideoInfo, VideoReader, VideoReadError, output_size
-from motionmae.fileio import atomic_write_bytes
+from motionmae.data.config import DataConfig
+from motionmae.data.video import VideoInfo, VideoReadError
+from motionmae.eval.window_clips import WindowPlan, plan_windows, window_clips
+from motionmae.eval.window_files import (
+    VideoWindows,
+    is_complete,
+    load_video_windows,
+    output_paths,
+    save_list_windows,
+    save_video_windows,
+    window_settings,
+)
+
+__all__ = [
+    "VideoWindows",
+    "WindowPlan",
+    "WindowStats",
+    "extract_windows",
+    "load_video_windows",
+    "output_paths",
+    "plan_windows",
+    "save_list_windows",
+    "save_video_windows",
+    "window_clips",
+    "window_settings",
+]
 
 logger = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-
-
-# -- where the windows are ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """The windows of one video.
-
-    ``start_frames [W]`` int64 first source frame of each window; ``starts``, ``ends`` ``[W]``
-    float64 seconds; ``indices [W, frames]`` int64 source frame of every clip frame (clamped
-    to the last frame for a video shorter than a window).
-    """
-
-    start_frames: np.ndarray
-    starts: np.ndarray
-    ends: np.ndarray
-    indices: np.ndarray
-
-
-def plan_windows(num_frames: int, fps: float, frames: int, stride: int,
-                 step: int) -> WindowPlan:
-    """Windows of ``frames`` frames ``stride`` apart, starting every ``step`` source frames,
-    in a video of ``num_frames`` frames at ``fps`` (see the module docstring)."""
-    if num_frames < 1 or fps <= 0:
-        raise ValueError(f"need num_frames >= 1 and fps > 0, got {num_frames} and {fps}")
-    if min(frames, stride, step) < 1:
-        raise ValueError(f"frames, stride and step must be >= 1, got {frames}, {stride}, "
-                         f"{step}")
-    length = frames * stride
-    last = max(num_frames - length, 0)
-    start_frames = np.arange(0, last + 1, step, dtype=np.int64)
-    indices = start_frames[:, None] + stride * np.arange(frames, dtype=np.int64)
-    return WindowPlan(
-        start_frames=start_frames,
-        starts=start_frames / fps,
-        ends=np.minimum(start_frames + length, num_frames) / fps,
-        indices=np.minimum(indices, num_frames - 1),
-    )
-
-
-# -- decoding ---------------------------------------------------------------------------
-
-
-def _decode_needed(path: Path, info: VideoInfo, needed: np.ndarray, size: int,
-                   threads: int = 1) -> Iterator[tuple[int, np.ndarray]]:
-    """``(index, frame [H, W, 3] uint8)`` for each of ``needed`` (sorted, unique), in order,
-    from one front-to-back decode at short side ``size``.
-
-    Same pixels and frame indices as :meth:`~motionmae.data.video.VideoReader.read`: index
-    from the timestamp at the stream's average rate, an index no frame maps to gets the last
-    frame before it, a stream that ends at most the reader's tolerance early repeats its last
-    frame.
-    """
-    height, width = output_size(info.height, info.display_width, size)
-    interpolation = "AREA" if height * width < info.height * info.width else "BILINEAR"
-    reformatter = VideoReformatter()  # one per video: building one per frame costs 1-6 ms
-    tolerance = max(2, math.ceil(0.02 * info.num_frames))
-    pending = 0
-    previous: tuple[int, Any] | None = None
-    failure: av.FFmpegError | None = None
-
-    def convert(frame: Any) -> np.ndarray:
-        return reformatter.reformat(frame, width=width, height=height, format="rgb24",
-                                    interpolation=interpolation, threads=1).to_ndarray()
-
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.FFmpegError, UnicodeDecodeError, ValueError) as error:
-        raise VideoReadError.for_file(path, f"cannot be opened as media: {error}") from error
-    with container:
-        stream = container.streams.video[0]
-        if threads != 1:
-            stream.thread_type, stream.thread_count = "AUTO", threads
-        time_base = float(stream.time_base or 0) or 1.0 / av.time_base
-        origin = stream.start_time or 0
-        index = -1
-        try:
-            for frame in container.decode(stream):
-                index = (index + 1 if frame.pts is None
-                         else round((frame.pts - origin) * time_base * info.fps))
-                converted = None
-                while pending < len(needed) and needed[pending] <= index:
-                    exact = needed[pending] == index
-                    if not exact and previous is None:
-                        previous = (index, frame)  # the stream starts late: its first frame
-                    source = frame if exact else previous[1]  # type: ignore[index]
-                    if converted is None or converted[0] is not source:
-                        converted = (source, convert(source))
-                    yield int(needed[pending]), converted[1]
-                    pending += 1
-                previous = (index, frame)
-                if pending == len(needed):
-                    return
-        except av.FFmpegError as error:  # a cut-off last packet ends like the stream does
-            failure = error
-    detail = f" ({failure})" if failure is not None else ""
-    if previous is None:
-        raise VideoReadError.for_file(path, f"no frames decoded (stream declares "
-                                      f"{info.num_frames}): truncated or damaged{detail}")
-    if info.num_frames - 1 - previous[0] > tolerance:
-        raise VideoReadError.for_file(
-            path, f"truncated or damaged: stream ended after frame {previous[0]} but it "
-            f"declares {info.num_frames} frames (frame {needed[pending]} was needed){detail}")
-    last = convert(previous[1])
-    for i in needed[pending:]:
-        yield int(i), last
-
-
-def window_clips(path: str | Path, data: DataConfig, step: int,
-                 threads: int = 1) -> tuple[VideoInfo, WindowPlan, Iterator[torch.Tensor]]:
-    """The video's info, its windows and an iterator over their clips ``[3, T, S, S]`` float
-    (normalised, centre crop at ``data.size``), in window order, decoding the video once.
-
-    Only the frames of the windows not yet emitted are kept in memory.
-
-    Raises:
-        VideoReadError: the video cannot be read (when probing, or while iterating).
-    """
-    path = Path(path)
-    with VideoReader(path) as reader:
-        info = reader.info
-    plan = plan_windows(info.num_frames, info.fps, data.frames, data.stride, step)
-
-    def clips() -> Iterator[torch.Tensor]:
-        needed = np.unique(plan.indices)
-        normalised: dict[int, torch.Tensor] = {}  # frame index -> [3, 1, S, S]
-        geometry = None
-        window = 0
-        for index, frame in _decode_needed(path, info, needed, data.size, threads):
-            if geometry is None:
-                geometry = eval_geometries(frame.shape[0], frame.shape[1], data.size, 1)[0]
-            crop = apply_geometry(frame[None], geometry)
-            normalised[index] = normalize(crop, data.mean, data.std)
-            while window < len(plan.indices) and plan.indices[window, -1] <= index:
-                yield torch.cat([normalised[int(i)] for i in plan.indices[window]], dim=1)
-                window += 1
-                if window < len(plan.indices):  # frames before the next window: done
-                    first = int(plan.indices[window, 0])
-                    for old in [i for i in normalised if i < first]:
-                        del normalised[old]
-
-    return info, plan, clips()
 
 
 # -- batching across videos ---------------------------------------------------------------
@@ -261,21 +136,7 @@ def _one_thread(worker_id: int) -> None:
     torch.set_num_threads(1)  # the workers only crop and normalise; the cores are the model's
 
 
-# -- results and files ----------------------------------------------------------------------
-
-
-@dataclass
-class VideoWindows:
-    """One video's window features: ``features [W, D]`` float32, ``start_frames [W]`` int64,
-    ``starts``/``ends`` ``[W]`` float64 seconds, with the video's ``fps`` and ``num_frames``."""
-
-    path: str
-    features: np.ndarray
-    start_frames: np.ndarray
-    starts: np.ndarray
-    ends: np.ndarray
-    fps: float
-    num_frames: int
+# -- the whole job ------------------------------------------------------------------------
 
 
 @dataclass
@@ -288,105 +149,6 @@ class WindowStats:
     windows: int = 0
     seconds: float = 0.0
     failed: list[tuple[str, str]] = field(default_factory=list)
-
-
-def window_settings(data: DataConfig, step: int, source: str = "") -> dict[str, Any]:
-    """What a window feature depends on; stored in every output and compared on resume.
-    ``source`` names the checkpoint."""
-    return {"version": FORMAT_VERSION, "frames": data.frames, "stride": data.stride,
-            "size": data.size, "step": step, "mean": list(data.mean), "std": list(data.std),
-            "source": source}
-
-
-def output_paths(videos: Sequence[str | Path], out: str | Path) -> list[Path]:
-    """Each video's ``.npz`` in folder ``out``: its path below the videos' common parent,
-    suffix replaced (``root/a/x.mp4`` -> ``out/a/x.npz``).
-
-    Raises:
-        ValueError: two videos would share an output (same name, different suffixes).
-    """
-    absolute = [Path(os.path.abspath(v)) for v in videos]
-    if not absolute:
-        return []
-    root = Path(os.path.commonpath([str(p.parent) for p in absolute]))
-    paths = [Path(out) / p.relative_to(root).with_suffix(".npz") for p in absolute]
-    seen: dict[Path, Path] = {}
-    for video, target in zip(absolute, paths, strict=True):
-        if target in seen and seen[target] != video:
-            raise ValueError(f"{seen[target]} and {video} would both be written to {target}; "
-                             "rename one")
-        seen[target] = video
-    return paths
-
-
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def save_video_windows(windows: VideoWindows, path: str | Path,
-                       settings: dict[str, Any]) -> None:
-    """Write one video's windows atomically (a reader never sees a partial file)."""
-    atomic_write_bytes(Path(path), _npz_bytes({
-        "features": windows.features.astype(np.float32),
-        "start_frames": windows.start_frames, "starts": windows.starts, "ends": windows.ends,
-        "path": np.asarray(windows.path), "fps": np.asarray(windows.fps),
-        "num_frames": np.asarray(windows.num_frames),
-        "settings": np.asarray(json.dumps(settings, sort_keys=True)),
-    }))
-
-
-def load_video_windows(path: str | Path) -> tuple[VideoWindows, dict[str, Any]]:
-    """Read a file written by :func:`save_video_windows` (no pickle): windows and settings."""
-    with np.load(path, allow_pickle=False) as data:
-        windows = VideoWindows(
-            path=str(data["path"]), features=data["features"],
-            start_frames=data["start_frames"], starts=data["starts"], ends=data["ends"],
-            fps=float(data["fps"]), num_frames=int(data["num_frames"]))
-        return windows, json.loads(str(data["settings"]))
-
-
-def _complete(path: Path, settings: dict[str, Any]) -> bool:
-    """An existing output made with these settings (atomic writes: present means whole)."""
-    if not path.is_file():
-        return False
-    try:
-        windows, saved = load_video_windows(path)
-    except (OSError, ValueError, KeyError) as error:
-        logger.warning("%s: unreadable (%s); computing it again", path, error)
-        return False
-    if saved != settings:
-        logger.warning("%s was made with other settings; computing it again", path)
-        return False
-    return len(windows.features) == len(windows.starts) > 0
-
-
-def save_list_windows(videos: Sequence[VideoWindows], path: str | Path,
-                      settings: dict[str, Any]) -> None:
-    """One ``.npz`` for a list: ``features [N, D]`` (every window of every video),
-    ``video [N]`` (index into ``paths``), ``start_frames``, ``starts``, ``ends`` ``[N]``;
-    ``paths``, ``fps``, ``num_frames`` per video; ``settings`` (JSON)."""
-    dim = videos[0].features.shape[1] if videos else 0
-
-    def cat(name: str, dtype: Any) -> np.ndarray:
-        parts = [getattr(v, name) for v in videos]
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-
-    atomic_write_bytes(Path(path), _npz_bytes({
-        "features": (np.concatenate([v.features for v in videos]).astype(np.float32)
-                     if videos else np.zeros((0, dim), np.float32)),
-        "video": np.repeat(np.arange(len(videos)), [len(v.starts) for v in videos]),
-        "start_frames": cat("start_frames", np.int64), "starts": cat("starts", np.float64),
-        "ends": cat("ends", np.float64),
-        "paths": np.asarray([v.path for v in videos], dtype=str),
-        "fps": np.asarray([v.fps for v in videos], dtype=np.float64),
-        "num_frames": np.asarray([v.num_frames for v in videos], dtype=np.int64),
-        "settings": np.asarray(json.dumps(settings, sort_keys=True)),
-    }))
-
-
-# -- the whole job ------------------------------------------------------------------------
 
 
 @torch.no_grad()
@@ -434,7 +196,7 @@ def extract_windows(
     stats = WindowStats()
     todo = []
     for position in range(index, len(paths), count):
-        if targets is not None and _complete(targets[position], settings):
+        if targets is not None and is_complete(targets[position], settings):
             stats.skipped_existing += 1
         else:
             todo.append((position, paths[position]))

@@ -20,13 +20,12 @@ from motionmae.interop.huggingface import (
 )
 from motionmae.interop.positions import infer_layout, interpolate_positions, is_sinusoid_table
 from motionmae.interop.videomae import (
-    OfficialWeights,
-    convert_official,
     load_videomae_classifier,
     load_videomae_encoder,
     load_videomae_pretrain,
-    read_state_dict,
 )
+from motionmae.interop.videomae_file import read_state_dict
+from motionmae.interop.videomae_keys import OfficialWeights, convert_official
 
 __all__ = [
     "EXPORT_FORMATS",

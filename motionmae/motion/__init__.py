@@ -17,14 +17,9 @@ then drawn with :func:`sample_cached_clip`).
 
 from typing import TYPE_CHECKING, Any
 
-from .cache import (
-    CachedTracks,
-    CacheSettings,
-    TrackCache,
-    cached_clip_indices,
-    cached_clip_starts,
-    sample_cached_clip,
-)
+from .cache import CacheSettings, TrackCache
+from .cached_clips import cached_clip_indices, cached_clip_starts, sample_cached_clip
+from .cached_tracks import CachedTracks
 from .camera import (
     CameraConfig,
     cumulative_homographies,

@@ -24,8 +24,8 @@ from motionmae.checkpoints.format import (
     prune_checkpoints,
     save_checkpoint,
 )
-from motionmae.config import SAVED_MODEL_DEFAULTS, saved_model_dict
 from motionmae.errors import UsageError
+from motionmae.models.config import SAVED_MODEL_DEFAULTS, saved_model_dict
 from motionmae.train.distributed import DistInfo, any_across_ranks, full_state, load_full_state
 
 

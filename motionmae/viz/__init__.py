@@ -1,6 +1,7 @@
 """Pictures of what the model sees and learns, and reports of runs.
 
-- :mod:`~motionmae.viz.draw`: tracks (GT vs predicted), masks, token heatmaps, labelled grids.
+- :mod:`~motionmae.viz.draw`: tracks (GT vs predicted); :mod:`~motionmae.viz.overlays`: masks
+  and token heatmaps; :mod:`~motionmae.viz.panels`: labelled grids.
 - :mod:`~motionmae.viz.io`: PNG, MP4 (H.264) and GIF writers.
 - :mod:`~motionmae.viz.report`: ``RUN/report/index.html`` with training curves.
 - :mod:`~motionmae.viz.reconstruct`: what a checkpoint reconstructs on one clip.
@@ -14,30 +15,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from motionmae.viz.draw import (
-        draw_track_pairs,
-        draw_tracks,
-        make_grid,
-        make_grid_video,
-        overlay_mask,
-        overlay_token_values,
-    )
+    from motionmae.viz.draw import draw_track_pairs, draw_tracks
     from motionmae.viz.io import write_png, write_video
+    from motionmae.viz.overlays import overlay_mask, overlay_token_values
+    from motionmae.viz.panels import make_grid, make_grid_video
     from motionmae.viz.reconstruct import visualize
-    from motionmae.viz.report import build_report, report_main, summary
+    from motionmae.viz.report import build_report, report_main
+    from motionmae.viz.run_summary import summary
 
 _EXPORTS = {
     "draw_tracks": "draw",
     "draw_track_pairs": "draw",
-    "overlay_mask": "draw",
-    "overlay_token_values": "draw",
-    "make_grid": "draw",
-    "make_grid_video": "draw",
+    "overlay_mask": "overlays",
+    "overlay_token_values": "overlays",
+    "make_grid": "panels",
+    "make_grid_video": "panels",
     "write_png": "io",
     "write_video": "io",
     "build_report": "report",
     "report_main": "report",
-    "summary": "report",
+    "summary": "run_summary",
     "visualize": "reconstruct",
 }
 

@@ -4,418 +4,34 @@ evaluations, curves, checkpoints, config.
 ``build_report(RUN)`` writes ``RUN/report/index.html`` (self-contained: inline CSS, plot PNGs
 beside it referenced relatively) and returns its path. Everything read from the run's files
 is HTML-escaped.
+
+The page is put together beside this module: :mod:`~motionmae.viz.run_summary` (the run's
+facts and target fit), :mod:`~motionmae.viz.report_html` (the HTML) and
+:mod:`~motionmae.viz.plots` (the curves).
 """
 
 from __future__ import annotations
 
-import html
-import json
 import logging
-import math
-import time
-from collections.abc import Collection
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from motionmae.viz.plots import Plot, plot_metrics
-from motionmae.viz.runfiles import (
-    CheckpointInfo,
-    EvalResult,
-    Metrics,
-    environment,
-    finite_number,
-    list_checkpoints,
-    read_evals,
-    read_metrics,
+from motionmae.viz.plots import plot_metrics
+from motionmae.viz.report_html import render_html
+from motionmae.viz.run_summary import (
+    read_config,
+    stuck_targets,
+    summarise,
+    summary,
+    target_fit,
 )
+from motionmae.viz.runfiles import environment, list_checkpoints, read_evals, read_metrics
+
+__all__ = ["REPORT_DIR", "build_report", "render_html", "report_main", "stuck_targets",
+           "summary", "target_fit"]
 
 log = logging.getLogger(__name__)
 
 REPORT_DIR = "report"
-_EVAL_COLUMNS = ("kind", "top1", "top5", "chance", "num_train", "num_val")
-STUCK_EXPLAINED = 0.05
-"""A target whose explained fraction stays below this over the run's tail is not learned."""
-STUCK_TAIL = 0.2
-"""The tail: this share of the logged records that carry the target's explained fraction."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Targets against their trivial predictor
-
-
-def target_fit(metrics: Metrics) -> dict[str, dict[str, float | None]]:
-    """Per target with ``explained/<target>`` records: ``loss``, ``trivial``, ``explained``
-    (the last record's) and ``tail_explained``, the mean explained fraction over the last
-    ``STUCK_TAIL`` of the records that have it (at least one)."""
-    fit = {}
-    numeric = metrics.keys()  # a Metrics method, not a dict's
-    for key in (k for k in numeric if k.startswith("explained/")):
-        name = key.split("/", 1)[1]
-        _, values = metrics.series(key)
-        tail = values[-max(1, math.ceil(STUCK_TAIL * len(values))):]
-        finite = [v for v in tail if math.isfinite(v)]
-        last = metrics.records[-1]
-        fit[name] = {
-            "loss": finite_number(last.get(f"loss/{name}")),
-            "trivial": finite_number(last.get(f"trivial/{name}")),
-            "explained": finite_number(last.get(key)),
-            "tail_explained": sum(finite) / len(finite) if finite else None,
-        }
-    return fit
-
-
-def stuck_targets(fit: dict[str, dict[str, float | None]]) -> list[str]:
-    """A warning, in words, for each target whose loss stays at its trivial predictor's."""
-    warnings = []
-    for name, values in fit.items():
-        tail = values["tail_explained"]
-        if tail is not None and tail < STUCK_EXPLAINED:
-            warnings.append(
-                f"target {name}: the loss stays at the trivial predictor's (explained "
-                f"{tail:.1%} over the last {STUCK_TAIL:.0%} of logged steps); the model "
-                f"predicts the batch mean, it is not learning this target")
-    return warnings
-
-
-# ---------------------------------------------------------------------------------------------
-# Summary
-
-
-def _config(run_dir: Path) -> tuple[dict[str, Any] | None, str | None, str | None]:
-    """``(parsed, pretty_text, problem)`` of ``RUN/config.yaml``."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return None, None, "no config.yaml in the run folder"
-    raw = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        parsed = yaml.safe_load(raw)
-    except yaml.YAMLError as error:
-        return None, raw, f"config.yaml is not valid YAML ({error}); shown as written"
-    if not isinstance(parsed, dict):
-        return None, raw, None
-    pretty = yaml.safe_dump(parsed, sort_keys=False, default_flow_style=False, width=100,
-                            allow_unicode=True)
-    return parsed, pretty, None
-
-
-def _get(tree: dict[str, Any] | None, dotted: str) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _best_eval(evals: list[EvalResult]) -> dict[str, Any] | None:
-    scored = [(finite_number(e.data.get("top1")), e) for e in evals]
-    scored = [(s, e) for s, e in scored if s is not None]
-    if not scored:
-        return None
-    top1, best = max(scored, key=lambda item: item[0])
-    return {
-        "file": best.file,
-        "kind": best.data.get("kind"),
-        "top1": top1,
-        "top5": finite_number(best.data.get("top5")),
-        "chance": finite_number(best.data.get("chance")),
-    }
-
-
-def _summarise(
-    run_dir: Path,
-    metrics: Metrics,
-    config: dict[str, Any] | None,
-    checkpoints: list[CheckpointInfo],
-    evals: list[EvalResult],
-) -> dict[str, Any]:
-    records = metrics.records
-    last = records[-1] if records else {}
-    losses = [(r["step"], finite_number(r.get("loss"))) for r in records]
-    losses = [(s, v) for s, v in losses if v is not None]
-    times = [t for t in (finite_number(r.get("time")) for r in records) if t is not None]
-    latest = [c for c in checkpoints if c.latest] or checkpoints[-1:]
-    targets = _get(config, "targets.names")
-    return {
-        "run_name": run_dir.resolve().name,
-        "run_dir": str(run_dir.resolve()),
-        "model": _get(config, "model.size"),
-        "masking": _get(config, "masking.kind"),
-        "mask_ratio": _get(config, "masking.ratio"),
-        "targets": list(targets) if isinstance(targets, list) else None,
-        "records": len(records),
-        "skipped_lines": len(metrics.warnings),
-        "last_step": last.get("step"),
-        "last_epoch": last.get("epoch"),
-        "final_loss": finite_number(last.get("loss")),
-        "final_losses": {
-            k.split("/", 1)[1]: finite_number(v) for k, v in last.items() if k.startswith("loss/")
-        },
-        "min_loss": min(losses, key=lambda item: item[1])[1] if losses else None,
-        "min_loss_step": min(losses, key=lambda item: item[1])[0] if losses else None,
-        "final_lr": finite_number(last.get("lr")),
-        "clips_per_s": finite_number(last.get("clips_per_s")),
-        "skipped_steps": last.get("skipped_steps"),
-        "bad_videos": last.get("bad_videos"),
-        "duration_s": times[-1] - times[0] if len(times) > 1 else None,
-        "num_checkpoints": len(checkpoints),
-        "latest_checkpoint": latest[0].name if latest else None,
-        "num_evals": len(evals),
-        "best_probe": _best_eval(evals),
-        "target_fit": target_fit(metrics),
-        "probes": {k.split("/", 1)[1]: finite_number(v) for k, v in _last_values(
-            records, "probe/").items()},
-    }
-
-
-def _last_values(records: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
-    """The latest value of every key starting with ``prefix`` (records need not all have
-    it: probes run at their own cadence)."""
-    found: dict[str, Any] = {}
-    for record in records:
-        found.update({k: v for k, v in record.items() if k.startswith(prefix)})
-    return found
-
-
-def summary(run_dir: str | Path) -> dict[str, Any]:
-    """Key facts of a run as plain JSON-able values (None where unknown).
-
-    Keys: ``run_name, run_dir, model, masking, mask_ratio, targets, records, skipped_lines,
-    last_step, last_epoch, final_loss, final_losses`` (target -> loss), ``min_loss,
-    min_loss_step, final_lr, clips_per_s`` (last interval), ``skipped_steps, bad_videos,
-    duration_s`` (first to last record), ``num_checkpoints, latest_checkpoint, num_evals,
-    best_probe`` (``file, kind, top1, top5, chance`` of the highest top-1, or None),
-    ``target_fit`` (:func:`target_fit`), ``probes`` (probe kind -> the latest in-run
-    ``probe/<kind>`` accuracy).
-    """
-    run_dir = Path(run_dir)
-    metrics = read_metrics(run_dir / "metrics.jsonl")
-    config, _, _ = _config(run_dir)
-    evals, _ = read_evals(run_dir)
-    return _summarise(run_dir, metrics, config, list_checkpoints(run_dir), evals)
-
-
-# ---------------------------------------------------------------------------------------------
-# HTML
-
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2433;
-background:#f4f5f7}
-main{max-width:1100px;margin:0 auto;padding:24px}
-h1{margin:0 0 4px;font-size:24px}h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid
-#d5d9e0;padding-bottom:4px}
-.sub{color:#5b6475;margin:0}
-.note{background:#fff7e0;border:1px solid #f0d48a;padding:8px 12px;border-radius:6px}
-table{border-collapse:collapse;background:#fff;font-size:13px}
-th,td{padding:5px 10px;border-bottom:1px solid #e6e8ec;text-align:left;vertical-align:top}
-th{background:#eceef2;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.cards{display:flex;flex-wrap:wrap;gap:10px}
-.card{background:#fff;border:1px solid #e0e3e8;border-radius:8px;padding:8px 14px;min-width:120px}
-.card b{display:block;font-size:18px}.card span{color:#5b6475;font-size:12px}
-.plots{display:flex;flex-wrap:wrap;gap:12px}
-figure{margin:0;background:#fff;border:1px solid #e0e3e8;border-radius:8px;padding:6px}
-figure img{max-width:100%;height:auto;display:block}
-pre{background:#fff;border:1px solid #e0e3e8;border-radius:8px;padding:12px;overflow:auto;
-font-size:12.5px}
-code{font-size:12px;word-break:break-all}
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _num(value: Any, fmt: str = ".4g") -> str:
-    number = finite_number(value)
-    if number is None:
-        return "–" if value is None else _e(value)
-    if isinstance(value, int) and fmt == ".4g":
-        return str(value)
-    return format(number, fmt)
-
-
-def _pct(value: Any) -> str:
-    number = finite_number(value)
-    return "–" if number is None else f"{number:.1%}"
-
-
-def _size(num_bytes: int) -> str:
-    size = float(num_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
-
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
-
-
-def _table(header: list[str], rows: list[list[str]], numeric: Collection[int] = ()) -> str:
-    """``rows`` hold already-escaped cell HTML."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(
-            f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
-            for i, c in enumerate(row)
-        ) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _cards(info: dict[str, Any]) -> str:
-    best = info["best_probe"]
-    items = [
-        ("last step", _num(info["last_step"])),
-        ("epoch", _num(info["last_epoch"])),
-        ("final loss", _num(info["final_loss"])),
-        ("lowest loss", f"{_num(info['min_loss'])}" + (
-            f" <span>@ {_num(info['min_loss_step'])}</span>" if info["min_loss"] is not None
-            else "")),
-        ("clips / s", _num(info["clips_per_s"], ".1f")),
-        ("duration", _e(_duration(info["duration_s"]))),
-        ("checkpoints", _num(info["num_checkpoints"])),
-        ("best probe top-1", "–" if best is None else
-         f"{_pct(best['top1'])} <span>{_e(best['kind'])}</span>"),
-    ]
-    for name, value in info["final_losses"].items():
-        items.append((f"final loss/{_e(name)}", _num(value)))
-    for name, value in info["probes"].items():
-        items.append((f"in-run probe/{_e(name)}", _pct(value)))
-    if info["skipped_steps"]:
-        items.append(("skipped steps", _num(info["skipped_steps"])))
-    if info["bad_videos"]:
-        items.append(("bad videos", _num(info["bad_videos"])))
-    cards = "".join(f'<div class="card"><b>{v}</b><span>{n}</span></div>' for n, v in items)
-    facts = ", ".join(
-        f"{name} <b>{_e(value)}</b>"
-        for name, value in (("model", info["model"]), ("masking", info["masking"]),
-                            ("mask ratio", info["mask_ratio"]),
-                            ("targets", ", ".join(info["targets"] or []) or None))
-        if value is not None
-    )
-    return f'<div class="cards">{cards}</div>' + (f"<p>{facts}</p>" if facts else "")
-
-
-def _fit_section(fit: dict[str, dict[str, float | None]]) -> str:
-    if not fit:
-        return ("<p>No <code>explained/*</code> records (runs before the trivial predictor was "
-                "logged): nothing to compare.</p>")
-    notes = "".join(f'<p class="note">{_e(w)}</p>' for w in stuck_targets(fit))
-    rows = [[_e(name), _num(v["loss"]), _num(v["trivial"]), _pct(v["explained"]),
-             _pct(v["tail_explained"])] for name, v in fit.items()]
-    table = _table(["target", "final loss", "trivial loss", "explained",
-                    f"explained, last {STUCK_TAIL:.0%} of steps"], rows, numeric={1, 2, 3, 4})
-    return (notes + table + "<p>The trivial predictor outputs the batch mean of the target "
-            "per channel; explained = 1 - loss / trivial loss (0: the model predicts the "
-            "mean, 1: a perfect reconstruction).</p>")
-
-
-def _eval_section(evals: list[EvalResult]) -> str:
-    if not evals:
-        return "<p>No evaluation results (<code>eval/*.json</code>) in the run folder.</p>"
-    rows = []
-    for result in evals:
-        data = result.data
-        details = {k: v for k, v in data.items() if k not in _EVAL_COLUMNS}
-        text = json.dumps(details, sort_keys=True, default=str) if details else ""
-        if len(text) > 300:
-            text = text[:297] + "..."
-        rows.append([
-            _e(result.file), _e(data.get("kind", "–")), _pct(data.get("top1")),
-            _pct(data.get("top5")), _pct(data.get("chance")), _num(data.get("num_train")),
-            _num(data.get("num_val")), f"<code>{_e(text)}</code>",
-        ])
-    return _table(["file", "kind", "top-1", "top-5", "chance", "train clips", "val clips",
-                   "other fields"], rows, numeric={2, 3, 4, 5, 6})
-
-
-def _plots_section(plots: list[Plot], note: str | None) -> str:
-    parts = [f'<p class="note">{_e(note)}</p>'] if note else []
-    if plots:
-        figures = "".join(
-            f'<figure><img src="{_e(p.file)}" alt="{_e(p.title)}"></figure>' for p in plots
-        )
-        parts.append(f'<div class="plots">{figures}</div>')
-    return "".join(parts)
-
-
-def _checkpoint_section(checkpoints: list[CheckpointInfo]) -> str:
-    if not checkpoints:
-        return "<p>No checkpoints.</p>"
-    rows = []
-    for c in checkpoints:
-        status = "latest" if c.latest else ("complete" if c.complete else
-                                            "incomplete (no manifest.json)")
-        rows.append([_e(c.name), str(c.step), _e(_size(c.size)), _e(_when(c.mtime)),
-                     _e(status)])
-    return _table(["folder", "step", "size", "written", "status"], rows, numeric={1, 2})
-
-
-def _env_section(values: dict[str, Any], source: str) -> str:
-    rows = [[_e(k), _e(v if isinstance(v, str) else json.dumps(v, default=str))]
-            for k, v in values.items()]
-    return f"<p>{_e(source[:1].upper() + source[1:])}.</p>" + _table(["", "value"], rows)
-
-
-def render_html(
-    info: dict[str, Any],
-    plots: list[Plot],
-    plot_note: str | None,
-    evals: list[EvalResult],
-    checkpoints: list[CheckpointInfo],
-    config_text: str | None,
-    config_problem: str | None,
-    env: tuple[dict[str, Any], str],
-    warnings: list[str],
-) -> str:
-    """The whole page as a string (every value from the run's files escaped)."""
-    notes = "".join(f'<p class="note">{_e(w)}</p>' for w in warnings)
-    config = ""
-    if config_problem:
-        config += f'<p class="note">{_e(config_problem)}</p>'
-    if config_text is not None:
-        config += f"<pre>{_e(config_text)}</pre>"
-    generated = _when(time.time())
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>motionmae run {_e(info["run_name"])}</title>
-<style>{_CSS}</style></head>
-<body><main>
-<h1>{_e(info["run_name"])}</h1>
-<p class="sub">run folder <code>{_e(info["run_dir"])}</code> · report built {_e(generated)}
-· {info["records"]} metric records</p>
-{notes}
-<h2>Summary</h2>
-{_cards(info)}
-<h2>Targets against their trivial predictor</h2>
-{_fit_section(info["target_fit"])}
-<h2>Evaluation</h2>
-{_eval_section(evals)}
-<h2>Training curves</h2>
-{_plots_section(plots, plot_note)}
-<h2>Checkpoints</h2>
-{_checkpoint_section(checkpoints)}
-<h2>Configuration</h2>
-{config}
-<h2>Environment</h2>
-{_env_section(*env)}
-</main></body></html>
-"""
 
 
 def build_report(run_dir: str | Path) -> Path:
@@ -429,10 +45,10 @@ def build_report(run_dir: str | Path) -> Path:
     out_dir = run_dir / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = read_metrics(run_dir / "metrics.jsonl")
-    config, config_text, config_problem = _config(run_dir)
+    config, config_text, config_problem = read_config(run_dir)
     checkpoints = list_checkpoints(run_dir)
     evals, eval_warnings = read_evals(run_dir)
-    info = _summarise(run_dir, metrics, config, checkpoints, evals)
+    info = summarise(run_dir, metrics, config, checkpoints, evals)
     for warning in stuck_targets(info["target_fit"]):
         log.warning("%s", warning)
     plots, plot_note = plot_metrics(metrics, out_dir)
