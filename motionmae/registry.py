@@ -27,7 +27,7 @@ SpecT = TypeVar("SpecT", bound=ComponentSpec)
 
 
 class Registry(Generic[SpecT]):
-    """Specs of one kind of component by name, in registration order.
+    """Specs of one kind of component by name.
 
     ``kind`` names the component in messages (``"target"``); ``key`` is the config key that
     selects them (``"targets.names"``), so an unknown name fails as that key.
@@ -59,7 +59,8 @@ class Registry(Generic[SpecT]):
         return self._specs[name]
 
     def names(self) -> list[str]:
-        return list(self._specs)
+        """The registered names, sorted (registration order follows import order)."""
+        return sorted(self._specs)
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs

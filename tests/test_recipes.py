@@ -120,8 +120,8 @@ def test_trackmae_recipes_keep_the_official_targets_and_say_what_they_lose(path)
         assert cfg.targets.teacher.norm == "zscore"  # TrackMAE's CLIP target
     header = _header(path)
     assert "translates rigidly" in header and "Remaining differences" in header
-    for key in ("tracking.tracker=cotracker", "tracking.cotracker_checkpoint",
-                "tracking.cotracker_variant", "tracking.cotracker_code"):
+    for key in ("tracking.tracker=cotracker", "tracking.cotracker.checkpoint",
+                "tracking.cotracker.variant", "tracking.cotracker.code"):
         assert key in header, key
     assert "cannot" not in header  # CoTracker can be given to the loader
 

@@ -198,7 +198,9 @@ def _training_lines(config: dict[str, Any], state: dict[str, Any],
         lines.append(f"- Targets: {', '.join(parts)}")
     masking = config.get("masking", {})
     if masking:
-        extra = f", rho {_fmt(masking['rho'])}" if masking.get("kind") == "motion" else ""
+        # masking.motion.rho; configs saved before the kinds had sections kept it flat
+        rho = masking.get("motion", {}).get("rho", masking.get("rho"))
+        extra = f", rho {_fmt(rho)}" if masking.get("kind") == "motion" else ""
         lines.append(f"- Masking: `{masking.get('kind')}`, ratio {_fmt(masking.get('ratio'))}"
                      f"{extra}")
     tracking = config.get("tracking", {})

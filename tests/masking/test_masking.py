@@ -56,7 +56,7 @@ def test_generator_from_config(kind):
 
 
 def test_unknown_kind_is_rejected():
-    with pytest.raises(ValueError, match="masking.kind: unknown masking kind 'spiral'"):
+    with pytest.raises(ValueError, match=r"masking\.kind: unknown masking kind 'spiral'"):
         build_mask_generator(MaskingConfig(kind="spiral"), GRID)
 
 

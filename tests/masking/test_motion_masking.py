@@ -102,7 +102,8 @@ def test_visibility_changes_the_ranking():
 
 
 def test_generator_from_config_and_missing_tracks():
-    generate = build_mask_generator(MaskingConfig(kind="motion", ratio=0.75, motion=MotionMaskingConfig(rho=1.0)), GRID)
+    generate = build_mask_generator(MaskingConfig(kind="motion", ratio=0.75,
+                                                  motion=MotionMaskingConfig(rho=1.0)), GRID)
     assert isinstance(generate, MotionAwareMask)
     assert generate.num_visible == GRID.num_visible(0.75)
     tracks, moving = _left_moves(batch=2)

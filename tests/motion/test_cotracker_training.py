@@ -1,5 +1,5 @@
 """``tracking.tracker: cotracker`` in training and ``extract-tracks``, on a fake CoTracker code
-base written to disk and named by ``tracking.cotracker_code`` (a clone that is not installed).
+base written to disk and named by ``tracking.cotracker.code`` (a clone that is not installed).
 
 The fake predictors move every query at a known constant velocity (one for the offline
 variant, another for the online one) and count their calls in a file beside their code, so a
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from motionmae.cli import main
-from motionmae.config import ConfigError, PretrainConfig, load_config
+from motionmae.config import ConfigError, PretrainConfig, load_config, to_dict
 from motionmae.data import VideoDataset, make_synthetic_dataset, read_video_list
 from motionmae.motion import TrackCache
 from motionmae.motion.protocol import patch_center_queries
@@ -104,24 +104,39 @@ def _config(videos, code_base, *extra) -> PretrainConfig:
         "data.stride=1", "data.size=32", "data.workers=0", "data.flip=false",
         "model.depth=1", "model.decoder_depth=1", "targets.names=[pixel,tracks]",
         "run.batch_size=2", "run.steps=2", "run.log_every=1", "tracking.tracker=cotracker",
-        f"tracking.cotracker_checkpoint={folder / 'scaled_offline.pth'}",
-        f"tracking.cotracker_code={code_base.parent}", *extra])
+        f"tracking.cotracker.checkpoint={folder / 'scaled_offline.pth'}",
+        f"tracking.cotracker.code={code_base.parent}", *extra])
 
 
 def test_config_names_the_missing_checkpoint_and_a_bad_variant():
-    with pytest.raises(ConfigError, match=r"^tracking\.cotracker_checkpoint: tracking\.tracker "
+    with pytest.raises(ConfigError, match=r"^tracking\.cotracker\.checkpoint: tracking\.tracker "
                                           r"is cotracker: give the path .*scaled_offline\.pth"):
         load_config(PretrainConfig, overrides=["tracking.tracker=cotracker"])
-    with pytest.raises(ConfigError, match=r"tracking\.cotracker_variant: must be offline or "
-                                          r"online, got 'streaming'"):
-        load_config(PretrainConfig, overrides=["tracking.cotracker_variant=streaming"])
+    with pytest.raises(ConfigError, match=r"tracking\.cotracker: .*variant: must be 'offline' "
+                                          r"or 'online', got 'streaming'"):
+        load_config(PretrainConfig, overrides=["tracking.cotracker.variant=streaming"])
+
+
+def test_config_saved_before_the_tracker_sections_still_loads(tmp_path):
+    """Configs (run folders, checkpoints) from before kept CoTracker's settings flat."""
+    cfg = load_config(PretrainConfig, overrides=[
+        "tracking.tracker=cotracker", f"tracking.cotracker_checkpoint={tmp_path / 'c.pth'}",
+        "tracking.cotracker_variant=online", f"tracking.cotracker_code={tmp_path}",
+        "masking.kind=motion", "masking.rho=0.25"])
+    assert (cfg.tracking.cotracker.checkpoint, cfg.tracking.cotracker.variant,
+            cfg.tracking.cotracker.code) == (str(tmp_path / "c.pth"), "online", str(tmp_path))
+    assert cfg.masking.motion.rho == 0.25
+    saved = to_dict(cfg)
+    assert "cotracker_checkpoint" not in saved["tracking"] and "rho" not in saved["masking"]
+    assert saved["tracking"]["cotracker"]["variant"] == "online"
+    assert saved["masking"]["motion"] == {"rho": 0.25}
 
 
 @pytest.mark.parametrize("variant", ["offline", "online"])
 def test_samples_carry_the_configured_variants_tracks(videos, code_base, variant):
     folder = code_base.parents[1]
-    cfg = _config(videos, code_base, f"tracking.cotracker_variant={variant}",
-                  f"tracking.cotracker_checkpoint={folder / f'scaled_{variant}.pth'}")
+    cfg = _config(videos, code_base, f"tracking.cotracker.variant={variant}",
+                  f"tracking.cotracker.checkpoint={folder / f'scaled_{variant}.pth'}")
     grid = token_grid(cfg)
     dataset = VideoDataset(read_video_list(cfg.data.train), cfg.data, train=True, seed=0,
                            sample_hooks=build_sample_hooks(cfg, grid))
@@ -140,7 +155,7 @@ def test_pretrain_tracks_online_with_cotracker(videos, code_base):
 
 
 def test_code_folder_without_the_package_says_what_to_provide(videos, code_base, tmp_path):
-    cfg = _config(videos, code_base, f"tracking.cotracker_code={tmp_path / 'missing'}")
+    cfg = _config(videos, code_base, f"tracking.cotracker.code={tmp_path / 'missing'}")
     dataset = VideoDataset(read_video_list(cfg.data.train), cfg.data, train=True, seed=0,
                            sample_hooks=build_sample_hooks(cfg, token_grid(cfg)))
     with pytest.raises(FileNotFoundError, match=r"CoTracker code base not found: .*missing "
@@ -152,8 +167,8 @@ def test_extract_tracks_then_pretrain_from_the_cache(videos, code_base, tmp_path
     cfg = _config(videos, code_base, "tracking.cache_clips=1")
     sets = ["data.size=32", "data.frames=4", "data.stride=1", "tracking.cache_clips=1",
             "tracking.tracker=cotracker",
-            f"tracking.cotracker_checkpoint={cfg.tracking.cotracker_checkpoint}",
-            f"tracking.cotracker_code={cfg.tracking.cotracker_code}"]
+            f"tracking.cotracker.checkpoint={cfg.tracking.cotracker.checkpoint}",
+            f"tracking.cotracker.code={cfg.tracking.cotracker.code}"]
     cache_dir = tmp_path / "cache"
     assert main(["extract-tracks", "--data", str(cfg.data.train), "--cache", str(cache_dir),
                  "--workers", "1", *[a for s in sets for a in ("--set", s)]]) == 0
@@ -161,7 +176,7 @@ def test_extract_tracks_then_pretrain_from_the_cache(videos, code_base, tmp_path
 
     cfg.tracking.cache = str(cache_dir)
     cache = TrackCache(cache_dir, track_cache_settings(cfg))
-    assert cache.settings.tracker_settings["checkpoint"] == cfg.tracking.cotracker_checkpoint
+    assert cache.settings.tracker_settings["checkpoint"] == cfg.tracking.cotracker.checkpoint
     for entry in read_video_list(cfg.data.train).entries:
         tracks = cache.get(entry.path).tracks[0]  # [T, N, 2] of the one cached clip
         np.testing.assert_allclose(tracks - tracks[:1],

@@ -78,7 +78,7 @@ def test_validate_inputs_accepts_edges_and_converts():
 
 def test_make_tracker_errors_and_protocol():
     with pytest.raises(ValueError,
-                       match="unknown tracker 'sift'; valid names: lk, flow, cotracker"):
+                       match="unknown tracker 'sift'; valid names: cotracker, flow, lk"):
         make_tracker("sift")
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['windw'\]"):
         make_tracker("lk", windw=15)
