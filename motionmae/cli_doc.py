@@ -130,7 +130,40 @@ def render(parser: argparse.ArgumentParser) -> str:
             "",
             *_table(command),
         ]
-    return "\n".join(out) + "\n"
+    return "\n".join([*out, *_components()]) + "\n"
+
+
+def _components() -> list[str]:
+    """The registered targets, masking kinds and trackers (``--targets``, ``--masking``,
+    ``tracking.tracker``) with their config sections, from the registries."""
+    import dataclasses
+
+    from motionmae.masking import MASKINGS
+    from motionmae.motion import TRACKERS
+    from motionmae.targets import TARGETS
+
+    out = ["", "## Components", "",
+           "What `--targets`, `--masking` and `--set tracking.tracker=` accept: the components "
+           "registered in the package (a plugin named by `MOTIONMAE_PLUGINS` adds its own; "
+           "`docs/architecture.md`, \"Add a component\"). Each has a config section under its "
+           "name; `--set SECTION.KEY=VALUE` sets one of its settings."]
+    for title, registry, section, flags in (
+            ("Targets", TARGETS, "targets", lambda s: ", ".join(
+                f for f, on in (("needs tracks", s.needs_tracks), ("cacheable", s.cacheable),
+                                ("loader hooks", s.hooks is not None)) if on)),
+            ("Masking kinds", MASKINGS, "masking",
+             lambda s: "needs tracks" if s.needs_tracks(s.config()) else ""),
+            ("Trackers", TRACKERS, "tracking", lambda s: "")):
+        out += ["", f"### {title}", "", "| name | section | settings (defaults) | notes |",
+                "|---|---|---|---|"]
+        for name in registry.names():
+            spec = registry.get(name)
+            defaults = spec.config()
+            settings = ", ".join(f"`{f.name}`={getattr(defaults, f.name)!r}"
+                                 for f in dataclasses.fields(defaults)) or "none"
+            out.append(f"| `{name}` | `{section}.{name}` | {_cell(settings)} | "
+                       f"{_cell(flags(spec))} |")
+    return out
 
 
 def main() -> int:

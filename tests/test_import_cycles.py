@@ -104,3 +104,55 @@ def test_import_forms(tmp_path, source, expected):
     path.write_text(source)
     modules = {"motionmae", "motionmae.data", "motionmae.data.lists", "motionmae.x"}
     assert imports_of(path, modules, path.parent) == expected
+
+
+# The package's floors, bottom first: a module imports only from its own floor or below
+# (docs/architecture.md, "Layers"). Longest prefix decides a module's floor.
+LAYERS: list[list[str]] = [
+    ["motionmae.version", "motionmae.errors", "motionmae.fileio", "motionmae.environment",
+     "motionmae.config_loading", "motionmae.registry", "motionmae.plugins",
+     "motionmae.schedule", "motionmae.tokens"],
+    ["motionmae.data", "motionmae.models"],
+    ["motionmae.motion", "motionmae.masking", "motionmae.checkpoints"],
+    ["motionmae.targets"],
+    ["motionmae.config"],
+    ["motionmae.eval", "motionmae.interop"],
+    ["motionmae.api", "motionmae.evaluate"],
+    ["motionmae.train"],
+    ["motionmae.viz", "motionmae.demo"],
+    ["motionmae.cli", "motionmae.cli_doc", "motionmae.__main__", "motionmae"],
+]
+
+
+def floor_of(module: str, layers: list[list[str]] = LAYERS) -> int:
+    best, floor = "", None
+    for index, prefixes in enumerate(layers):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+                best, floor = prefix, index
+    assert floor is not None, f"{module} is on no floor of LAYERS: add it"
+    return floor
+
+
+def upward_imports(graph: dict[str, set[str]],
+                   layers: list[list[str]] = LAYERS) -> list[tuple[str, str]]:
+    """``(importer, imported)`` pairs where the imported module sits on a higher floor."""
+    return sorted((source, target) for source, targets in graph.items() for target in targets
+                  if floor_of(target, layers) > floor_of(source, layers))
+
+
+def test_no_module_imports_upward():
+    assert upward_imports(import_graph()) == []
+
+
+def test_an_upward_import_is_found(tmp_path):
+    package = tmp_path / "motionmae"
+    (package / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "data" / "__init__.py").write_text("")
+    (package / "data" / "video.py").write_text("from motionmae.train import loop\n")
+    (package / "train").mkdir()
+    (package / "train" / "__init__.py").write_text("")
+    (package / "train" / "loop.py").write_text("from motionmae.data import video\n")
+    graph = import_graph(package)
+    assert upward_imports(graph) == [("motionmae.data.video", "motionmae.train.loop")]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from motionmae.eval.probes import ProbeResult, _chance, _check, _topk
-from motionmae.train.optim import lr_at
+from motionmae.schedule import lr_at
 
 
 class AttentivePooler(nn.Module):

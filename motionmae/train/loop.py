@@ -53,6 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 from motionmae.config import OptimConfig, RunConfig
 from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
 from motionmae.data.badvideos import BadVideoLog
+from motionmae.schedule import lr_at
 from motionmae.train.checkpointing import (
     Checkpoints,
     TrainState,
@@ -60,7 +61,7 @@ from motionmae.train.checkpointing import (
     stop_on_sigterm,
 )
 from motionmae.train.distributed import DistInfo, any_across_ranks, shard_model, sum_across_ranks
-from motionmae.train.optim import build_optimizer, lr_at, set_lr
+from motionmae.train.optim import build_optimizer, set_lr
 from motionmae.train.preflight import (
     OutputFolderError,
     check_free_space,

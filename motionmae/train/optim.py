@@ -1,10 +1,9 @@
-"""AdamW with the usual ViT parameter groups and a per-step warmup + cosine schedule."""
+"""AdamW with the usual ViT parameter groups; the schedule is :func:`motionmae.schedule.lr_at`."""
 
 from __future__ import annotations
 
 import inspect
 import logging
-import math
 from collections.abc import Callable
 
 import torch
@@ -60,16 +59,6 @@ def build_optimizer(groups: list[dict], cfg: OptimConfig, lr: float) -> torch.op
         except RuntimeError as error:  # e.g. a device without a fused kernel
             log.info("fused AdamW unavailable (%s); using the foreach implementation", error)
     return torch.optim.AdamW(groups, **kwargs)
-
-
-def lr_at(step: int, total_steps: int, peak_lr: float, min_lr: float, warmup_steps: int) -> float:
-    """Learning rate at optimizer step ``step`` (0-based): linear warmup from 0 over
-    ``warmup_steps``, then half-cosine from ``peak_lr`` to ``min_lr`` at ``total_steps``."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return peak_lr * (step + 1) / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
-    return min_lr + 0.5 * (peak_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from motionmae.eval.probes import knn_probe, linear_probe
-from motionmae.train.optim import lr_at, parameter_groups
+from motionmae.schedule import lr_at
+from motionmae.train.optim import parameter_groups
 from motionmae.train.sampler import EpochSampler
 
 
