@@ -51,6 +51,12 @@ class Registry(Generic[SpecT]):
         self._specs[spec.name] = spec
         return spec
 
+    def remove(self, name: str) -> SpecT:
+        """Unregister ``name`` and return its spec (a test's component, after the test)."""
+        if name not in self._specs:
+            raise KeyError(f"{self.kind} {name!r} is not registered")
+        return self._specs.pop(name)
+
     def get(self, name: str) -> SpecT:
         """The spec of ``name``; a :class:`ConfigError` on ``key`` listing the known names."""
         if name not in self._specs:

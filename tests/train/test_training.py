@@ -140,3 +140,56 @@ def test_a_run_from_before_difference_gain_loads_and_resumes_as_it_was_trained(v
     result = pretrain(_config(videos, run, **{"run.steps": 4, "model.difference_gain": 0.0}),
                       resume=True)
     assert result.state.step == 4
+
+
+def _as_written_before_component_sections(config: dict) -> dict:
+    """A saved run config in the layout of before the components owned their sections:
+    every target's section, masking.rho and CoTracker's settings flat, no tracker sections."""
+    old = json.loads(json.dumps(config))
+    old["masking"]["rho"] = old["masking"].pop("motion", {"rho": 0.5})["rho"]
+    old["masking"].setdefault("learned", {})
+    for name in ("pixel", "tracks", "hog", "m3traj", "teacher"):
+        old["targets"].setdefault(name, {})
+    tracking = old["tracking"]
+    cotracker = tracking.pop("cotracker", {})
+    tracking.pop(tracking["tracker"], None)
+    tracking.update(cotracker_checkpoint=cotracker.get("checkpoint"),
+                    cotracker_variant=cotracker.get("variant", "offline"),
+                    cotracker_code=cotracker.get("code"))
+    return old
+
+
+def test_a_run_folder_from_before_component_sections_loads_visualizes_and_resumes(
+        videos, tmp_path):
+    import yaml
+
+    import motionmae
+    from motionmae.checkpoints.format import MANIFEST, sha256_file
+    from motionmae.config import from_dict
+    from motionmae.viz.reconstruct import visualize
+
+    run = tmp_path / "old"
+    cfg = _config(videos, run, **{"run.steps": 2, "targets.names": "[pixel,tracks]",
+                                  "masking.kind": "motion", "masking.motion.rho": 0.25})
+    pretrain(cfg)
+    checkpoint = latest_checkpoint(run / "checkpoints")
+    config_file = checkpoint.path / "config.json"
+    description = json.loads(config_file.read_text())
+    old = _as_written_before_component_sections(description["config"])
+    assert "rho" in old["masking"] and "cotracker_variant" in old["tracking"]
+    description["config"] = old
+    config_file.write_text(json.dumps(description))
+    manifest_file = checkpoint.path / MANIFEST
+    manifest = json.loads(manifest_file.read_text())
+    manifest["files"]["config.json"] = {"size": config_file.stat().st_size,
+                                        "sha256": sha256_file(config_file)}
+    manifest_file.write_text(json.dumps(manifest))
+    (run / "config.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+
+    assert from_dict(PretrainConfig, old) == cfg  # the same run, read from either layout
+    assert motionmae.load_encoder(run) is not None
+    video = videos.val_list.parent / videos.val_list.read_text().split()[0]
+    assert visualize(run, video, tmp_path / "pictures")
+    resumed = load_config(PretrainConfig, run / "config.yaml", ["run.steps=3"])
+    assert resumed.masking.motion.rho == 0.25
+    assert pretrain(resumed, resume=True).state.step == 3
