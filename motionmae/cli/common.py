@@ -3,6 +3,7 @@ a training in the job's distributed context, and ``--shard i/n``."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -58,3 +59,14 @@ def parse_shard(text: str) -> tuple[int, int]:
         raise UsageError(f"--shard must be i/n with 0 <= i < n, "
                          f"got {text!r}") from None
     return index, count
+
+
+def add_training_options(p: argparse.ArgumentParser, set_example: str) -> None:
+    """The run-length, batch, ``--set`` and ``--resume`` flags of the training commands."""
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--epochs", type=int, help="passes over the data")
+    p.add_argument("--batch-size", type=int, help="clips per step and process")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override any config key, e.g. --set {set_example} (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")

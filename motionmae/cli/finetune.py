@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from motionmae.cli.common import log, run_training
+from motionmae.cli.common import add_training_options, log, run_training
 from motionmae.errors import UsageError
 
 
@@ -24,13 +24,7 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
     p.add_argument("--model", choices=["tiny", "small", "base", "large"],
                    help="architecture (with --scratch)")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="optimizer steps")
-    length.add_argument("--epochs", type=int, help="passes over the data")
-    p.add_argument("--batch-size", type=int, help="clips per step and process")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set finetune.mixup=0 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    add_training_options(p, "finetune.mixup=0")
     p.set_defaults(handler=cmd_finetune)
 
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from motionmae.cli.common import log, parse_shard, run_training
+from motionmae.cli.common import add_training_options, log, parse_shard, run_training
 from motionmae.errors import DATA
 
 
@@ -24,13 +24,7 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                    "(MOTIONMAE_PLUGINS)")
     p.add_argument("--frames", type=int, help="frames per clip")
     p.add_argument("--size", type=int, help="clip side in pixels")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="optimizer steps")
-    length.add_argument("--epochs", type=int, help="passes over the data")
-    p.add_argument("--batch-size", type=int, help="clips per step and process")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set masking.ratio=0.75 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    add_training_options(p, "masking.ratio=0.75")
     p.set_defaults(handler=cmd_pretrain)
 
 

@@ -1,20 +1,8 @@
 """Features of whole videos: the encoder slid over each video, one feature per window.
 
 For temporal action localisation (and anything else that needs features along a long video).
-A window is one clip of the checkpoint's geometry: ``frames`` frames ``stride`` source frames
-apart, covering ``frames * stride`` source frames; window ``k`` starts at source frame
-``k * step``. Only windows that fit inside the video are taken, so the last
-``(num_frames - frames * stride) % step`` frames are not covered; a video shorter than one
-window gets a single window at frame 0, padded by repeating its last frame (as evaluation
-clips are). Times are in seconds, ``frame / fps``, the mapping the reader uses from timestamps
-to frame indices (:mod:`motionmae.data.video`); a window ends where its last frame's display
-time ends (``(start + frames * stride) / fps``, at most the video's length).
-
-Each video is decoded once, front to back, at the working short side, and every needed frame
-is centre-cropped and normalised once, however many windows share it: the pixels are those of
-``motionmae features`` (:class:`~motionmae.data.dataset.VideoDataset` in evaluation with one
-clip and one crop), so window ``k``'s feature is the feature of the clip starting at frame
-``k * step``. Loader workers decode different videos; their windows are batched together
+Where the windows are and how their clips are read: :mod:`motionmae.eval.window_clips`.
+Loader workers decode different videos; their windows are batched together
 (windows of several videos in one forward pass).
 
 Output: a folder with one ``.npz`` per video (mirroring the videos' folders below their common

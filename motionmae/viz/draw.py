@@ -31,20 +31,8 @@ from motionmae.viz._strokes import (
     to_fixed,
 )
 from motionmae.viz.colors import point_colors
-from motionmae.viz.overlays import GridLike, overlay_mask, overlay_token_values
-from motionmae.viz.panels import LABEL_HEIGHT, make_grid, make_grid_video
 
-__all__ = [
-    "LABEL_HEIGHT",
-    "LEGEND_HEIGHT",
-    "GridLike",
-    "draw_track_pairs",
-    "draw_tracks",
-    "make_grid",
-    "make_grid_video",
-    "overlay_mask",
-    "overlay_token_values",
-]
+__all__ = ["LEGEND_HEIGHT", "draw_track_pairs", "draw_tracks"]
 
 LEGEND_HEIGHT = 18
 """Height in pixels of the legend strip under each frame of :func:`draw_track_pairs`."""

@@ -202,14 +202,10 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
     from motionmae.targets.pixel import denormalize_prediction, patch_statistics
     from motionmae.tokens import mask_to_indices
     from motionmae.train.pretrain import PretrainTask, build_sample_hooks
-    from motionmae.viz.draw import (
-        draw_track_pairs,
-        make_grid,
-        make_grid_video,
-        overlay_mask,
-        overlay_token_values,
-    )
+    from motionmae.viz.draw import draw_track_pairs
     from motionmae.viz.io import write_png, write_video
+    from motionmae.viz.overlays import overlay_mask, overlay_token_values
+    from motionmae.viz.panels import make_grid, make_grid_video
 
     ckpt = resolve_checkpoint(checkpoint)
     saved = ckpt.config()

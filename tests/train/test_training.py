@@ -113,12 +113,25 @@ def test_run_records_its_environment_for_the_report(videos, tmp_path):
     assert values == recorded and "recorded by the training run" in source
 
 
+def _rewrite_saved_description(checkpoint, description: dict) -> None:
+    """Write ``description`` as the checkpoint's config.json, as an older version wrote it
+    (the manifest's size and hash updated, so it still verifies)."""
+    from motionmae.checkpoints.format import MANIFEST, sha256_file
+
+    config_file = checkpoint.path / "config.json"
+    config_file.write_text(json.dumps(description))
+    manifest_file = checkpoint.path / MANIFEST
+    manifest = json.loads(manifest_file.read_text())
+    manifest["files"]["config.json"] = {"size": config_file.stat().st_size,
+                                        "sha256": sha256_file(config_file)}
+    manifest_file.write_text(json.dumps(manifest))
+
+
 def test_a_run_from_before_difference_gain_loads_and_resumes_as_it_was_trained(videos, tmp_path):
     """A checkpoint whose saved model section predates ``model.difference_gain`` was trained
     on plain frames: it loads as gain 0, and resuming it under today's default (4) is refused
     with the setting to pass."""
     import motionmae
-    from motionmae.checkpoints.format import MANIFEST, sha256_file
 
     run = tmp_path / "old"
     pretrain(_config(videos, run, **{"run.steps": 2, "model.difference_gain": 0.0}))
@@ -127,12 +140,7 @@ def test_a_run_from_before_difference_gain_loads_and_resumes_as_it_was_trained(v
     description = json.loads(config_file.read_text())
     del description["model"]["difference_gain"]  # as written before the key existed
     del description["config"]["model"]["difference_gain"]
-    config_file.write_text(json.dumps(description))
-    manifest_file = checkpoint.path / MANIFEST
-    manifest = json.loads(manifest_file.read_text())
-    manifest["files"]["config.json"] = {"size": config_file.stat().st_size,
-                                        "sha256": sha256_file(config_file)}
-    manifest_file.write_text(json.dumps(manifest))
+    _rewrite_saved_description(checkpoint, description)
     assert motionmae.load_encoder(run).patch_embed.difference_gain == 0.0
     with pytest.raises(ValueError, match=r"model.difference_gain=0.0.*--set "
                                          r"model.difference_gain=0.0"):
@@ -164,7 +172,6 @@ def test_a_run_folder_from_before_component_sections_loads_visualizes_and_resume
     import yaml
 
     import motionmae
-    from motionmae.checkpoints.format import MANIFEST, sha256_file
     from motionmae.config import from_dict
     from motionmae.viz.reconstruct import visualize
 
@@ -178,12 +185,7 @@ def test_a_run_folder_from_before_component_sections_loads_visualizes_and_resume
     old = _as_written_before_component_sections(description["config"])
     assert "rho" in old["masking"] and "cotracker_variant" in old["tracking"]
     description["config"] = old
-    config_file.write_text(json.dumps(description))
-    manifest_file = checkpoint.path / MANIFEST
-    manifest = json.loads(manifest_file.read_text())
-    manifest["files"]["config.json"] = {"size": config_file.stat().st_size,
-                                        "sha256": sha256_file(config_file)}
-    manifest_file.write_text(json.dumps(manifest))
+    _rewrite_saved_description(checkpoint, description)
     (run / "config.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
 
     assert from_dict(PretrainConfig, old) == cfg  # the same run, read from either layout

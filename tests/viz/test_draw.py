@@ -5,16 +5,9 @@ import numpy as np
 import pytest
 
 from motionmae.viz.colors import colormap, point_colors
-from motionmae.viz.draw import (
-    LABEL_HEIGHT,
-    LEGEND_HEIGHT,
-    draw_track_pairs,
-    draw_tracks,
-    make_grid,
-    make_grid_video,
-    overlay_mask,
-    overlay_token_values,
-)
+from motionmae.viz.draw import LEGEND_HEIGHT, draw_track_pairs, draw_tracks
+from motionmae.viz.overlays import overlay_mask, overlay_token_values
+from motionmae.viz.panels import LABEL_HEIGHT, make_grid, make_grid_video
 
 BG = 40
 RED = np.array([255, 40, 40])

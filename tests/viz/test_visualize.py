@@ -10,7 +10,8 @@ import torch
 from motionmae.cli import main
 from motionmae.data import make_synthetic_dataset
 from motionmae.tokens import TokenGrid
-from motionmae.viz.draw import LABEL_HEIGHT, LEGEND_HEIGHT
+from motionmae.viz.draw import LEGEND_HEIGHT
+from motionmae.viz.panels import LABEL_HEIGHT
 from motionmae.viz.reconstruct import (
     integrate_tracks,
     normalised_prediction_frames,
