@@ -104,10 +104,9 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     return cls(**_field_values(cls, data, prefix))
 
 
-def _field_values(cls: type, data: dict[str, Any], prefix: str,
-                  also_known: list[str] | None = None) -> dict[str, Any]:
+def _field_values(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:
     """``data``'s values coerced to ``cls``'s field types; an unknown key is an error listing
-    the fields (and ``also_known``, the registered sub-sections)."""
+    the fields."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -115,7 +114,7 @@ def _field_values(cls: type, data: dict[str, Any], prefix: str,
         key = f"{prefix}.{name}" if prefix else name
         if name not in names:
             raise ConfigError(f"{key}: unknown key; known keys here: "
-                              f"{sorted(names) + (also_known or [])}")
+                              f"{sorted(names)}")
         kwargs[name] = _coerce(value, hints[name], key)
     return kwargs
 

@@ -75,3 +75,31 @@ def test_exponent_without_dot_is_a_number(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("optim:\n  lr: 1e-3\n")
     assert load_config(PretrainConfig, path, ["optim.min_lr=1e-7"]).optim.lr == 1e-3
+
+
+def test_component_sections_are_found_by_registered_name():
+    from motionmae.config import (
+        MaskingConfig,
+        PretrainConfig,
+        TargetsConfig,
+        TracksTargetConfig,
+        load_config,
+        to_dict,
+    )
+
+    with pytest.raises(ConfigError, match=r"^targets\.trakcs: unknown key; known keys here: "
+                                          r"\['names'\] and the registered targets \['hog', "):
+        load_config(PretrainConfig, overrides=["targets.trakcs.norm=patch"])
+    with pytest.raises(ConfigError, match=r"^masking\.motion: must be a mapping, got 0\.5"):
+        load_config(PretrainConfig, overrides=["masking.motion=0.5"])
+    with pytest.raises(TypeError, match=r"TargetsConfig\(tracks=\.\.\.\): expected a "
+                                        r"TracksTargetConfig, got MaskingConfig"):
+        TargetsConfig(tracks=MaskingConfig())
+    cfg = TargetsConfig(names=["tracks"], tracks=TracksTargetConfig(norm="patch"))
+    assert cfg.tracks.norm == "patch" and cfg.pixel.norm_pix  # unselected: defaults
+    # Saved: the selected sections and any changed one; a changed, unselected section is
+    # validated too (a typo there is still a typo).
+    cfg.hog.cell = 1
+    assert list(to_dict(cfg)) == ["names", "tracks", "hog"]
+    with pytest.raises(ConfigError, match=r"targets\.hog\.cell: must be >= 2"):
+        cfg.validate()
