@@ -30,7 +30,12 @@ from motionmae.data.config import (
     PrepareConfig,
     RandAugmentConfig,
 )
-from motionmae.masking import LearnedMaskingConfig, MaskingConfig, MotionMaskingConfig
+from motionmae.masking import (
+    LearnedMaskingConfig,
+    MaskingConfig,
+    MotionMaskingConfig,
+    default_mask_ratio,
+)
 from motionmae.models.config import (
     MODEL_SIZES,
     SAVED_MODEL_DEFAULTS,
@@ -257,6 +262,10 @@ class PretrainConfig:
             check(self.targets.teacher.frame < model.tubelet_size, "targets.teacher.frame",
                    f"must be < model.tubelet_size {model.tubelet_size}, "
                    f"got {self.targets.teacher.frame}")
+        if self.masking.ratio is None:  # picked once here, so the run saves the number
+            tokens = ((self.data.frames // model.tubelet_size)
+                      * (self.data.size // model.patch_size) ** 2)
+            self.masking.ratio = default_mask_ratio(tokens)
         # The sampler runs outside the model's forward, where FSDP keeps parameters sharded.
         check(not (self.masking.kind == "learned" and self.run.parallel == "fsdp"),
                "masking.kind", "learned masking does not run under run.parallel=fsdp; use ddp")

@@ -1,7 +1,7 @@
 """Loading typed configs: dataclasses from YAML plus ``key=value`` overrides, with every value
 checked against the field's type and every error naming the dotted key
-(``masking.ratio: must be in (0, 1), got 1.5``), so a typo in a 3-day run's config fails in
-the first second, not after the first epoch.
+(``masking.ratio: must be in (0, 1) or null, got 1.5``), so a typo in a 3-day run's config
+fails in the first second, not after the first epoch.
 
 A section whose sub-sections belong to registered components (``targets.<name>``,
 ``masking.<kind>``, ``tracking.<tracker>``) subclasses :class:`ComponentSections`: its plain

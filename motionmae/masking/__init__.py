@@ -15,7 +15,7 @@ reconstruct (``masking.decoder_ratio``).
 
 from __future__ import annotations
 
-from motionmae.masking.config import MaskingConfig
+from motionmae.masking.config import MaskingConfig, default_mask_ratio
 from motionmae.masking.cube import cube_mask
 from motionmae.masking.decoder import DecoderMask, decoded_subset, running_cell
 from motionmae.masking.fixed import RatioMask, keep_lowest, random_mask, tube_mask
@@ -51,6 +51,7 @@ __all__ = [
     "build_mask_generator",
     "cube_mask",
     "decoded_subset",
+    "default_mask_ratio",
     "keep_lowest",
     "motion_aware_mask",
     "motion_per_position",
@@ -62,7 +63,8 @@ __all__ = [
 
 
 def build_mask_generator(cfg: MaskingConfig, grid: TokenGrid) -> MaskGenerator:
-    """The generator of ``cfg.kind`` at hidden fraction ``cfg.ratio``; every kind keeps
-    ``grid.num_visible(cfg.ratio)`` tokens per clip (``motion`` reads ``batch["tracks"]``,
-    see :class:`MotionAwareMask`)."""
-    return MASKINGS.get(cfg.kind).build(getattr(cfg, cfg.kind), grid, cfg.ratio)
+    """The generator of ``cfg.kind`` at hidden fraction ``cfg.ratio`` (null: the default for
+    ``grid``'s token count); every kind keeps ``grid.num_visible(ratio)`` tokens per clip
+    (``motion`` reads ``batch["tracks"]``, see :class:`MotionAwareMask`)."""
+    ratio = cfg.hidden_fraction(grid.num_tokens)
+    return MASKINGS.get(cfg.kind).build(getattr(cfg, cfg.kind), grid, ratio)

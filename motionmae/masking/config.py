@@ -10,10 +10,24 @@ from typing import ClassVar
 from motionmae.config_loading import ComponentSections, check
 from motionmae.masking.registry import MASKINGS
 
+# VideoMAE's 0.9 was chosen at 16 x 224 x 224 with 2 x 16 x 16 tubelets (1,568 tokens). On
+# smaller clips 0.75 did better on every geometry measured: 392 tokens (16 x 112) and 256
+# (8 x 64, 8 px patches), mean linear probe over the five motion-suite tasks +3.9 and +4.2
+# (docs/benchmarks.md).
+PAPER_TOKENS, PAPER_RATIO, SMALL_CLIP_RATIO = 1568, 0.9, 0.75
+
+
+def default_mask_ratio(num_tokens: int) -> float:
+    """The hidden fraction for clips of ``num_tokens`` tokens: VideoMAE's 0.9 from its own
+    1,568 tokens up, 0.75 below."""
+    return PAPER_RATIO if num_tokens >= PAPER_TOKENS else SMALL_CLIP_RATIO
+
 
 @dataclass(init=False, eq=False)
 class MaskingConfig(ComponentSections):
-    """Which tokens are hidden. ``ratio`` is the hidden fraction.
+    """Which tokens are hidden. ``ratio`` is the hidden fraction; null (the default) picks it
+    from the clip's token count (:func:`default_mask_ratio`) when the run config is checked,
+    and the run saves the number it picked.
 
     ``kind``: a registered masking kind. ``motion`` (TrackMAE's motion-aware masking) splits
     spatial positions into a high- and a low-motion half by mean track displacement and
@@ -30,8 +44,12 @@ class MaskingConfig(ComponentSections):
     LEGACY_KEYS: ClassVar[dict[str, str]] = {"rho": "motion.rho"}
 
     kind: str = "tube"
-    ratio: float = 0.9
+    ratio: float | None = None
     decoder_ratio: float = 0.0
+
+    def hidden_fraction(self, num_tokens: int) -> float:
+        """``ratio``, or when it is null the default for clips of ``num_tokens`` tokens."""
+        return self.ratio if self.ratio is not None else default_mask_ratio(num_tokens)
 
     def selected(self) -> list[str]:
         return [self.kind]
@@ -44,7 +62,8 @@ class MaskingConfig(ComponentSections):
     def validate(self, key: str = "masking") -> None:
         check(self.kind in MASKINGS, f"{key}.kind",
               f"must be one of {MASKINGS.names()}, got {self.kind!r}")
-        check(0.0 < self.ratio < 1.0, f"{key}.ratio", f"must be in (0, 1), got {self.ratio}")
+        check(self.ratio is None or 0.0 < self.ratio < 1.0, f"{key}.ratio",
+              f"must be in (0, 1) or null, got {self.ratio}")
         check(0.0 <= self.decoder_ratio < 1.0, f"{key}.decoder_ratio",
               f"must be in [0, 1), got {self.decoder_ratio}")
         self.validate_sections(key)

@@ -229,7 +229,7 @@ def pretrain(
         len(dataset),
         ",".join(task.targets),
         cfg.masking.kind,
-        cfg.masking.ratio,
+        cfg.masking.hidden_fraction(task.grid.num_tokens),
         cfg.optim.lr_rule(global_batch),
     )
     return train(

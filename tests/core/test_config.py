@@ -36,7 +36,8 @@ def test_wrong_type_is_named():
 
 
 def test_out_of_range_value_is_named():
-    with pytest.raises(ConfigError, match=r"masking\.ratio: must be in \(0, 1\), got 1.5"):
+    with pytest.raises(ConfigError,
+                       match=r"masking\.ratio: must be in \(0, 1\) or null, got 1.5"):
         load_config(PretrainConfig, overrides=["masking.ratio=1.5"])
 
 

@@ -75,3 +75,18 @@ def test_mask_to_indices_round_trip():
     for index in (visible_idx, masked_idx):
         rebuilt.scatter_(1, index.unsqueeze(-1).expand(-1, -1, 5), gather_tokens(tokens, index))
     assert torch.equal(rebuilt, tokens)
+
+
+def test_the_default_ratio_is_picked_from_the_token_count_and_saved():
+    from motionmae.config import PretrainConfig, load_config, to_dict
+    from motionmae.masking import default_mask_ratio
+
+    assert default_mask_ratio(1568) == 0.9 and default_mask_ratio(392) == 0.75
+    paper = load_config(PretrainConfig)  # 16 x 224 x 224: VideoMAE's geometry and ratio
+    small = load_config(PretrainConfig, overrides=["data.size=112"])
+    chosen = load_config(PretrainConfig, overrides=["data.size=112", "masking.ratio=0.9"])
+    assert (paper.masking.ratio, small.masking.ratio, chosen.masking.ratio) == (0.9, 0.75, 0.9)
+    assert to_dict(small)["masking"]["ratio"] == 0.75  # a resumed run reads the number
+    unresolved = MaskingConfig(kind="tube")
+    assert build_mask_generator(unresolved, GRID).num_visible == GRID.num_visible(
+        default_mask_ratio(GRID.num_tokens))
