@@ -51,6 +51,7 @@ from motionmae.targets import (
     TeacherTargetConfig,
     TracksTargetConfig,
 )
+from motionmae.tokens import TokenGrid
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -263,12 +264,16 @@ class PretrainConfig:
                    f"must be < model.tubelet_size {model.tubelet_size}, "
                    f"got {self.targets.teacher.frame}")
         if self.masking.ratio is None:  # picked once here, so the run saves the number
-            tokens = ((self.data.frames // model.tubelet_size)
-                      * (self.data.size // model.patch_size) ** 2)
-            self.masking.ratio = default_mask_ratio(tokens)
+            self.masking.ratio = default_mask_ratio(self.token_grid().num_tokens)
         # The sampler runs outside the model's forward, where FSDP keeps parameters sharded.
         check(not (self.masking.kind == "learned" and self.run.parallel == "fsdp"),
                "masking.kind", "learned masking does not run under run.parallel=fsdp; use ddp")
+
+    def token_grid(self) -> TokenGrid:
+        """The token grid of the clips this config trains on."""
+        model = self.model.resolved()
+        return TokenGrid(frames=self.data.frames, height=self.data.size, width=self.data.size,
+                         tubelet=model.tubelet_size, patch=model.patch_size)
 
     @property
     def needs_tracks(self) -> bool:

@@ -3,7 +3,9 @@ per registered target (``targets.tracks.norm``), its config dataclass from the r
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from motionmae.config_loading import ComponentSections, check
 from motionmae.targets.registry import TARGETS
@@ -24,6 +26,14 @@ class TargetsConfig(ComponentSections):
         """Target ``name``'s loss weight: its section's ``weight``, or when that is null the
         target's default for this run's targets (tracks: 0.25 next to a teacher, else 1)."""
         return TARGETS.get(name).loss_weight(getattr(self, name), self.names)
+
+    def section_to_build(self, name: str) -> Any:
+        """Target ``name``'s section as its builder gets it: a null ``weight`` replaced by
+        :meth:`loss_weight`."""
+        section = getattr(self, name)
+        if getattr(section, "weight", 0.0) is None:
+            section = dataclasses.replace(section, weight=self.loss_weight(name))
+        return section
 
     @property
     def needs_tracks(self) -> bool:

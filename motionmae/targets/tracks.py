@@ -68,7 +68,6 @@ Everything is index/einsum arithmetic on device: no host synchronisation.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -375,5 +374,4 @@ def tracks_default_weight(names: Sequence[str]) -> float:
 @register_target("tracks", TracksTargetConfig, needs_tracks=True, cacheable=True,
                  default_weight=tracks_default_weight)
 def build_tracks_target(cfg: TracksTargetConfig, ctx: TargetContext) -> TracksTarget:
-    weight = cfg.weight if cfg.weight is not None else tracks_default_weight(ctx.names)
-    return TracksTarget(dataclasses.replace(cfg, weight=weight), ctx.grid)
+    return TracksTarget(cfg, ctx.grid)

@@ -41,15 +41,8 @@ log = logging.getLogger(__name__)
 
 
 def token_grid(cfg: PretrainConfig) -> TokenGrid:
-    """The token grid of the clips this config trains on."""
-    model = cfg.model.resolved()
-    return TokenGrid(
-        frames=cfg.data.frames,
-        height=cfg.data.size,
-        width=cfg.data.size,
-        tubelet=model.tubelet_size,
-        patch=model.patch_size,
-    )
+    """The token grid of the clips this config trains on (:meth:`PretrainConfig.token_grid`)."""
+    return cfg.token_grid()
 
 
 def track_cache_settings(cfg: PretrainConfig) -> CacheSettings:
