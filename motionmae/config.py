@@ -51,6 +51,7 @@ from motionmae.targets import (
     TeacherTargetConfig,
     TracksTargetConfig,
 )
+from motionmae.targets.tracks import frames_read
 from motionmae.tokens import TokenGrid
 
 __all__ = [
@@ -259,6 +260,15 @@ class PretrainConfig:
         for name in model.joint_targets:
             check(name in self.targets.names, "model.joint_targets",
                    f"{name!r} is not one of targets.names {self.targets.names}")
+        if "tracks" in self.targets.names and self.tracking.frame_step > 1:
+            # The tracker sees every frame_step-th frame only: the target must read no other.
+            read = frames_read(self.data.frames, model.tubelet_size, self.targets.tracks.windows)
+            unseen = [f for f in read if f % self.tracking.frame_step]
+            check(not unseen, "tracking.frame_step",
+                  f"the tracker sees every {self.tracking.frame_step}th clip frame, but "
+                  f"targets.tracks.windows={self.targets.tracks.windows} reads frames {unseen} "
+                  "too; use windows: official with model.tubelet_size a multiple of "
+                  "tracking.frame_step (and data.frames > model.tubelet_size)")
         if "teacher" in self.targets.names:
             check(self.targets.teacher.frame < model.tubelet_size, "targets.teacher.frame",
                    f"must be < model.tubelet_size {model.tubelet_size}, "

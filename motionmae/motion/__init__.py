@@ -9,10 +9,11 @@ dense DIS/Farneback flow, optional camera-motion compensation) and ``"cotracker"
 
 >>> tracks, visible = track(frames, grid_queries(224, 224, 14))  # doctest: +SKIP
 
-Training-time tracks: :class:`TracksHook` (a data sample hook) tracks the patch centres of each
-augmented clip online, or interpolates them from the offline :class:`TrackCache` (dense-grid
-tracks of ``cache_clips`` clips per video, filled by :func:`extract_tracks`; training clips are
-then drawn with :func:`sample_cached_clip`).
+Training-time tracks: :class:`TracksHook` (a data sample hook) tracks one point per patch
+(:func:`query_grid`: the patch centres or CoTracker's grid) of each augmented clip online, or
+interpolates them from the offline :class:`TrackCache` (dense-grid tracks of ``cache_clips``
+clips per video, filled by :func:`extract_tracks`; training clips are then drawn with
+:func:`sample_cached_clip`).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -32,9 +33,11 @@ from .lk import LKConfig, LKTracker, track_lk
 from .metrics import average_jaccard, delta_avg, median_epe, occlusion_accuracy, tapvid_metrics
 from .protocol import (
     PointTracker,
+    cotracker_grid_queries,
     grid_queries,
     patch_center_queries,
     patch_grid_queries,
+    query_grid,
     validate_inputs,
 )
 from .registry import TRACKERS, TrackerSpec, make_tracker, register_tracker, track
@@ -76,6 +79,7 @@ __all__ = [
     "cached_clip_starts",
     "chain_dense_grid",
     "chain_flow",
+    "cotracker_grid_queries",
     "cumulative_homographies",
     "delta_avg",
     "dense_flow",
@@ -88,6 +92,7 @@ __all__ = [
     "occlusion_accuracy",
     "patch_center_queries",
     "patch_grid_queries",
+    "query_grid",
     "register_tracker",
     "sample_cached_clip",
     "tapvid_metrics",

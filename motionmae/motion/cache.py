@@ -83,6 +83,9 @@ class CacheSettings:
         cache_clips: evenly spaced clips per video (fewer when the video is short).
         grid_spacing: spacing of the query grid, decoded pixels (the grid spans the whole
             frame, ``[0, W-1] x [0, H-1]``, so the actual spacing is at most this).
+        frame_step: the tracker sees every ``frame_step``-th clip frame
+            (:func:`~motionmae.motion.frame_step.track_every`). In the key only when it is not
+            1, so the keys of caches made before the setting existed stay valid.
     """
 
     tracker: str = "lk"
@@ -92,12 +95,13 @@ class CacheSettings:
     stride: int = 4
     cache_clips: int = 4
     grid_spacing: float = 8.0
+    frame_step: int = 1
 
     def __post_init__(self) -> None:
         if self.tracker not in TRACKERS:
             raise ValueError(f"CacheSettings.tracker: unknown tracker {self.tracker!r}; valid: "
                              f"{', '.join(TRACKERS.names())}")
-        for name in ("decode_size", "frames", "stride", "cache_clips"):
+        for name in ("decode_size", "frames", "stride", "cache_clips", "frame_step"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"CacheSettings.{name}: must be an integer >= 1, got {value!r}")
@@ -123,7 +127,7 @@ class CacheSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (what the key hashes and ``settings.json`` shows)."""
-        return {
+        settings = {
             "tracker": self.tracker,
             "tracker_settings": json.loads(json.dumps(self.tracker_settings, sort_keys=True)),
             "decode_size": self.decode_size,
@@ -132,6 +136,9 @@ class CacheSettings:
             "cache_clips": self.cache_clips,
             "grid_spacing": float(self.grid_spacing),
         }
+        if self.frame_step != 1:
+            settings["frame_step"] = self.frame_step
+        return settings
 
     def fingerprint(self) -> str:
         """sha256 hex of :meth:`to_dict` (canonical JSON)."""

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from motionmae.config_loading import ComponentSections, check, to_dict
 
+from .protocol import QUERY_GRIDS
 from .registry import TRACKERS
 
 
@@ -25,6 +26,15 @@ class TrackingConfig(ComponentSections):
     online``), and the CoTracker code base: installed, or a clone named by ``cotracker.code``.
     The tracker's settings, paths included, are part of the track cache's key:
     ``extract-tracks`` and training must name the same ones.
+
+    ``grid``: where each patch's query point sits in clip frame 0: ``patch_centres``
+    (default) or ``cotracker``, the ``grid_size = S / patch`` grid CoTracker's predictor lays
+    out (evenly spaced with a margin of 1/64 of its model width: TrackMAE's official queries;
+    :func:`~motionmae.motion.protocol.cotracker_grid_queries`). Cached tracks are read at
+    either grid (the cache holds a dense grid), so it is not part of the cache's key.
+    ``frame_step``: the tracker sees clip frames ``0, frame_step, 2 frame_step, ...`` only
+    (TrackMAE's official ``[:, ::2]`` is 2; default 1, every frame); the frames between are
+    filled in (:mod:`~motionmae.motion.frame_step`). Part of the cache's key.
     """
 
     REGISTRY = TRACKERS
@@ -35,6 +45,8 @@ class TrackingConfig(ComponentSections):
     tracker: str = "lk"
     cache: str | None = None
     cache_clips: int = 4
+    grid: str = "patch_centres"
+    frame_step: int = 1
 
     def selected(self) -> list[str]:
         return [self.tracker]
@@ -48,6 +60,9 @@ class TrackingConfig(ComponentSections):
         check(self.tracker in TRACKERS, f"{key}.tracker",
               f"must be one of {TRACKERS.names()}, got {self.tracker!r}")
         check(self.cache_clips >= 1, f"{key}.cache_clips", "must be >= 1")
+        check(self.grid in QUERY_GRIDS, f"{key}.grid",
+              f"must be one of {list(QUERY_GRIDS)}, got {self.grid!r}")
+        check(self.frame_step >= 1, f"{key}.frame_step", f"must be >= 1, got {self.frame_step}")
         self.validate_sections(key)
         section = getattr(self, self.tracker)
         for name, hint in TRACKERS.get(self.tracker).required.items():

@@ -6,7 +6,8 @@ when a valid entry exists (resumable: rerun after an interruption and only the m
 corrupt entries are computed), else decodes its cached clips
 (:func:`~motionmae.motion.cache.cached_clip_indices`) at the cache's ``decode_size``,
 tracks the dense query grid (:func:`~motionmae.motion.cache.dense_grid`) from each clip's
-first frame and stores the result. A video that cannot be read or tracked is reported in
+first frame (through every ``frame_step``-th frame: :mod:`~motionmae.motion.frame_step`) and
+stores the result. A video that cannot be read or tracked is reported in
 :attr:`ExtractStats.failed` with the reason and does not stop the run.
 
 Every setting comes from the cache (:class:`~motionmae.motion.cache.CacheSettings`): the
@@ -37,6 +38,7 @@ import numpy as np
 from motionmae.data.video import VideoReader, VideoReadError
 
 from .cache import CachedTracks, CacheSettings, TrackCache, cached_clip_indices, dense_grid
+from .frame_step import track_every
 from .protocol import PointTracker
 from .registry import make_tracker
 
@@ -110,7 +112,7 @@ def track_video(path: Path, settings: CacheSettings,
                 yy, xx = np.meshgrid(ys, xs, indexing="ij")
                 queries = np.stack([np.zeros(xx.size), xx.ravel(), yy.ravel()], axis=1)
                 queries = queries.astype(np.float32)
-            tracks, visible = tracker.track(frames, queries)
+            tracks, visible = track_every(tracker, frames, queries, settings.frame_step)
             all_tracks.append(tracks)
             all_visible.append(visible)
     assert xs is not None and ys is not None

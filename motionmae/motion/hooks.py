@@ -1,14 +1,17 @@
-"""``TracksHook``: point tracks of the patch centres, per sample, in the loader workers.
+"""``TracksHook``: point tracks of one query point per patch, per sample, in the loader
+workers.
 
-The TrackMAE target and motion-aware masking need, for every sample, the tracks of the
-``N = (S // patch) ** 2`` patch centres of clip frame 0 through the ``T`` clip frames, in
-pixels of the clip the model sees (after crop, resize and flip). :class:`TracksHook` makes
-them either
+The TrackMAE target and motion-aware masking need, for every sample, the tracks of
+``N = (S // patch) ** 2`` query points of clip frame 0, one per patch (the patch centres, or
+CoTracker's own grid: ``tracking.grid``, :func:`~motionmae.motion.protocol.query_grid`),
+through the ``T`` clip frames, in pixels of the clip the model sees (after crop, resize and
+flip). :class:`TracksHook` makes them either
 
 * **online**: the tracker runs on ``HookInput.frames``, the very uint8 frames the model sees
-  (so a flip or a crop is seen by the tracker as by the model); or
+  (so a flip or a crop is seen by the tracker as by the model), or on every
+  ``frame_step``-th of them (:func:`~motionmae.motion.frame_step.track_every`); or
 * **from the cache** (:class:`~motionmae.motion.cache.TrackCache`): when the sample's clip is
-  a cached clip (same first frame; see :meth:`CachedTracks.find_clip`), the patch centres
+  a cached clip (same first frame; see :meth:`CachedTracks.find_clip`), the query points
   are mapped back to decoded pixels through the inverse of the sample's geometry, their
   tracks are interpolated bilinearly from the cached dense grid's tracks (visible when all 4
   grid neighbours are), and mapped forward to clip pixels with
@@ -31,7 +34,8 @@ from motionmae.data.transforms import transform_points
 from motionmae.data.video import output_size
 
 from .cache import CacheSettings, TrackCache, interpolate_grid_tracks
-from .protocol import PointTracker, in_frame, patch_center_queries
+from .frame_step import track_every
+from .protocol import QUERY_GRIDS, PointTracker, in_frame, query_grid
 from .registry import make_tracker
 
 if TYPE_CHECKING:
@@ -68,12 +72,15 @@ class HookStats:
 
 class TracksHook:
     """Sample hook adding ``tracks`` float32 ``[T, N, 2]`` (x, y clip pixels) and
-    ``track_visible`` bool ``[T, N]`` for the ``N = (S // patch) ** 2`` patch centres of clip
-    frame 0, in :func:`~motionmae.motion.protocol.patch_center_queries` ``(S, S, patch)``
-    order (ViT token order).
+    ``track_visible`` bool ``[T, N]`` for the ``N = (S // patch) ** 2`` query points of clip
+    frame 0, :func:`~motionmae.motion.protocol.query_grid` ``(grid, S, S, patch)``, in ViT
+    token order.
 
     Args:
         patch: patch side of the model, pixels.
+        grid: the query points, ``patch_centres`` or ``cotracker`` (``tracking.grid``).
+        frame_step: the online tracker sees every ``frame_step``-th clip frame
+            (``tracking.frame_step``); must be the cache's.
         tracker: backend name for online tracking (see :func:`make_tracker`).
         cache: a track cache to read first; its tracker and settings must be this hook's.
         tracker_settings: backend settings (fields of its config dataclass).
@@ -91,21 +98,31 @@ class TracksHook:
     def __init__(self, patch: int, tracker: str = "lk", cache: TrackCache | None = None,
                  tracker_settings: dict[str, Any] | None = None,
                  decode_size: int | None = None,
-                 min_visible_weight: float | None = None) -> None:
+                 min_visible_weight: float | None = None,
+                 grid: str = "patch_centres", frame_step: int = 1) -> None:
         if patch < 1:
             raise ValueError(f"patch must be >= 1, got {patch}")
+        if grid not in QUERY_GRIDS:
+            raise ValueError(f"grid must be one of {list(QUERY_GRIDS)}, got {grid!r}")
+        if frame_step < 1:
+            raise ValueError(f"frame_step must be >= 1, got {frame_step}")
         self.patch = patch
+        self.grid = grid
+        self.frame_step = frame_step
         self.tracker = tracker
         self.tracker_settings = dict(tracker_settings or {})
         self.cache = cache
         # Validates the name and settings now, without building the tracker (CoTracker
         # would load its checkpoint in the main process).
-        ours = CacheSettings(tracker=tracker, tracker_settings=self.tracker_settings)
-        if cache is not None and (ours.tracker, ours.tracker_settings) != (
-                cache.settings.tracker, cache.settings.tracker_settings):
+        ours = CacheSettings(tracker=tracker, tracker_settings=self.tracker_settings,
+                             frame_step=frame_step)
+        if cache is not None and (ours.tracker, ours.tracker_settings, ours.frame_step) != (
+                cache.settings.tracker, cache.settings.tracker_settings,
+                cache.settings.frame_step):
             raise ValueError(
-                f"TracksHook: tracker {tracker!r} {ours.tracker_settings} differs from the "
-                f"cache's {cache.settings.tracker!r} {cache.settings.tracker_settings}: "
+                f"TracksHook: tracker {tracker!r} {ours.tracker_settings} every "
+                f"{frame_step} frame(s) differs from the cache's {cache.settings.tracker!r} "
+                f"{cache.settings.tracker_settings} every {cache.settings.frame_step}: "
                 "cached and online tracks would come from different trackers")
         self.min_visible_weight = min_visible_weight
         self.decode_size = decode_size or (cache.settings.decode_size if cache else None)
@@ -118,8 +135,8 @@ class TracksHook:
         return state
 
     def __repr__(self) -> str:
-        return (f"TracksHook(patch={self.patch}, tracker={self.tracker!r}, "
-                f"cache={self.cache!r})")
+        return (f"TracksHook(patch={self.patch}, grid={self.grid!r}, "
+                f"tracker={self.tracker!r}, frame_step={self.frame_step}, cache={self.cache!r})")
 
     def _get_tracker(self) -> PointTracker:
         if self._tracker is None:
@@ -131,11 +148,11 @@ class TracksHook:
     def __call__(self, sample: HookInput) -> dict[str, torch.Tensor]:
         frames = np.asarray(sample.frames)
         height, width = frames.shape[1:3]
-        queries = patch_center_queries(height, width, self.patch)  # [N, 3] (t, x, y)
+        queries = query_grid(self.grid, height, width, self.patch)  # [N, 3] (t, x, y)
         result = self._from_cache(sample, queries[:, 1:]) if self.cache is not None else None
         if result is None:
             self.stats.online += 1
-            tracks, visible = self._get_tracker().track(frames, queries)
+            tracks, visible = track_every(self._get_tracker(), frames, queries, self.frame_step)
         else:
             self.stats.cached += 1
             tracks, visible = result

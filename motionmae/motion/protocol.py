@@ -20,11 +20,15 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 __all__ = [
+    "COTRACKER_RESOLUTION",
+    "QUERY_GRIDS",
     "PointTracker",
+    "cotracker_grid_queries",
     "grid_queries",
     "in_frame",
     "patch_center_queries",
     "patch_grid_queries",
+    "query_grid",
     "validate_inputs",
     "validate_queries",
 ]
@@ -194,3 +198,71 @@ def patch_center_queries(height: int, width: int, patch: int, t: int = 0) -> np.
     :func:`grid_queries` when ``H == W`` is a multiple of ``patch``.
     """
     return patch_grid_queries(height, width, patch, 1, t)
+
+
+# CoTracker3's model resolution (height, width): its predictor lays its query grid out in these
+# pixels and maps it back to the clip's with align_corners=True scaling.
+COTRACKER_RESOLUTION = (384, 512)
+# The query grids of ``tracking.grid``: one point per patch, at the patch centres or where
+# CoTracker's ``grid_size`` grid puts them (TrackMAE's official queries).
+QUERY_GRIDS = ("patch_centres", "cotracker")
+
+
+def cotracker_grid_queries(height: int, width: int, rows: int, cols: int, t: int = 0,
+                           resolution: tuple[int, int] = COTRACKER_RESOLUTION) -> np.ndarray:
+    """The query grid CoTracker's predictor tracks for ``grid_size`` (TrackMAE's queries).
+
+    CoTracker lays a regular grid over its model resolution ``(R_h, R_w)`` with a margin
+    ``m = R_w / 64`` (the width's, on both axes): ``x_j = m + j (R_w - 2m) / (cols - 1)``,
+    ``y_i = m + i (R_h - 2m) / (rows - 1)``, and maps it to the clip's pixels with
+    ``align_corners=True`` scaling, ``x (W - 1) / (R_w - 1)``, ``y (H - 1) / (R_h - 1)``.
+    For a 224 x 224 clip and a 14 x 14 grid: ``x = 3.49 .. 219.95`` px, 16.65 px apart
+    (the patch centres are ``7.5 .. 215.5``, 16 px apart). A side of one point sits at the
+    middle, ``R / 2``.
+
+    Args:
+        height, width: clip size ``H``, ``W`` in pixels.
+        rows, cols: points per column and per row (CoTracker's ``grid_size`` for both).
+        t: query frame index.
+        resolution: CoTracker's model resolution ``(R_h, R_w)``.
+
+    Returns:
+        ``[rows * cols, 3]`` ``float32`` rows ``(t, x, y)``, row-major (ViT token order).
+    """
+    if rows < 1 or cols < 1:
+        raise ValueError(f"rows and cols: must be >= 1, got {rows}x{cols}")
+    if height < 2 or width < 2:
+        raise ValueError(f"height, width: must be >= 2, got {height}x{width}")
+    res_h, res_w = resolution
+    margin = res_w / 64
+
+    def axis(points: int, extent: int, size: int) -> np.ndarray:
+        model = (np.array([extent / 2]) if points == 1
+                 else np.linspace(margin, extent - margin, points))
+        return model * (size - 1) / (extent - 1)
+
+    ys, xs = np.meshgrid(axis(rows, res_h, height), axis(cols, res_w, width), indexing="ij")
+    out = np.stack([np.full(xs.size, t, dtype=np.float64), xs.ravel(), ys.ravel()], axis=1)
+    return out.astype(np.float32)
+
+
+def query_grid(kind: str, height: int, width: int, patch: int, t: int = 0) -> np.ndarray:
+    """One query per ``patch`` x ``patch`` patch of frame ``t``, in ViT token order.
+
+    Args:
+        kind: ``patch_centres`` (:func:`patch_center_queries`) or ``cotracker``
+            (:func:`cotracker_grid_queries` with ``H // patch`` x ``W // patch`` points).
+        height, width: frame size in pixels.
+        patch: patch side in pixels.
+        t: query frame index.
+
+    Returns:
+        ``[(H // patch) * (W // patch), 3]`` ``float32`` rows ``(t, x, y)``.
+    """
+    if kind == "patch_centres":
+        return patch_center_queries(height, width, patch, t)
+    if kind == "cotracker":
+        if patch < 1 or height < patch or width < patch:
+            raise ValueError(f"patch: {patch} px does not fit the {width}x{height} frame")
+        return cotracker_grid_queries(height, width, height // patch, width // patch, t)
+    raise ValueError(f"query grid must be one of {list(QUERY_GRIDS)}, got {kind!r}")

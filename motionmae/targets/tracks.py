@@ -2,8 +2,10 @@
 
 Input (built in the loader workers, see :class:`motionmae.config.TrackingConfig`):
 ``batch["tracks"]`` float32 ``[B, T, N, 2]`` ``(x, y)`` clip pixels of ``N = h * w`` points
-seeded at the patch centres of clip frame 0 (``motion.patch_center_queries(S, S, patch)``
-order, row-major over ``(h, w)``) and followed through all ``T`` clip frames, and
+seeded in clip frame 0, one per patch (``tracking.grid``: the patch centres, or CoTracker's
+``grid_size = h`` grid; ``motion.query_grid`` order, row-major over ``(h, w)``) and followed
+through the ``T`` clip frames (``tracking.frame_step = 2``: the tracker sees frames
+``0, 2, 4, ...`` and the others are filled in, :mod:`motionmae.motion.frame_step`), and
 ``batch["track_visible"]`` bool ``[B, T, N]``.
 
 Definition, per token ``(t, h, w)``:
@@ -17,7 +19,8 @@ Definition, per token ``(t, h, w)``:
      frames of the clip ``[T-1-u, T-1]``, which still contain its own frames. Same length as
      all others (same scale), measured, not repeated.
    * ``official`` (TrackMAE's code): only the frames ``0, u, 2u, ...`` are read (the official
-     code tracks ``[:, ::2]``), tubelet ``t`` spans ``[t*u, (t+1)*u]`` and the last one, with
+     code tracks ``[:, ::2]``; with ``tracking.frame_step = u`` the tracker sees exactly
+     those frames), tubelet ``t`` spans ``[t*u, (t+1)*u]`` and the last one, with
      no frame after it, repeats the previous tubelet's displacement: ``s_t = min(t, t_n-2)*u``
      with ``t_n = T // u`` tubelets (``0 .. T-1`` when ``t_n = 1``, where the official code
      has no displacement at all).
@@ -41,10 +44,15 @@ Definition, per token ``(t, h, w)``:
 
    * ``none``: pixels. ``scale``: ``d / cfg.scale``.
    * ``patch`` (TrackMAE's): per token and per coordinate, z-score over the token's ``U^2``
-     points, unbiased variance, ``std = sqrt(var + 1e-6)`` (TrackMAE: ``std + 1e-6``). It
-     keeps only the *local gradient* of the motion field: a token that translates rigidly
-     gets exactly 0 whatever its speed or direction, and a static token's 0.01 px of tracker
-     noise becomes a unit-variance target. Needs ``U >= 2``.
+     points with the unbiased variance ``var``; the divisor is set by ``cfg.patch_std``:
+     ``std_plus_eps``, ``sqrt(var) + 1e-6`` (TrackMAE's code, ``.var(unbiased=True).sqrt()
+     + 1e-6``), or ``sqrt_var_eps``, ``sqrt(var + 1e-6)``; ``auto`` (default) is TrackMAE's
+     with ``windows=official``, else ``sqrt_var_eps``. The two agree where a token's points
+     spread by more than 0.01 px; on near-static tokens (0.001 px of spread, which real
+     trackers produce) they differ by up to 0.7. It keeps only the *local gradient* of the
+     motion field: a token that translates rigidly gets exactly 0 whatever its speed or
+     direction, and a static token's 0.01 px of tracker noise becomes a unit-variance
+     target. Needs ``U >= 2``.
    * ``patch_mean``: ``patch``'s ``U^2 * 2`` values followed by the token's own mean
      displacement ``mean(d) / cfg.scale`` (2 channels): ``dim = U^2 * 2 + 2``; a rigid
      translation by ``v`` px gives ``(0, ..., 0, v / scale)``. Needs ``U >= 2``.
@@ -85,6 +93,8 @@ TRACK_NORMS = ("none", "scale", "patch", "patch_mean", "batch")
 DEFAULT_TRACK_NORM = "batch"
 TRACK_WINDOWS = ("tubelet", "official")
 TRACK_UPSAMPLE_MODES = ("centres", "align_corners")
+# Divisors of the patch norms: auto picks TrackMAE's std + eps with windows=official.
+TRACK_PATCH_STDS = ("auto", "sqrt_var_eps", "std_plus_eps")
 
 
 @dataclass
@@ -100,9 +110,11 @@ class TracksTargetConfig:
     ``windows``: ``tubelet`` (each tubelet measured; the last one over the clip's last
     ``tubelet_size`` frames) or ``official`` (TrackMAE: frames ``0, u, 2u, ...``, the last
     tubelet repeats the previous one). ``upsample_mode``: ``centres`` (sub-patch centres) or
-    ``align_corners`` (TrackMAE's ``align_corners=True``). Invisible points get loss weight
-    0 unless ``use_visibility`` is false (TrackMAE's original behaviour). ``weight`` null
-    (default): TrackMAE's lambda, 0.25 next to a teacher target, else 1
+    ``align_corners`` (TrackMAE's ``align_corners=True``). ``patch_std``: the patch norms'
+    divisor, ``sqrt_var_eps`` (``sqrt(var + 1e-6)``), ``std_plus_eps`` (TrackMAE's
+    ``std + 1e-6``) or ``auto`` (TrackMAE's with ``windows: official``). Invisible points get
+    loss weight 0 unless ``use_visibility`` is false (TrackMAE's original behaviour).
+    ``weight`` null (default): TrackMAE's lambda, 0.25 next to a teacher target, else 1
     (:meth:`TargetsConfig.loss_weight`).
     """
 
@@ -113,6 +125,7 @@ class TracksTargetConfig:
     rms_floor: float = 1.0
     windows: str = "tubelet"
     upsample_mode: str = "centres"
+    patch_std: str = "auto"
     use_visibility: bool = True
 
     def validate(self, key: str) -> None:
@@ -130,10 +143,20 @@ class TracksTargetConfig:
                f"must be one of {list(TRACK_WINDOWS)}, got {self.windows!r}")
         check(self.upsample_mode in TRACK_UPSAMPLE_MODES, f"{key}.upsample_mode",
                f"must be one of {list(TRACK_UPSAMPLE_MODES)}, got {self.upsample_mode!r}")
+        check(self.patch_std in TRACK_PATCH_STDS, f"{key}.patch_std",
+               f"must be one of {list(TRACK_PATCH_STDS)}, got {self.patch_std!r}")
+
+    def resolved_patch_std(self) -> str:
+        """``patch_std`` with ``auto`` resolved: ``std_plus_eps`` (TrackMAE's code) when
+        ``windows`` is ``official``, else ``sqrt_var_eps``."""
+        if self.patch_std != "auto":
+            return self.patch_std
+        return "std_plus_eps" if self.windows == "official" else "sqrt_var_eps"
 
 
 __all__ = [
     "TracksTarget",
+    "frames_read",
     "token_displacements",
     "tubelet_windows",
     "upsample_matrix",
@@ -167,6 +190,13 @@ def tubelet_windows(frames: int, tubelet: int,
     else:
         starts = [min(t * tubelet, frames - 1 - tubelet) for t in range(count)]
     return starts, [s + tubelet for s in starts]
+
+
+def frames_read(frames: int, tubelet: int, mode: str = "tubelet") -> list[int]:
+    """The clip frames whose tracks the target reads: every window's start and end
+    (:func:`tubelet_windows`), sorted."""
+    starts, ends = tubelet_windows(frames, tubelet, mode)
+    return sorted(set(starts) | set(ends))
 
 
 def upsample_matrix(n: int, factor: int, align_corners: bool = False) -> torch.Tensor:
@@ -257,6 +287,7 @@ class TracksTarget:
         self.rms_floor = float(cfg.rms_floor)
         self.windows = cfg.windows
         self.align_corners = cfg.upsample_mode == "align_corners"
+        self.std_plus_eps = cfg.resolved_patch_std() == "std_plus_eps"
         self.use_visibility = cfg.use_visibility
         self._matrices: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
         self._windows: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -340,7 +371,8 @@ class TracksTarget:
             tokens = tokens / self.batch_rms(tokens, weight)
         elif self.norm in _PATCH_NORMS:
             var, mean = torch.var_mean(tokens, dim=2, correction=1, keepdim=True)
-            shape = ((tokens - mean) / (var + NORM_EPS).sqrt()).flatten(2)
+            std = var.sqrt() + NORM_EPS if self.std_plus_eps else (var + NORM_EPS).sqrt()
+            shape = ((tokens - mean) / std).flatten(2)
             if self.norm == "patch":
                 return shape
             return torch.cat([shape, mean.flatten(2) / self.scale], dim=2)
@@ -362,8 +394,8 @@ class TracksTarget:
 
     def __repr__(self) -> str:
         return (f"TracksTarget(dim={self.dim}, upsample={self.factor}, norm={self.norm!r}, "
-                f"windows={self.windows!r}, align_corners={self.align_corners}, "
-                f"visibility={self.use_visibility})")
+                f"std_plus_eps={self.std_plus_eps}, windows={self.windows!r}, "
+                f"align_corners={self.align_corners}, visibility={self.use_visibility})")
 
 
 def tracks_default_weight(names: Sequence[str]) -> float:

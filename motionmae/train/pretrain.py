@@ -52,7 +52,8 @@ def track_cache_settings(cfg: PretrainConfig) -> CacheSettings:
                          tracker_settings=cfg.tracking.tracker_settings(),
                          decode_size=cfg.data.size,
                          frames=cfg.data.frames, stride=cfg.data.stride,
-                         cache_clips=cfg.tracking.cache_clips)
+                         cache_clips=cfg.tracking.cache_clips,
+                         frame_step=cfg.tracking.frame_step)
 
 
 def teacher_cache_settings(cfg: PretrainConfig, spec: TeacherSpec) -> TeacherCacheSettings:
@@ -68,7 +69,7 @@ def cached_clip_layout(cfg: PretrainConfig) -> ClipLayout:
 
 
 def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
-    """The loader-worker hooks the run needs: point tracks of the patch-centre grid when a
+    """The loader-worker hooks the run needs: point tracks of the query grid when a
     target or the masking kind reads them, then each target's own hooks (M3Video
     trajectories, cached teacher features, ...), in ``targets.names`` order."""
     hooks: list = []
@@ -78,7 +79,8 @@ def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
             cache = TrackCache(Path(cfg.tracking.cache), track_cache_settings(cfg))
         hooks.append(TracksHook(patch=grid.patch, tracker=cfg.tracking.tracker, cache=cache,
                                 tracker_settings=cfg.tracking.tracker_settings(),
-                                decode_size=cfg.data.size))
+                                decode_size=cfg.data.size, grid=cfg.tracking.grid,
+                                frame_step=cfg.tracking.frame_step))
     ctx = TargetContext(grid, cfg.data, tuple(cfg.targets.names), cfg.tracking.cache)
     for name in cfg.targets.names:
         spec = TARGETS.get(name)

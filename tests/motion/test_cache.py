@@ -134,10 +134,20 @@ def test_key_changes_with_mtime_and_every_setting(video: Path, tmp_path: Path) -
     base = cache.key(video)
     changes = [{"tracker": "flow", "tracker_settings": {}}, {"tracker_settings": {"window": 15}},
                {"decode_size": 96}, {"frames": 8}, {"stride": 3}, {"cache_clips": 2},
-               {"grid_spacing": 4.0}]
+               {"grid_spacing": 4.0}, {"frame_step": 2}]
     keys = {TrackCache(tmp_path / "cache", {**SETTINGS.to_dict(), **change}).key(video)
             for change in changes}
     assert len(keys) == len(changes) and base not in keys
+
+
+def test_frame_step_keys_only_caches_that_step_so_older_keys_stay_valid() -> None:
+    # Caches filled before tracking.frame_step existed tracked every frame: same key as 1.
+    assert "frame_step" not in SETTINGS.to_dict()
+    stepped = CacheSettings.from_any({**SETTINGS.to_dict(), "frame_step": 2})
+    assert stepped.to_dict()["frame_step"] == 2 and stepped.fingerprint() != SETTINGS.fingerprint()
+    assert CacheSettings.from_any(stepped.to_dict()) == stepped
+    with pytest.raises(ValueError, match=r"CacheSettings\.frame_step: must be an integer >= 1"):
+        CacheSettings(frame_step=0)
 
 
 def test_touched_video_is_a_miss(video: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from motionmae.data.video import write_video
-from motionmae.motion import CacheSettings, TrackCache, extract_tracks
+from motionmae.motion import CacheSettings, TrackCache, extract_tracks, make_tracker
 from motionmae.motion.cache import cached_clip_indices
 from motionmae.motion.extract import shard_videos, track_video
 from motionmae.motion.synthetic import translation_clip
@@ -42,6 +42,26 @@ def test_track_video_layout_and_motion(videos: list[Path]) -> None:
     seen = entry.visible[:, -1]
     moved = (entry.tracks[:, -1] - entry.tracks[:, 0])[seen].mean(0)
     np.testing.assert_allclose(moved, [6.0, 0.0], atol=0.3)  # 1 px/frame over 6 frames
+
+
+def test_track_video_gives_the_tracker_every_frame_step_th_frame(videos: list[Path]) -> None:
+    given = []
+
+    class Recording:
+        def __init__(self) -> None:
+            self.lk = make_tracker("lk")
+
+        def track(self, frames, queries):
+            given.append(len(frames))
+            return self.lk.track(frames, queries)
+
+    settings = CacheSettings.from_any({**SETTINGS.to_dict(), "frame_step": 2})
+    entry = track_video(videos[0], settings, Recording())
+    assert given == [2, 2]  # frames 0 and 2 of each 4-frame cached clip
+    moved = entry.tracks[:, 2] - entry.tracks[:, 0]  # 2 clip frames = 4 source frames
+    np.testing.assert_allclose(moved[entry.visible[:, 2]].mean(0), [4.0, 0.0], atol=0.3)
+    np.testing.assert_allclose(entry.tracks[:, 1], (entry.tracks[:, 0] + entry.tracks[:, 2]) / 2,
+                               atol=1e-4)
 
 
 def test_extract_reports_bad_videos_and_resumes(videos: list[Path], tmp_path: Path,

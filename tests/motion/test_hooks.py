@@ -164,6 +164,11 @@ def test_hook_refuses_a_cache_of_another_tracker(cache: TrackCache) -> None:
         TracksHook(PATCH, cache=cache, tracker_settings={"window": 21})
     with pytest.raises(ValueError, match="unknown"):
         TracksHook(PATCH, tracker="nope")
+    # A cache filled tracking every frame is not served to a run tracking every second one.
+    with pytest.raises(ValueError, match=r"every 2 frame.* every 1: cached and online"):
+        TracksHook(PATCH, cache=cache, frame_step=2)
+    with pytest.raises(ValueError, match="grid must be one of"):
+        TracksHook(PATCH, grid="centres")
 
 
 class _Clips(Dataset):

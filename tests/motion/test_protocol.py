@@ -7,10 +7,12 @@ import pytest
 
 from motionmae.motion import (
     PointTracker,
+    cotracker_grid_queries,
     grid_queries,
     make_tracker,
     patch_center_queries,
     patch_grid_queries,
+    query_grid,
     track,
     validate_inputs,
 )
@@ -33,6 +35,20 @@ def test_grid_queries_cell_centres():
     np.testing.assert_allclose(q[:4, 1], (np.arange(4) + 0.5) * 7.5 - 0.5)
     np.testing.assert_allclose(q[::4, 2], (np.arange(4) + 0.5) * 2.5 - 0.5)
     np.testing.assert_allclose(q[:, 1].mean(), (30 - 1) / 2)
+
+
+def test_query_grids_one_point_per_patch():
+    np.testing.assert_array_equal(query_grid("patch_centres", 64, 96, 16, t=2),
+                                  patch_center_queries(64, 96, 16, t=2))
+    q = query_grid("cotracker", 64, 96, 16, t=2)  # 4 rows x 6 columns, CoTracker's layout
+    assert q.shape == (24, 3) and np.all(q[:, 0] == 2)
+    np.testing.assert_allclose(q[:6, 1], np.linspace(8, 504, 6) * 95 / 511, rtol=1e-6)
+    np.testing.assert_allclose(q[::6, 2], np.linspace(8, 376, 4) * 63 / 383, rtol=1e-6)
+    # one point per side sits at the middle of CoTracker's resolution
+    np.testing.assert_allclose(cotracker_grid_queries(32, 32, 1, 1)[0, 1:],
+                               [256 * 31 / 511, 192 * 31 / 383], rtol=1e-6)
+    with pytest.raises(ValueError, match="query grid must be one of"):
+        query_grid("centres", 64, 64, 16)
 
 
 def test_patch_queries_match_grid_and_order():

@@ -3,6 +3,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from trackmae_reference import official_tracks_target
 
 from motionmae.config import ConfigError, DataConfig, TargetsConfig, TracksTargetConfig
 from motionmae.motion import patch_center_queries, patch_grid_queries
@@ -302,36 +303,20 @@ def test_align_corners_upsampling_matches_torch_interpolate():
                                    expected[0, 0])
 
 
-def _official_reference(tracks, grid, factor):
-    """TrackMAE's pipeline written out from its description: track frames ``::u``, upsample
-    the positions trilinearly with ``align_corners=True``, consecutive differences with the
-    last one repeated, ``(t h w) (h2 w2) c`` token layout. ``[B, L, U^2, 2]`` pixels."""
-    b = tracks.shape[0]
-    kept = tracks[:, ::grid.tubelet]  # [B, t, h*w, 2]
-    field = kept.view(b, grid.t, grid.h, grid.w, 2).permute(0, 4, 1, 2, 3)
-    up = F.interpolate(field, size=(grid.t, grid.h * factor, grid.w * factor),
-                       mode="trilinear", align_corners=True)  # [B, 2, t, hU, wU]
-    step = up[:, :, 1:] - up[:, :, :-1]
-    step = torch.cat([step, step[:, :, -1:]], dim=2)
-    step = step.view(b, 2, grid.t, grid.h, factor, grid.w, factor)
-    return step.permute(0, 2, 3, 5, 4, 6, 1).reshape(b, grid.num_tokens, factor * factor, 2)
-
-
 @pytest.mark.parametrize("grid", [GRID, TokenGrid(frames=16, height=64, width=64)],
                          ids=["8x64x48", "16x64x64"])
 def test_official_settings_reproduce_trackmaes_targets(grid):
     g = torch.Generator().manual_seed(5)
     tracks = torch.randn(2, grid.frames, grid.spatial, 2, generator=g).cumsum(dim=1) * 2
-    reference = _official_reference(tracks, grid, 2)
+    seen = tracks[:, ::grid.tubelet]  # the frames TrackMAE's tracker sees
+    reference = official_tracks_target(seen, grid.h, grid.w, 2, norm="none")
     cfg = TracksTargetConfig(upsample=2, windows="official", upsample_mode="align_corners",
                              use_visibility=False)
     raw, _ = TracksTarget(dataclasses.replace(cfg, norm="none"), grid)({"tracks": tracks})
     torch.testing.assert_close(raw, reference.flatten(2), atol=1e-4, rtol=1e-5)
-    # TrackMAE's patch norm divides by std + 1e-6, this one by sqrt(var + 1e-6): the same
-    # to 1e-4 wherever a token's points spread by more than ~0.01 px.
-    var, mean = torch.var_mean(reference, dim=2, correction=1, keepdim=True)
+    # windows=official picks TrackMAE's patch norm divisor, std + 1e-6.
     patch, _ = TracksTarget(dataclasses.replace(cfg, norm="patch"), grid)({"tracks": tracks})
-    torch.testing.assert_close(patch, ((reference - mean) / (var.sqrt() + 1e-6)).flatten(2),
+    torch.testing.assert_close(patch, official_tracks_target(seen, grid.h, grid.w).flatten(2),
                                atol=1e-3, rtol=1e-3)
     # The project's defaults differ on this random field.
     default, _ = TracksTarget(TracksTargetConfig(norm="none", use_visibility=False),
