@@ -265,10 +265,11 @@ class PretrainConfig:
             read = frames_read(self.data.frames, model.tubelet_size, self.targets.tracks.windows)
             unseen = [f for f in read if f % self.tracking.frame_step]
             check(not unseen, "tracking.frame_step",
-                  f"the tracker sees every {self.tracking.frame_step}th clip frame, but "
-                  f"targets.tracks.windows={self.targets.tracks.windows} reads frames {unseen} "
-                  "too; use windows: official with model.tubelet_size a multiple of "
-                  "tracking.frame_step (and data.frames > model.tubelet_size)")
+                  f"the tracker sees clip frames 0, {self.tracking.frame_step}, "
+                  f"{2 * self.tracking.frame_step}, ... only, but targets.tracks.windows="
+                  f"{self.targets.tracks.windows} reads frames {unseen} too; use windows: "
+                  "official with model.tubelet_size a multiple of tracking.frame_step (and "
+                  "data.frames > model.tubelet_size)")
         if "teacher" in self.targets.names:
             check(self.targets.teacher.frame < model.tubelet_size, "targets.teacher.frame",
                    f"must be < model.tubelet_size {model.tubelet_size}, "

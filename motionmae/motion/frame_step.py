@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .protocol import PointTracker, validate_inputs
+from .registry import track
 
 __all__ = ["fill_skipped_frames", "track_every"]
 
@@ -45,10 +46,11 @@ def track_every(tracker: PointTracker, frames: np.ndarray, queries: np.ndarray,
     if np.any(q[:, 0] % step):
         row = int(np.flatnonzero(q[:, 0] % step)[0])
         raise ValueError(f"queries: row {row} has frame index t={q[row, 0]:g}, which the "
-                         f"tracker does not see (it sees every {step}th frame)")
+                         f"tracker does not see (it sees frames 0, {step}, {2 * step}, ...)")
     seen = q.copy()
     seen[:, 0] /= step
-    tracks, visible = tracker.track(frames[::step], seen)
+    # registry.track answers a one-frame clip itself (not every backend can)
+    tracks, visible = track(frames[::step], seen, tracker)
     return fill_skipped_frames(tracks, visible, step, len(frames))
 
 

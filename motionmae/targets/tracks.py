@@ -99,9 +99,9 @@ TRACK_PATCH_STDS = ("auto", "sqrt_var_eps", "std_plus_eps")
 
 @dataclass
 class TracksTargetConfig:
-    """TrackMAE: per-tubelet displacements of grid points (one per patch centre, tracked
-    through the clip), spatially upsampled ``upsample`` x (``upsample**2`` points per patch);
-    :mod:`motionmae.targets.tracks` defines each setting.
+    """TrackMAE: per-tubelet displacements of grid points (one per patch, ``tracking.grid``,
+    tracked through the clip), spatially upsampled ``upsample`` x (``upsample**2`` points per
+    patch); :mod:`motionmae.targets.tracks` defines each setting.
 
     ``norm``: ``none`` (pixels), ``scale`` (divide by ``scale`` px), ``patch`` (z-score within
     each token, as TrackMAE; removes the token's own motion: a rigid translation gives 0),

@@ -21,7 +21,7 @@ from motionmae.data.hooks import HookInput
 from motionmae.data.lists import VideoEntry
 from motionmae.data.transforms import CropBox, Geometry
 from motionmae.motion import TracksHook, make_tracker, patch_center_queries
-from motionmae.motion.frame_step import fill_skipped_frames
+from motionmae.motion.frame_step import fill_skipped_frames, track_every
 from motionmae.motion.protocol import query_grid
 from motionmae.motion.synthetic import translation_clip
 from motionmae.targets import TracksTarget
@@ -189,11 +189,19 @@ def test_skipped_frames_lie_between_the_tracked_ones_and_the_last_copies_its_pre
     full, seen = fill_skipped_frames(tracks, visible, 2, 6)
     np.testing.assert_allclose(full[:, 0], [[0, 0], [2, 1], [4, 2], [5, 2], [6, 2], [6, 2]])
     assert seen[:, 0].tolist() == [True, False, False, False, True, True]
+    # A clip of which the tracker sees one frame: every point stays where it was asked.
+    queries = np.array([[0.0, 3.0, 4.0]], np.float32)
+    still, _ = track_every(make_tracker("flow"), np.zeros((2, 8, 8, 3), np.uint8), queries, 2)
+    np.testing.assert_array_equal(still, [[[3.0, 4.0]], [[3.0, 4.0]]])
+    with pytest.raises(ValueError, match="t=1, which the tracker does not see"):
+        track_every(make_tracker("lk"), np.zeros((4, 8, 8, 3), np.uint8),
+                    np.array([[1.0, 3.0, 4.0]], np.float32), 2)
 
 
 def test_frame_step_refuses_windows_that_read_frames_the_tracker_did_not_see():
-    with pytest.raises(ConfigError, match=r"tracking\.frame_step: the tracker sees every 2th "
-                       r"clip frame, but targets\.tracks\.windows=tubelet reads frames \[13, 15\]"):
+    with pytest.raises(ConfigError, match=r"tracking\.frame_step: the tracker sees clip frames "
+                       r"0, 2, 4, \.\.\. only, but targets\.tracks\.windows=tubelet reads "
+                       r"frames \[13, 15\] too"):
         load_config(PretrainConfig, RECIPE, ["targets.tracks.windows=tubelet"])
     with pytest.raises(ConfigError, match=r"tracking\.frame_step: must be >= 1"):
         load_config(PretrainConfig, RECIPE, ["tracking.frame_step=0"])
