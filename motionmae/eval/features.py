@@ -130,12 +130,8 @@ def load_features(path: str | Path) -> FeatureSet:
     """
     try:
         with np.load(path, allow_pickle=False) as data:
-            classes = [str(c) for c in data["classes"]] if "classes" in data.files else None
-            return FeatureSet(data["features"].astype(np.float32), data["labels"],
-                              [str(p) for p in data["paths"]], classes, str(path))
-    except KeyError as error:
-        raise FeatureFileError(f"{path}: no {error} array; not a features file from "
-                               "`motionmae features`") from None
+            arrays = {k: data[k] for k in ("features", "labels", "paths", "classes")
+                      if k in data.files}
     except (ValueError, zipfile.BadZipFile, EOFError) as error:
         if "Object arrays" in str(error):
             raise FeatureFileError(f"{path}: refused: an array of Python objects is never "
@@ -145,6 +141,13 @@ def load_features(path: str | Path) -> FeatureSet:
                                    "NumPy data; pickles are refused, as they could run "
                                    "code)") from None
         raise FeatureFileError(f"{path}: not a features .npz file ({error})") from None
+    absent = [k for k in ("features", "labels", "paths") if k not in arrays]
+    if absent:
+        raise FeatureFileError(f"{path}: no {' or '.join(absent)} array: not a features file "
+                               "from `motionmae features`")
+    classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else None
+    return FeatureSet(arrays["features"].astype(np.float32), arrays["labels"],
+                      [str(p) for p in arrays["paths"]], classes, str(path))
 
 
 def align_features(val: FeatureSet, train: FeatureSet) -> FeatureSet:
