@@ -7,9 +7,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from motionmae.cli.common import log, parse_shard
 from motionmae.errors import DATA, UsageError
+
+if TYPE_CHECKING:
+    from motionmae.data.entries import VideoList
 
 
 def _add_eval_options(p: argparse.ArgumentParser) -> None:
@@ -21,8 +25,8 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
 
 
-def _features(args: argparse.Namespace, videos, pool: bool = True):
-    """Features of ``videos`` (a list path, a dataset spec or a ``VideoList``)."""
+def _features(args: argparse.Namespace, videos: str | VideoList, pool: bool = True):
+    """Features of ``videos`` (a list file, a dataset spec, or a list read already)."""
     from motionmae.evaluate import eval_data_config, list_features
     from motionmae.interop import load_any_encoder
     from motionmae.train.loop import resolve_device

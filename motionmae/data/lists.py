@@ -12,10 +12,10 @@ Relative paths are relative to the list file's folder. Labels are either all int
 or class names, mapped to integers in sorted name order (``VideoList.classes``); the first
 label decides which. That numbering is the list's own: where two lists meet (train and val) or
 a list meets a model, labels are matched by name (:func:`~motionmae.data.entries.relabel`).
-Either every entry has a label or none has. A video listed again with the
-same label is kept (repeating an entry is a way to weigh it) and the repeats are counted in one
-warning, as they are more often a merge mistake; with a different label it is an error. Errors
-name the file and line.
+Either every entry has a label or none has. A video listed again with the same label is kept
+(repeating an entry is a way to weigh it) and the repeats are counted in one warning, as they
+are more often a merge mistake; with a different label it is an error. Errors name the file
+and line; a file that is not UTF-8 text is one too.
 
 Integer labels can carry class names in a file beside the list, ``<list stem>.classes.txt``
 (one name per line, line ``i`` = class ``i``), which :func:`write_video_list` writes with
