@@ -81,11 +81,18 @@ def add_check_data(sub: argparse._SubParsersAction) -> None:
                        "needed frames, long enough for a clip); write a report and a clean list")
     p.add_argument("data", metavar="LIST", help="list file or dataset spec")
     p.add_argument("--out", required=True, type=Path,
-                   help="output folder: report.tsv (one row per video) and clean.txt")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip")
-    p.add_argument("--stride", type=int, default=4, help="source frames between clip frames")
-    p.add_argument("--short-videos", choices=["pad", "stretch"], default="pad",
-                   help="how videos shorter than a clip will be sampled (data.short_videos)")
+                   help="output folder: report.tsv (one row per video) and clean.txt (a list "
+                   "of the usable videos, with clean.classes.txt when labels have names)")
+    p.add_argument("--config", metavar="RUN_CONFIG",
+                   help="check against this run's clip settings: its config.yaml (or run "
+                   "folder) or the YAML given to --config (data.frames, data.stride, "
+                   "data.short_videos); the flags below override it")
+    p.add_argument("--frames", type=int, help="frames per clip (default: the config's, else 16)")
+    p.add_argument("--stride", type=int,
+                   help="source frames between clip frames (default: the config's, else 4)")
+    p.add_argument("--short-videos", choices=["pad", "stretch"],
+                   help="how videos shorter than a clip will be sampled (data.short_videos; "
+                   "default: the config's, else pad)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="parallel processes (default: one per CPU)")
     p.set_defaults(handler=cmd_check_data)
@@ -95,13 +102,20 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from motionmae.data import read_video_list
-    from motionmae.data.check import check_videos, write_check
+    from motionmae.data.check import check_videos, run_data_config, write_check
+    from motionmae.data.config import DataConfig
+    from motionmae.data.sampling import clip_span
 
-    if args.frames < 1 or args.stride < 1:
-        raise UsageError(f"--frames and --stride must be >= 1, got {args.frames} and "
-                         f"{args.stride}")
-    entries = read_video_list(args.data).entries
-    bar = tqdm(total=len(entries), desc="check-data", unit="video", dynamic_ncols=True)
+    run = run_data_config(args.config) if args.config else DataConfig()
+    frames = run.frames if args.frames is None else args.frames
+    stride = run.stride if args.stride is None else args.stride
+    short = args.short_videos or run.short_videos
+    if frames < 1 or stride < 1:
+        raise UsageError(f"--frames and --stride must be >= 1, got {frames} and {stride}")
+    videos = read_video_list(args.data)
+    print(f"checking {len(videos)} videos for clips of {frames} frames at stride {stride} "
+          f"(span {clip_span(frames, stride)} source frames, short videos: {short})")
+    bar = tqdm(total=len(videos), desc="check-data", unit="video", dynamic_ncols=True)
     bad = 0
 
     def on_progress(done: int, total: int, result: Any) -> None:
@@ -111,11 +125,11 @@ def cmd_check_data(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        results = check_videos([e.path for e in entries], args.frames, args.stride,
-                               args.short_videos, args.workers, on_progress)
+        results = check_videos([e.path for e in videos.entries], frames, stride, short,
+                               args.workers, on_progress)
     finally:
         bar.close()
-    report, clean = write_check(results, entries, args.out)
+    report, clean = write_check(results, videos, args.out)
     counts = {status: sum(r.status == status for r in results) for status in ("ok", "short",
                                                                               "bad")}
     print(f"{counts['ok']} ok, {counts['short']} shorter than a clip, {counts['bad']} bad; "

@@ -7,9 +7,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from motionmae.cli.common import log, parse_shard
 from motionmae.errors import DATA, UsageError
+
+if TYPE_CHECKING:
+    from motionmae.data.entries import VideoList
 
 
 def _add_eval_options(p: argparse.ArgumentParser) -> None:
@@ -21,7 +25,8 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
 
 
-def _features(args: argparse.Namespace, list_path: str, pool: bool = True):
+def _features(args: argparse.Namespace, videos: str | VideoList, pool: bool = True):
+    """Features of ``videos`` (a list file, a dataset spec, or a list read already)."""
     from motionmae.evaluate import eval_data_config, list_features
     from motionmae.interop import load_any_encoder
     from motionmae.train.loop import resolve_device
@@ -30,7 +35,7 @@ def _features(args: argparse.Namespace, list_path: str, pool: bool = True):
     encoder, description = load_any_encoder(args.checkpoint, device)
     data = eval_data_config(description, workers=args.workers, test_clips=args.clips,
                             test_crops=args.crops)
-    return list_features(encoder, list_path, data, args.batch_size, device, args.precision,
+    return list_features(encoder, videos, data, args.batch_size, device, args.precision,
                          pool=pool)
 
 
@@ -39,8 +44,9 @@ def add_features(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="run folder, checkpoint folder/file or exported folder")
     p.add_argument("--data", required=True, help="list file of videos or dataset spec")
-    p.add_argument("--out", required=True, help="output .npz (features [N,D], labels, paths); "
-                   "with --windows a folder (one .npz per video, resumable) or one .npz")
+    p.add_argument("--out", required=True, help="output .npz (features [N,D], labels, paths, "
+                   "class names); with --windows a folder (one .npz per video, resumable) or "
+                   "one .npz")
     p.add_argument("--tokens", action="store_true",
                    help="keep every token (features [N,L,D], stored as float16) for the "
                    "attentive probe; the other probes pool them")
@@ -119,7 +125,8 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train",
                    help="list file (or dataset spec) of labelled training videos")
     p.add_argument("--val",
-                   help="list file (or dataset spec) of labelled validation videos")
+                   help="list file (or dataset spec) of labelled validation videos; its "
+                   "classes are matched to --train's by name")
     p.add_argument("--features-train", help="cached training features (.npz from "
                    "`motionmae features`, --tokens for the attentive probe) instead of "
                    "--checkpoint/--train")
@@ -134,7 +141,7 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from motionmae.eval import load_features
-    from motionmae.evaluate import PROBES, run_probe
+    from motionmae.evaluate import PROBES, baselines, read_probe_lists, run_probe
 
     kinds = [k.strip() for k in args.kind.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in PROBES]
@@ -146,10 +153,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if all(cached) and not any(listed):
         train, val = load_features(args.features_train), load_features(args.features_val)
     elif all(listed) and not any(cached):
+        # Labels checked (and val's classes matched to train's) before any video is decoded.
+        train_videos, val_videos = read_probe_lists(args.train, args.val)
         # One extraction for every probe: tokens if any probe needs them (the others pool).
         pool = "attentive" not in kinds
-        train = _features(args, args.train, pool)
-        val = _features(args, args.val, pool)
+        train = _features(args, train_videos, pool)
+        val = _features(args, val_videos, pool)
     else:
         raise UsageError("give either --checkpoint, --train and --val, or "
                          "--features-train and --features-val")
@@ -158,8 +167,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         result = run_probe(kind, train, val)
         results.append(result)
         print(f"{result.kind} probe: top-1 {result.top1:.1%}  top-5 {result.top5:.1%}  "
-              f"(chance {result.chance:.1%}; {result.num_train} train / {result.num_val} val "
-              "clips)")
+              f"({baselines(result)}; {result.num_train} train / {result.num_val} val clips)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         records = [vars(r) for r in results]
@@ -174,7 +182,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="fine-tuning run folder or checkpoint, or an official fine-tuned "
                    "VideoMAE .pth")
-    p.add_argument("--data", required=True, help="list file of videos (labels optional)")
+    p.add_argument("--data", required=True, help="list file of videos (labels optional; "
+                   "matched to the checkpoint's classes by name)")
     p.add_argument("--out", required=True,
                    help="F.json (metrics, per-video probabilities) and F.csv (per video)")
     _add_eval_options(p)
@@ -193,7 +202,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = eval_data_config(description, workers=args.workers, test_clips=args.clips,
                             test_crops=args.crops)
     videos = align_labels(read_video_list(args.data), classes, model.head.out_features,
-                          args.data)
+                          args.data, str(args.checkpoint))
     evaluation = evaluate_videos(model, videos, data, classes, args.batch_size, device,
                                  args.precision)
     json_path, csv_path = save_evaluation(evaluation, args.out,

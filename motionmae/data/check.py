@@ -3,9 +3,10 @@
 Each video is checked in a worker process: opened, its stream header read, its first frame,
 the last frame of a clip starting there and its declared last frame decoded (a truncated file
 keeps a header that promises frames it no longer has), and its length compared with the clip
-span ``(frames - 1) * stride + 1``. The report (TSV, one row per video) says ``ok``, ``short``
-(usable; the detail says how it will be sampled) or ``bad`` (with the reason); the clean list
-holds the usable ones, labels kept.
+span ``(frames - 1) * stride + 1`` (a run's clip settings: :func:`run_data_config`). The
+report (TSV, one row per video) says ``ok``, ``short`` (usable; the detail says how it will be
+sampled) or ``bad`` (with the reason); the clean list holds the usable ones, labels kept: a
+list every command reads back as the same videos, labels and class names.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from motionmae.data.lists import VideoEntry
+from motionmae.config_loading import ConfigError, from_dict, read_config_file
+from motionmae.data.config import DataConfig
+from motionmae.data.lists import VideoList, write_video_list
 from motionmae.data.sampling import clip_span, fitting_stride, needs_padding
 from motionmae.data.video import VideoReader
 
@@ -91,15 +94,31 @@ def check_videos(paths: Sequence[str | Path], frames: int, stride: int, short: s
     return results
 
 
-def write_check(results: Sequence[VideoCheck], entries: Sequence[VideoEntry],
+def run_data_config(path: str | Path) -> DataConfig:
+    """The ``data`` section of a run config (a run's ``config.yaml``, or the run folder holding
+    it, or a YAML file given to ``--config``), defaults filled in and validated."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.yaml"
+    section = read_config_file(path).get("data") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: data: must be a section of keys, got {section!r}")
+    data = from_dict(DataConfig, section, "data")
+    data.validate()
+    return data
+
+
+def write_check(results: Sequence[VideoCheck], videos: VideoList,
                 out: Path) -> tuple[Path, Path]:
     """``out/report.tsv`` (a header, one row per video) and ``out/clean.txt`` (the usable
-    videos as ``path [label]``); returns both paths."""
+    videos of ``videos``: a plain list, with ``out/clean.classes.txt`` when the videos have
+    class names, so that the ids and names are those of ``videos``); returns both paths."""
     out.mkdir(parents=True, exist_ok=True)
     report, clean = out / "report.tsv", out / "clean.txt"
     report.write_text("\t".join(REPORT_COLUMNS) + "\n"
-                      + "".join(r.row() + "\n" for r in results))
-    lines = [f"{Path(e.path).resolve()}" + ("" if e.label is None else f" {e.label}")
-             for e, r in zip(entries, results, strict=True) if r.status != "bad"]
-    clean.write_text("".join(line + "\n" for line in lines))
+                      + "".join(r.row() + "\n" for r in results), encoding="utf-8")
+    usable = [e for e, r in zip(videos.entries, results, strict=True) if r.status != "bad"]
+    # Integer ids and a class file, as `prepare` writes: names would be renumbered in sorted
+    # order when read back, and a class whose every video is bad would vanish.
+    write_video_list(clean, usable, videos.classes, class_file=True)
     return report, clean

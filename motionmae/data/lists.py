@@ -10,10 +10,12 @@ path column):
 
 Relative paths are relative to the list file's folder. Labels are either all integers (kept)
 or class names, mapped to integers in sorted name order (``VideoList.classes``); the first
-label decides which. Either every entry has a label or none has. A video listed again with the
-same label is kept (repeating an entry is a way to weigh it) and the repeats are counted in one
-warning, as they are more often a merge mistake; with a different label it is an error. Errors
-name the file and line.
+label decides which. That numbering is the list's own: where two lists meet (train and val) or
+a list meets a model, labels are matched by name (:func:`~motionmae.data.entries.relabel`).
+Either every entry has a label or none has. A video listed again with the same label is kept
+(repeating an entry is a way to weigh it) and the repeats are counted in one warning, as they
+are more often a merge mistake; with a different label it is an error. Errors name the file
+and line; a file that is not UTF-8 text is one too.
 
 Integer labels can carry class names in a file beside the list, ``<list stem>.classes.txt``
 (one name per line, line ``i`` = class ``i``), which :func:`write_video_list` writes with
@@ -34,7 +36,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from motionmae.data.entries import ListFormatError, VideoEntry, VideoList
+from motionmae.data.entries import ListFormatError, VideoEntry, VideoList, read_list_text
 
 PATH_COLUMNS = ("path", "video", "filename")
 LABEL_COLUMN = "label"
@@ -48,8 +50,8 @@ def read_video_list(path: str | Path) -> VideoList:
     it raises) when ``path`` is no existing file and has a ``FORMAT:`` prefix.
 
     Raises:
-        ListFormatError: unreadable structure, bad or missing label, missing path column,
-            or no entries; the message names ``path`` and the line number.
+        ListFormatError: not UTF-8 text, unreadable structure, bad or missing label, missing
+            path column, or no entries; the message names ``path`` and the line number.
         FileNotFoundError: ``path`` does not exist.
     """
     if not Path(path).exists():
@@ -59,7 +61,7 @@ def read_video_list(path: str | Path) -> VideoList:
         if looks_like_spec(str(path)):
             return read_dataset(str(path))
     path = Path(path)
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_list_text(path)
     rows = _read_csv(path, text) if _is_csv(path, text) else _read_plain(path, text)
     if not rows:
         raise ListFormatError(f"{path}: empty list (no video entries)")
@@ -76,7 +78,7 @@ def classes_path(path: str | Path) -> Path:
 
 
 def _read_class_file(path: Path, needed: int) -> list[str]:
-    names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    names = [line.strip() for line in read_list_text(path).splitlines()]
     while names and not names[-1]:
         names.pop()
     for number, name in enumerate(names, start=1):
@@ -91,7 +93,8 @@ def _read_class_file(path: Path, needed: int) -> list[str]:
 def write_video_list(path: str | Path, entries: Sequence[VideoEntry],
                      classes: Sequence[str] | None = None, *, class_file: bool = False) -> None:
     """Write a plain list: paths relative to the list's folder when inside it, labels as class
-    names when ``classes`` is given, else integers.
+    names when ``classes`` is given, else integers; paths and names quoted where they need it
+    (spaces, quotes, ``#``), so that :func:`read_video_list` reads back the same entries.
 
     With ``class_file``, labels stay integers and ``classes`` goes to the list's
     :func:`classes_path` file (the way to keep ids that are not in sorted name order). A
@@ -108,11 +111,12 @@ def write_video_list(path: str | Path, entries: Sequence[VideoEntry],
     for entry in entries:
         try:
             name = entry.path.resolve().relative_to(path.parent.resolve()).as_posix()
-        except ValueError:
-            name = str(entry.path)
+        except ValueError:  # elsewhere: absolute (a relative path would be read from here)
+            name = os.path.abspath(entry.path)
         fields = [shlex.quote(name)]
         if entry.label is not None:
-            fields.append(classes[entry.label] if classes is not None else str(entry.label))
+            fields.append(shlex.quote(classes[entry.label]) if classes is not None
+                          else str(entry.label))
         lines.append(" ".join(fields))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

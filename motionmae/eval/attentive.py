@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motionmae.eval.probes import ProbeResult, _chance, _check, _topk
+from motionmae.eval.probes import ProbeResult, _baselines, _check, _topk
 from motionmae.schedule import lr_at
 
 
@@ -112,5 +112,5 @@ def attentive_probe(
     with torch.no_grad():
         logits = torch.cat([model(vx[i:i + batch_size]) for i in range(0, len(vx), batch_size)])
     return ProbeResult("attentive", _topk(logits, vy, 1), _topk(logits, vy, 5),
-                       _chance(train_y), len(tx), len(vx),
+                       *_baselines(train_y, val_y), len(tx), len(vx),
                        {"epochs": epochs, "lr": lr, "queries": queries})

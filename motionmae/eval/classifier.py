@@ -4,6 +4,7 @@ an evaluation list's labels map onto its classes."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,12 @@ from torch import nn
 
 from motionmae.checkpoints.encoders import encoder_from_description
 from motionmae.checkpoints.format import CheckpointError, resolve_checkpoint
-from motionmae.data import VideoEntry, VideoList
+from motionmae.data import VideoList
 from motionmae.models import VideoClassifier
 
 KIND = "finetune"
+
+log = logging.getLogger(__name__)
 
 
 def describe_classifier(
@@ -82,34 +85,24 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu"
 
 
 def align_labels(videos: VideoList, classes: list[str] | None, num_classes: int,
-                 source: str) -> VideoList:
+                 source: str, model: str = "the model") -> VideoList:
     """``videos`` with labels in a model's class order.
 
-    A list labelled with class names gets each name's index in ``classes`` (a list's own
-    numbering depends on which names it contains); integer labels are kept. Unlabelled lists
-    pass through.
+    A list labelled with class names gets each name's index in ``classes``, the names the
+    classifier was trained with (a list's own numbering depends on which names it contains);
+    integer labels without names are the model's ids already. A model that records no class
+    names (trained on integer labels, or from elsewhere) can only be matched by number: the
+    list's own numbering is then used, with a warning when the list has names. Unlabelled
+    lists pass through.
 
     Raises:
-        ValueError: a name the model does not know, names for a model trained on integer
-            labels, or an integer label ``>= num_classes``; the message names ``source``.
+        LabelError: a class the model does not know, or an integer label ``>= num_classes``;
+            the message names ``source`` and ``model``.
     """
-    labelled = [e for e in videos.entries if e.label is not None]
-    if not labelled:
-        return videos
-    if videos.classes is not None:
-        if classes is None:
-            raise ValueError(f"{source}: labels are class names but the model was trained on "
-                             "integer labels")
-        index = {name: i for i, name in enumerate(classes)}
-        unknown = sorted(set(videos.classes) - set(index))
-        if unknown:
-            raise ValueError(f"{source}: classes {unknown} are not among the model's "
-                             f"{len(classes)} classes")
-        entries = [VideoEntry(e.path, None if e.label is None
-                              else index[videos.classes[e.label]]) for e in videos.entries]
-        return VideoList(entries, list(classes))
-    top = max(e.label for e in labelled)
-    if top >= num_classes:
-        raise ValueError(f"{source}: label {top} is out of range for a model of "
-                         f"{num_classes} classes")
-    return videos
+    if classes is None and videos.classes is not None and any(
+            e.label is not None for e in videos.entries):
+        log.warning("%s records no class names: the labels of %s are matched to it by number "
+                    "(the list's own numbering of its classes), which is right only if the "
+                    "training list numbered them the same way", model, source)
+        videos = VideoList(videos.entries, None)
+    return videos.relabelled(classes, range(num_classes), source, model)

@@ -5,6 +5,9 @@ trained from one extraction pass."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +17,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from motionmae.data.entries import LabelError, relabel
+from motionmae.errors import DataError
 from motionmae.eval.multiview import views_per_item
+
+log = logging.getLogger(__name__)
+
+
+class FeatureFileError(DataError, ValueError):
+    """Features that cannot be read or used: not an ``.npz``, arrays missing, Python objects
+    (pickle, refused), pooled where tokens are needed; the message names the file."""
 
 
 @dataclass
@@ -22,12 +34,16 @@ class FeatureSet:
     """Clip features with their labels and source videos.
 
     ``features [N, D]`` (pooled) or ``[N, L, D]`` (tokens) float32, ``labels [N]`` int64
-    (-1 = unlabelled), ``paths`` N strings.
+    (-1 = unlabelled), ``paths`` N strings, ``classes`` the class names (``classes[label]``;
+    ``None`` for integer labels without names), ``source`` where they came from (a list or a
+    file; named by errors).
     """
 
     features: np.ndarray
     labels: np.ndarray
     paths: list[str]
+    classes: list[str] | None = None
+    source: str = ""
 
     def __post_init__(self) -> None:
         if not (len(self.features) == len(self.labels) == len(self.paths)):
@@ -87,7 +103,8 @@ def extract_features(
 
 
 def save_features(features: FeatureSet, path: str | Path) -> None:
-    """Write ``features``, ``labels`` and ``paths`` arrays to an ``.npz`` file.
+    """Write ``features``, ``labels``, ``paths`` and (when named) ``classes`` arrays to an
+    ``.npz`` file.
 
     Token features (``[N, L, D]``) are stored as float16, which halves a file that is ``L``
     times the pooled one; :func:`load_features` returns float32 either way.
@@ -97,12 +114,66 @@ def save_features(features: FeatureSet, path: str | Path) -> None:
     values = features.features
     if values.ndim == 3:
         values = values.astype(np.float16)
+    names = {} if features.classes is None else {"classes": np.asarray(features.classes,
+                                                                       dtype=str)}
     np.savez(path, features=values, labels=features.labels,
-             paths=np.asarray(features.paths, dtype=str))
+             paths=np.asarray(features.paths, dtype=str), **names)
 
 
 def load_features(path: str | Path) -> FeatureSet:
-    """Read a file written by :func:`save_features` (no pickle); features as float32."""
-    with np.load(path, allow_pickle=False) as data:
-        return FeatureSet(data["features"].astype(np.float32), data["labels"],
-                          [str(p) for p in data["paths"]])
+    """Read a file written by :func:`save_features` (no pickle); features as float32. Files
+    written before class names were stored load with ``classes`` ``None``.
+
+    Raises:
+        FeatureFileError: not an ``.npz`` file, an array missing, or an array of Python
+            objects (refused: loading it would run code from the file).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in ("features", "labels", "paths", "classes")
+                      if k in data.files}
+    except (ValueError, zipfile.BadZipFile, EOFError) as error:
+        if "Object arrays" in str(error):
+            raise FeatureFileError(f"{path}: refused: an array of Python objects is never "
+                                   f"loaded, as unpickling could run code ({error})") from None
+        if "pickled" in str(error):  # numpy's word for anything neither zip nor .npy
+            raise FeatureFileError(f"{path}: not a features .npz file (a pickle, or not "
+                                   "NumPy data; pickles are refused, as they could run "
+                                   "code)") from None
+        raise FeatureFileError(f"{path}: not a features .npz file ({error})") from None
+    absent = [k for k in ("features", "labels", "paths") if k not in arrays]
+    if absent:
+        raise FeatureFileError(f"{path}: no {' or '.join(absent)} array: not a features file "
+                               "from `motionmae features`")
+    classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else None
+    return FeatureSet(arrays["features"].astype(np.float32), arrays["labels"],
+                      [str(p) for p in arrays["paths"]], classes, str(path))
+
+
+def align_features(val: FeatureSet, train: FeatureSet) -> FeatureSet:
+    """``val`` with its labels in ``train``'s numbering, matched by class name (see
+    :func:`~motionmae.data.entries.relabel`); its classes are then ``train``'s. When only one
+    set has class names (a file written before they were stored), labels are matched by
+    number, with a warning.
+
+    Raises:
+        LabelError: an unlabelled clip in either set, or a ``val`` class that no ``train``
+            clip has.
+    """
+    val_name = val.source or "the validation features"
+    train_name = train.source or "the training features"
+    for features, name in ((train, train_name), (val, val_name)):
+        missing = int((features.labels < 0).sum())
+        if missing:
+            raise LabelError(f"{name}: {missing} of {len(features.labels)} clips have no "
+                             "label; a probe needs a label for every clip")
+    named = val.classes is not None and train.classes is not None
+    if not named and (val.classes is not None or train.classes is not None):
+        unnamed = val_name if val.classes is None else train_name
+        log.warning("%s has no class names (written before features files stored them?): "
+                    "labels of %s are matched to %s by number; extract it again to match "
+                    "them by name", unnamed, val_name, train_name)
+    labels = relabel(val.labels.tolist(), val.classes if named else None,
+                     train.classes if named else None, set(train.labels.tolist()), val_name,
+                     train_name)
+    return dataclasses.replace(val, labels=np.asarray(labels, np.int64), classes=train.classes)

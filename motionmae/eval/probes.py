@@ -11,12 +11,15 @@ import torch.nn.functional as F
 
 @dataclass
 class ProbeResult:
-    """Held-out accuracy of one probe (fractions in [0, 1])."""
+    """Held-out accuracy of one probe (fractions in [0, 1]) and two baselines: ``chance``,
+    a uniform guess among the ``K`` classes of the training set (``1 / K``), and
+    ``majority``, always answering the validation set's most frequent class."""
 
     kind: str
     top1: float
     top5: float
     chance: float
+    majority: float
     num_train: int
     num_val: int
     details: dict
@@ -38,9 +41,10 @@ def _topk(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     return float((top == labels[:, None]).any(dim=1).float().mean())
 
 
-def _chance(train_y: np.ndarray) -> float:
-    """Accuracy of always answering the most frequent training class."""
-    return float(np.bincount(train_y).max() / len(train_y))
+def _baselines(train_y: np.ndarray, val_y: np.ndarray) -> tuple[float, float]:
+    """``(1 / K, share of the most frequent validation class)``, ``K`` the classes that
+    training clips have: :class:`ProbeResult`'s ``chance`` and ``majority``."""
+    return 1 / len(np.unique(train_y)), float(np.bincount(val_y).max() / len(val_y))
 
 
 def _fit_softmax(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float,
@@ -94,8 +98,9 @@ def linear_probe(
     head = _fit_softmax(tx, ty, classes, best, iterations)
     with torch.no_grad():
         logits = head(vx)
-    return ProbeResult("linear", _topk(logits, vy, 1), _topk(logits, vy, 5), _chance(train_y),
-                       len(tx), len(vx), {"l2": best, "l2_scores": scores})
+    return ProbeResult("linear", _topk(logits, vy, 1), _topk(logits, vy, 5),
+                       *_baselines(train_y, val_y), len(tx), len(vx),
+                       {"l2": best, "l2_scores": scores})
 
 
 def knn_probe(
@@ -115,5 +120,6 @@ def knn_probe(
     similarity, neighbours = (vx @ tx.T).topk(k, dim=1)
     votes = torch.zeros(len(vx), classes)
     votes.scatter_add_(1, ty[neighbours], (similarity / temperature).exp())
-    return ProbeResult("knn", _topk(votes, vy, 1), _topk(votes, vy, 5), _chance(train_y),
-                       len(tx), len(vx), {"k": k, "temperature": temperature})
+    return ProbeResult("knn", _topk(votes, vy, 1), _topk(votes, vy, 5),
+                       *_baselines(train_y, val_y), len(tx), len(vx),
+                       {"k": k, "temperature": temperature})

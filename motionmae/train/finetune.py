@@ -32,7 +32,7 @@ from motionmae.data.dataset import ClipTransform
 from motionmae.data.erasing import RandomErasing
 from motionmae.data.mixing import MixSettings, mix_batch
 from motionmae.data.randaugment import RandAugment
-from motionmae.eval.classifier import align_labels, describe_classifier
+from motionmae.eval.classifier import describe_classifier
 from motionmae.eval.predictions import Evaluation, evaluate_videos, save_evaluation
 from motionmae.interop import detect_format, load_any_encoder
 from motionmae.interop.common import encoder_config
@@ -188,14 +188,6 @@ class FinetuneResult:
     val_videos: VideoList | None
 
 
-def _labelled(videos: VideoList, source: str) -> VideoList:
-    missing = sum(e.label is None for e in videos.entries)
-    if missing:
-        raise ValueError(f"{source}: {missing} of {len(videos)} videos have no label; "
-                         "fine-tuning needs a label for every video")
-    return videos
-
-
 def finetune(
     cfg: FinetuneConfig,
     *,
@@ -208,7 +200,8 @@ def finetune(
     if cfg.data.train is None:
         raise ConfigError("data.train: a list file of labelled training videos is required")
     dist = dist or DistInfo()
-    train_videos = _labelled(read_video_list(cfg.data.train), cfg.data.train)
+    train_videos = read_video_list(cfg.data.train).require_labels(cfg.data.train,
+                                                                  "fine-tuning")
     classes = train_videos.classes
     found = train_videos.num_classes or 1
     num_classes = cfg.finetune.num_classes or found
@@ -217,8 +210,10 @@ def finetune(
                           f"{found} classes of {cfg.data.train}")
     val_videos = None
     if cfg.data.val is not None:  # read now: a bad list should fail before training
-        val_videos = align_labels(_labelled(read_video_list(cfg.data.val), cfg.data.val),
-                                  classes, num_classes, cfg.data.val)
+        # In the training list's classes, matched by name; a class it lacks is refused.
+        val_videos = read_video_list(cfg.data.val).require_labels(
+            cfg.data.val, "fine-tuning").relabelled(classes, range(num_classes), cfg.data.val,
+                                                    cfg.data.train)
     task = build_task(cfg, num_classes, classes)
     dataset = VideoDataset(train_videos, cfg.data, train=True, seed=cfg.run.seed,
                            clip_transforms=clip_transforms(cfg.finetune))

@@ -18,7 +18,13 @@ import torch
 from torch import nn
 
 from motionmae.data.config import DataConfig
-from motionmae.evaluate import eval_data_config, list_features, run_probe
+from motionmae.evaluate import (
+    baselines,
+    eval_data_config,
+    list_features,
+    read_probe_lists,
+    run_probe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +34,9 @@ class TrainingProbe:
     ``{"probe/linear": top-1}``.
 
     Args:
-        train_list, val_list: list files (or dataset specs) with a label for every video.
+        train_list, val_list: list files (or dataset specs) with a label for every video;
+            read (and ``val_list``'s classes checked against ``train_list``'s) here, so that
+            a bad list fails before training.
         data: the evaluation clips (geometry and normalisation of the training clips).
         batch_size: clips per feature-extraction batch.
         precision: ``fp32`` or ``bf16`` autocast for the encoder.
@@ -36,8 +44,7 @@ class TrainingProbe:
 
     def __init__(self, train_list: str | Path, val_list: str | Path, data: DataConfig,
                  batch_size: int = 8, precision: str = "fp32") -> None:
-        self.train_list = train_list
-        self.val_list = val_list
+        self.train_videos, self.val_videos = read_probe_lists(train_list, val_list)
         self.data = data
         self.batch_size = batch_size
         self.precision = precision
@@ -55,14 +62,14 @@ class TrainingProbe:
         was_training = encoder.training
         start = time.perf_counter()
         try:
-            train = list_features(encoder, self.train_list, self.data, self.batch_size, device,
-                                  self.precision)
-            val = list_features(encoder, self.val_list, self.data, self.batch_size, device,
+            train = list_features(encoder, self.train_videos, self.data, self.batch_size,
+                                  device, self.precision)
+            val = list_features(encoder, self.val_videos, self.data, self.batch_size, device,
                                 self.precision)
         finally:
             encoder.train(was_training)  # extract_features left it in eval mode
         result = run_probe("linear", train, val)
-        log.info("linear probe: top-1 %.1f%% (chance %.1f%%, %d train / %d val clips, %.1f s)",
-                 100 * result.top1, 100 * result.chance, result.num_train, result.num_val,
+        log.info("linear probe: top-1 %.1f%% (%s; %d train / %d val clips, %.1f s)",
+                 100 * result.top1, baselines(result), result.num_train, result.num_val,
                  time.perf_counter() - start)
         return {"probe/linear": result.top1}

@@ -1,4 +1,4 @@
-"""List file formats and their error messages."""
+"""List file formats, their error messages, and matching one list's labels to another's."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from motionmae.cli import main
+from motionmae.data.entries import LabelError, relabel
 from motionmae.data.lists import (
     ListFormatError,
     VideoEntry,
     read_video_list,
     write_video_list,
 )
+from motionmae.errors import DATA
 
 
 def _write(path: Path, text: str) -> Path:
@@ -101,3 +104,52 @@ def test_write_then_read_round_trip(tmp_path: Path) -> None:
     videos = read_video_list(tmp_path / "out.txt")
     assert videos.entries == entries
     assert videos.classes == ["left", "right"]
+
+
+def test_round_trip_quotes_paths_and_class_names_that_need_it(tmp_path: Path) -> None:
+    entries = [VideoEntry(tmp_path / "v" / "my clip #1.mp4", 0),
+               VideoEntry(Path("/x/vidéo 'b'.mp4"), 1), VideoEntry(Path("/x/c.mp4"), 2)]
+    classes = ["Back 15som 05Twis FREE", "café", "it's"]
+    write_video_list(tmp_path / "out.txt", entries, classes=classes)
+    videos = read_video_list(tmp_path / "out.txt")
+    assert videos.entries == entries
+    assert videos.classes == classes
+
+
+def test_relative_entries_outside_the_list_folder_are_written_absolute(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lists").mkdir()
+    write_video_list(tmp_path / "lists" / "l.txt", [VideoEntry(Path("clips/a.mp4"), 0)])
+    assert read_video_list(tmp_path / "lists" / "l.txt").entries == [
+        VideoEntry(tmp_path / "clips" / "a.mp4", 0)]
+
+
+def test_binary_list_is_one_line_naming_the_file(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    lst = _write(tmp_path / "l.txt", "a.mp4 0\n")
+    lst.write_bytes(b"a.mp4 0\n\x89PNG\r\n\x1a\n\x00")
+    with pytest.raises(ListFormatError, match=r"l\.txt: not a UTF-8 text file \(byte 0x89 at "
+                                              r"offset 8\)"):
+        read_video_list(lst)
+    code = main(["check-data", str(lst), "--out", str(tmp_path / "out")])
+    assert code == DATA
+    assert capsys.readouterr().err == (f"motionmae check-data: error: {lst}: not a UTF-8 text "
+                                       "file (byte 0x89 at offset 8); a list is text, one "
+                                       "video per line\n")
+
+
+def test_relabel_matches_names_and_keeps_integer_ids() -> None:
+    # val numbers its names ["a", "c"]; train numbers ["a", "b", "c"]: c is 1 in val, 2 in train.
+    assert relabel([1, 0, 1], ["a", "c"], ["a", "b", "c"], {0, 1, 2}, "val", "train") == \
+        [2, 0, 2]
+    assert relabel([2, 0], None, ["a", "b", "c"], {0, 1, 2}, "val", "train") == [2, 0]
+    with pytest.raises(LabelError, match=r"^val: classes 'd', 'e' unknown to train \(its "
+                                         r"classes: a, c\)$"):
+        relabel([0, 1, 2], ["a", "d", "e"], ["a", "b", "c"], {0, 2}, "val", "train")
+    with pytest.raises(LabelError, match=r"^val: labels 3, 4 unknown to train \(its classes: "
+                                         r"0, 1, 2\)$"):
+        relabel([4, 3], None, None, range(3), "val", "train")
+    with pytest.raises(LabelError, match=r"^val: labels are class names \(a\) but train has "
+                                         "integer labels without class names"):
+        relabel([0], ["a"], None, {0}, "val", "train")

@@ -1,5 +1,5 @@
 """``motionmae finetune``, ``evaluate``, ``features --tokens`` and ``probe`` from cached
-features, end to end through ``cli.main`` on tiny settings."""
+features, end to end through ``cli.main`` on tiny settings; labels matched by class name."""
 
 import csv
 import json
@@ -11,6 +11,7 @@ import yaml
 
 from motionmae.checkpoints.format import CheckpointError
 from motionmae.cli import main
+from motionmae.errors import DATA
 from motionmae.eval import load_classifier
 from motionmae.models import VideoClassifier, create_encoder
 from motionmae.tokens import TokenGrid
@@ -98,6 +99,7 @@ def test_probes_from_one_cached_token_pass(pretrained, tiny_videos, tmp_path, ca
     with np.load(files["train"]) as data:
         assert data["features"].shape == (9, 2 * 2 * 2, 192)
         assert data["features"].dtype == np.float16
+        assert data["classes"].tolist() == tiny_videos.classes
     out = tmp_path / "probes.json"
     assert main(["probe", "--features-train", str(files["train"]), "--features-val",
                  str(files["val"]), "--kind", "linear,knn,attentive", "--out", str(out)]) == 0
@@ -142,3 +144,90 @@ def test_evaluate_an_official_fine_tuned_videomae_file(tiny_videos, tmp_path, ca
                  str(out), "--workers", "0"]) == 0
     report = json.loads(out.read_text())
     assert len(report["predictions"]) == 5 and len(report["metrics"]["per_class"]) == 5
+
+
+def _without_class(listing, name, out):
+    """``listing`` without the videos of class ``name`` (paths made absolute)."""
+    lines = [line.split() for line in listing.read_text().splitlines()]
+    out.write_text("".join(f"{listing.parent / path} {label}\n" for path, label in lines
+                           if label != name))
+    return out
+
+
+def test_probe_scores_val_videos_by_class_name_not_list_position(pretrained, tiny_videos,
+                                                                 tmp_path, capsys):
+    # The training videos themselves as val: the probe fits them all. Without "down" (the
+    # first name in sorted order) a list numbering its own names would shift every label.
+    train = str(tiny_videos.train_list)
+    reduced = _without_class(tiny_videos.train_list, "down", tmp_path / "no-down.txt")
+    results = {}
+    for name, val in (("full", train), ("reduced", str(reduced))):
+        out = tmp_path / f"{name}.json"
+        assert main(["probe", "--checkpoint", str(pretrained), "--train", train, "--val", val,
+                     "--workers", "0", "--out", str(out)]) == 0
+        results[name] = json.loads(out.read_text())
+    assert results["full"]["top1"] == results["reduced"]["top1"] == 1.0
+    assert results["reduced"]["num_val"] == 8
+    printed = capsys.readouterr().out
+    assert "(chance 1/9 = 11.1%, val majority class 11.1%; 9 train / 9 val clips)" in printed
+    assert "(chance 1/9 = 11.1%, val majority class 12.5%; 9 train / 8 val clips)" in printed
+
+
+def test_label_errors_are_one_line_before_any_video_is_decoded(pretrained, finetuned,
+                                                                tiny_videos, tmp_path, capsys):
+    # Every list names a video that does not exist: the label check must come first.
+    unknown = tmp_path / "unknown.txt"
+    unknown.write_text(f"{tmp_path / 'missing.mp4'} jump\n"
+                       + tiny_videos.val_list.read_text().replace("000000.mp4", "x"))
+    unlabelled = tmp_path / "unlabelled.txt"
+    unlabelled.write_text(f"{tmp_path / 'missing.mp4'}\n")
+    train = str(tiny_videos.train_list)
+    cases = {
+        "probe": (["--checkpoint", str(pretrained), "--train", train, "--val", str(unknown)],
+                  f"{unknown}: class 'jump' unknown to {train} (its classes: down, left, "
+                  "right, rotate_ccw, rotate_cw and 4 more)"),
+        "evaluate": (["--checkpoint", str(finetuned), "--data", str(unknown), "--out",
+                      str(tmp_path / "e.json")],
+                     f"{unknown}: class 'jump' unknown to {finetuned}"),
+        "finetune": (["--checkpoint", str(pretrained), "--train", train, "--val",
+                      str(unknown), "--out", str(tmp_path / "ft"), "--steps", "1", *TINY],
+                     f"{unknown}: class 'jump' unknown to {train}"),
+    }
+    for command, (argv, message) in cases.items():
+        capsys.readouterr()
+        assert main([command, *argv, "--workers", "0"] if command != "finetune"
+                    else [command, *argv]) == DATA, command
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("motionmae ")]
+        assert "Traceback" not in err and len(errors) == 1, err
+        assert errors[0].startswith(f"motionmae {command}: error: {message}"), err
+    assert main(["probe", "--checkpoint", str(pretrained), "--train", str(unlabelled),
+                 "--val", train, "--workers", "0"]) == DATA
+    assert capsys.readouterr().err == (f"motionmae probe: error: {unlabelled}: 1 of 1 videos "
+                                       "have no label; a probe needs a label for every "
+                                       "video\n")
+
+
+def test_evaluate_scores_the_same_videos_the_same_without_a_class(finetuned, tiny_videos,
+                                                                  tmp_path):
+    rows = {}
+    reduced = _without_class(tiny_videos.val_list, "down", tmp_path / "no-down.txt")
+    for name, listing in (("full", tiny_videos.val_list), ("reduced", reduced)):
+        assert main(["evaluate", "--checkpoint", str(finetuned), "--data", str(listing),
+                     "--workers", "0", "--out", str(tmp_path / f"{name}.json")]) == 0
+        report = json.loads((tmp_path / f"{name}.json").read_text())
+        rows[name] = {r["path"]: (r["label_name"], r["prediction_name"], r["correct"])
+                      for r in report["predictions"]}
+    assert len(rows["reduced"]) == 8
+    assert rows["reduced"] == {p: r for p, r in rows["full"].items() if r[0] != "down"}
+
+
+def test_probe_refuses_a_pickled_features_file_in_one_line(tmp_path, capsys):
+    payload = np.empty(1, dtype=object)
+    payload[0] = {"a": 1}
+    path = tmp_path / "train.npz"
+    np.savez(path, features=payload, labels=np.zeros(1, np.int64), paths=np.asarray(["a"]))
+    assert main(["probe", "--features-train", str(path), "--features-val", str(path)]) == DATA
+    err = capsys.readouterr().err
+    assert err.startswith(f"motionmae probe: error: {path}: refused: an array of Python "
+                          "objects is never loaded") and len(err.splitlines()) == 1

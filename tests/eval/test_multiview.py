@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from motionmae.data import VideoDataset, VideoEntry, VideoList, build_loader, read_video_list
+from motionmae.data.entries import LabelError
+from motionmae.errors import DATA
 from motionmae.eval import (
     align_labels,
     average_view_probs,
@@ -165,20 +167,27 @@ def test_unlabelled_list_gets_predictions_only(tiny_videos, tmp_path):
     assert json.loads(json_path.read_text())["predictions"][2]["correct"] is None
 
 
-def test_align_labels_maps_names_to_the_model_classes(tmp_path):
+def test_align_labels_maps_names_to_the_model_classes(tmp_path, caplog):
     model_classes = ["a", "b", "c"]
     listing = tmp_path / "val.txt"
     listing.write_text("x.mp4 c\ny.mp4 a\n")
     videos = read_video_list(listing)
     assert videos.classes == ["a", "c"]  # the list's own numbering: c = 1
-    aligned = align_labels(videos, model_classes, 3, "val.txt")
+    aligned = align_labels(videos, model_classes, 3, "val.txt", "run/ft")
     assert [e.label for e in aligned.entries] == [2, 0]
     assert aligned.classes == model_classes
-    listing.write_text("x.mp4 d\n")
-    with pytest.raises(ValueError, match=r"val.txt: classes \['d'\] are not among"):
-        align_labels(read_video_list(listing), model_classes, 3, "val.txt")
-    numbers = VideoList([VideoEntry(Path("x.mp4"), 3)])
-    with pytest.raises(ValueError, match="label 3 is out of range for a model of 3 classes"):
-        align_labels(numbers, None, 3, "n.txt")
-    with pytest.raises(ValueError, match="trained on integer labels"):
-        align_labels(videos, None, 3, "val.txt")
+    listing.write_text("x.mp4 d\ny.mp4 a\n")
+    with pytest.raises(LabelError, match=r"^val.txt: class 'd' unknown to run/ft "
+                                         r"\(its classes: a, b, c\)$") as refused:
+        align_labels(read_video_list(listing), model_classes, 3, "val.txt", "run/ft")
+    assert refused.value.exit_code == DATA
+    numbers = VideoList([VideoEntry(Path("x.mp4"), 3), VideoEntry(Path("y.mp4"), 0)])
+    with pytest.raises(LabelError, match=r"^n.txt: label 3 unknown to run/ft \(its classes: "
+                                         r"0, 1, 2\)$"):
+        align_labels(numbers, None, 3, "n.txt", "run/ft")
+    # A model without class names: the list's own numbering, said in a warning.
+    with caplog.at_level("WARNING"):
+        fallback = align_labels(videos, None, 3, "val.txt", "run/ft")
+    assert [e.label for e in fallback.entries] == [1, 0]
+    assert "run/ft records no class names: the labels of val.txt are matched to it by " \
+        "number" in caplog.text

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from motionmae.data.entries import ListFormatError, VideoEntry, VideoList
+from motionmae.data.entries import ListFormatError, VideoEntry, VideoList, read_list_text
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +64,11 @@ class Parsed:
 
 
 def read_text(path: Path) -> str:
-    """The file's text (a UTF-8 BOM dropped); ``FileNotFoundError`` names a missing file."""
+    """The file's text (a UTF-8 BOM dropped); ``FileNotFoundError`` names a missing file,
+    :class:`ListFormatError` one that is not UTF-8 text."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
-    return path.read_text(encoding="utf-8-sig")
+    return read_list_text(path)
 
 
 def text_lines(path: Path) -> Iterator[tuple[int, str]]:
