@@ -121,8 +121,9 @@ def save_checkpoint(
     """
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
-    # Serialised here and written by write_file (torch.save reports a full disk as a
-    # RuntimeError, safetensors' save_file not at all), one file at a time (one copy in memory).
+    # Serialised here and written by write_file, one file at a time (one copy in memory):
+    # torch.save and safetensors' save_file report a failed write as RuntimeError or
+    # SafetensorError (torch.save twice over), not as the OSError it is.
     payloads: dict[str, Callable[[], bytes | memoryview]] = {
         WEIGHTS: lambda: safetensors_bytes(
             {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}),
