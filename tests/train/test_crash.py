@@ -102,6 +102,7 @@ def _latest_step(out: Path) -> int:
 def _assert_resume_matches(videos, out: Path, reference: dict[int, float]) -> None:
     result = pretrain(_config(videos, out), resume=True)
     assert result.state.step == STEPS
+    assert not list((out / "checkpoints").glob(".*.tmp"))  # a killed write's leftovers
     losses = _losses(out)
     assert sorted(losses) == list(range(1, STEPS + 1))
     for step, loss in reference.items():
