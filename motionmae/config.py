@@ -185,6 +185,9 @@ class RunConfig:
     compile: bool = False
     log_every: int = 10
     ckpt_every: int = 500
+    # Checkpoints kept besides every ``keep_every``-th: the newest ``keep_last`` (with two, a
+    # damaged newest checkpoint leaves the one before for --resume).
+    keep_last: int = 2
     keep_every: int | None = None
     max_bad_steps: int = 10
     # Under torchrun: "ddp" replicates the model, "fsdp" shards parameters, gradients and
@@ -218,6 +221,7 @@ class RunConfig:
                f"{key}.device", f"must be auto, cpu, cuda[:i] or mps, got {self.device!r}")
         check(self.log_every >= 1, f"{key}.log_every", "must be >= 1")
         check(self.ckpt_every >= 1, f"{key}.ckpt_every", "must be >= 1")
+        check(self.keep_last >= 1, f"{key}.keep_last", "must be >= 1")
         check(self.keep_every is None or self.keep_every >= 1, f"{key}.keep_every",
                "must be >= 1 or null")
         check(self.max_bad_steps >= 1, f"{key}.max_bad_steps", "must be >= 1")

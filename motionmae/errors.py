@@ -14,7 +14,7 @@ Exit status:
 2    usage: a flag, an option combination, a config key or value
 3    data: a video, list, dataset spec, checkpoint, teacher or CoTracker folder is missing,
      unreadable or damaged; too many bad videos in a run
-4    environment: a missing optional package, an unusable output folder
+4    environment: a missing optional package, an unusable output folder, a full disk
 5    training stopped: too many consecutive non-finite steps
 143  preempted (SIGTERM): a checkpoint was saved, continue with ``--resume``
 ==== =====================================================================================

@@ -11,26 +11,33 @@ Layout of a run folder::
 A checkpoint is written into a temporary folder, fsynced, verified and renamed into place, and
 only then is ``latest`` replaced (also by rename). A process killed at any point leaves either
 the previous checkpoint as ``latest`` or the new one, never a half-written folder that a resume
-would read: on load every file is checked against the manifest.
+would read: on load every file is checked against the manifest, and the newest folder that
+passes wins (a damaged newest one is passed over with a warning; a complete one the pointer
+never reached is used). A write that fails (disk full) raises ``OSError`` and leaves the
+folder as it was: no temporary files, ``latest`` on the previous checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from motionmae.errors import DataError
-from motionmae.fileio import atomic_write_bytes, fsync_dir, sha256_file
+from motionmae.fileio import atomic_write_text, fsync_dir, sha256_file, write_file
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,9 @@ STATE = "state.pt"
 MANIFEST = "manifest.json"
 LATEST = "latest"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
+# What a write killed midway leaves: save_checkpoint's temporary folders and
+# atomic_write_text's temporary `latest`.
+_LEFTOVER = re.compile(rf"^\.(step_\d{{8}}|{LATEST})\..+\.tmp$")
 
 
 class CheckpointError(DataError):
@@ -71,30 +81,22 @@ class Checkpoint:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _fsync_file(path: Path) -> None:
-    with path.open("rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (see :func:`motionmae.fileio.atomic_write_bytes`)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def verify(folder: Path) -> None:
     """Raise :class:`CheckpointError` unless every file matches ``manifest.json``."""
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise CheckpointError(f"{folder}: no {MANIFEST}; the checkpoint is incomplete")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{folder}: {MANIFEST} is corrupt ({error})") from error
-    for name, entry in manifest["files"].items():
+        files = json.loads(manifest_path.read_text())["files"]
+        expected = {name: (int(entry["size"]), str(entry["sha256"]))
+                    for name, entry in files.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # bytes flipped in it
+        raise CheckpointError(f"{folder}: {MANIFEST} is corrupt ({error!r})") from error
+    for name, (size, digest) in expected.items():
         file = folder / name
         if not file.is_file():
             raise CheckpointError(f"{folder}: {name} is missing")
-        if file.stat().st_size != entry["size"] or sha256_file(file) != entry["sha256"]:
+        if file.stat().st_size != size or sha256_file(file) != digest:
             raise CheckpointError(f"{folder}: {name} does not match its checksum (corrupt)")
 
 
@@ -112,23 +114,35 @@ def save_checkpoint(
         config: JSON-serialisable description (model config, grid, run info).
         state: training state for exact resume (tensors, numbers, strings, nested dicts/lists);
             saved with ``torch.save`` and loaded with ``weights_only=True``.
+
+    Raises:
+        OSError: a file could not be written (disk full); the folder is as it was before.
+        CheckpointError: the files read back differ from what was written.
     """
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
+    # Serialised here and written by write_file, one file at a time (one copy in memory):
+    # torch.save and safetensors' save_file report a failed write as RuntimeError or
+    # SafetensorError (torch.save twice over), not as the OSError it is.
+    payloads: dict[str, Callable[[], bytes | memoryview]] = {
+        WEIGHTS: lambda: safetensors_bytes(
+            {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}),
+        CONFIG: lambda: json.dumps(config, indent=2, sort_keys=True).encode(),
+    }
+    if state is not None:
+        payloads[STATE] = lambda: _torch_bytes(state)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
     try:
-        cpu_weights = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
-        save_file(cpu_weights, str(tmp / WEIGHTS))
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
-        if state is not None:
-            torch.save(state, tmp / STATE)
         files = {}
-        for file in sorted(tmp.iterdir()):
-            _fsync_file(file)
-            files[file.name] = {"size": file.stat().st_size, "sha256": sha256_file(file)}
-        (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=2))
-        _fsync_file(tmp / MANIFEST)
+        for name, serialise in payloads.items():
+            payload = serialise()
+            write_file(tmp / name, payload)
+            files[name] = {"size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+            del payload
+        manifest = {"step": step, "files": dict(sorted(files.items()))}
+        write_file(tmp / MANIFEST, json.dumps(manifest, indent=2).encode())
         fsync_dir(tmp)
+        verify(tmp)  # read back: what is on disk is what was meant
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -136,8 +150,19 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    atomic_write_text(root / LATEST, final.name + "\n")
+    try:
+        mark_latest(final)
+    except BaseException:
+        # It never became latest: without it the previous checkpoint is the newest again.
+        shutil.rmtree(final, ignore_errors=True)
+        raise
     return Checkpoint(final)
+
+
+def _torch_bytes(state: dict[str, Any]) -> memoryview:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getbuffer()
 
 
 def list_checkpoints(root: Path) -> list[Checkpoint]:
@@ -148,32 +173,64 @@ def list_checkpoints(root: Path) -> list[Checkpoint]:
     return sorted(found, key=lambda c: c.step)
 
 
+def read_latest(root: Path) -> str | None:
+    """The folder name the ``latest`` pointer under ``root`` holds; None if missing or
+    unreadable."""
+    try:
+        return (root / LATEST).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def mark_latest(folder: Path) -> None:
+    """Point ``latest`` (beside ``folder``) at ``folder``, atomically.
+
+    Raises:
+        OSError: the pointer could not be written (disk full); it is as it was.
+    """
+    atomic_write_text(folder.parent / LATEST, folder.name + "\n")
+
+
 def latest_checkpoint(root: Path) -> Checkpoint | None:
     """The newest checkpoint under ``root`` that passes verification, or None.
 
-    Starts from the ``latest`` pointer; a corrupt or missing one falls back to the newest
-    folder that verifies, logging what was passed over.
+    Each newer folder passed over is logged as a warning naming it and what is wrong; so is a
+    ``latest`` pointer that names none of them (missing, damaged, or behind a complete
+    checkpoint written just before the run was killed: that one is used).
     """
-    candidates = list_checkpoints(root)
-    pointer = root / LATEST
-    if pointer.is_file():
-        named = root / pointer.read_text().strip()
-        candidates = [c for c in candidates if c.path != named] + [Checkpoint(named)]
-    for checkpoint in reversed(candidates):
+    passed_over = []
+    for checkpoint in reversed(list_checkpoints(root)):
         try:
             verify(checkpoint.path)
         except CheckpointError as error:
-            log.warning("skipping checkpoint: %s", error)
+            log.warning("passing over the damaged checkpoint %s", error)
+            passed_over.append(checkpoint.path.name)
             continue
+        named = read_latest(root)
+        if named != checkpoint.path.name and named not in passed_over:
+            log.warning("%s names %s; the newest complete checkpoint is %s: using it",
+                        root / LATEST, repr(named) if named else "nothing readable",
+                        checkpoint.path.name)
         return checkpoint
     return None
 
 
-def prune_checkpoints(root: Path, keep_last: int = 1, keep_every: int | None = None) -> None:
+def remove_leftovers(root: Path) -> list[Path]:
+    """Delete what writes killed midway left under ``root`` (temporary checkpoint folders and
+    ``latest`` files); returns their paths."""
+    leftovers = [p for p in root.iterdir() if _LEFTOVER.match(p.name)] if root.is_dir() else []
+    for path in leftovers:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return leftovers
+
+
+def prune_checkpoints(root: Path, keep_last: int = 2, keep_every: int | None = None) -> None:
     """Delete old checkpoints, keeping the newest ``keep_last`` and every ``keep_every``-th step."""
     checkpoints = list_checkpoints(root)
-    pointer = root / LATEST
-    latest = pointer.read_text().strip() if pointer.is_file() else None
+    latest = read_latest(root)
     for checkpoint in checkpoints[:-keep_last] if keep_last > 0 else checkpoints:
         if checkpoint.path.name == latest:
             continue

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from motionmae.errors import DataError
+from motionmae.fileio import StorageError, append_text, cannot_write
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class BadVideoLog:
 
         Raises:
             DataError: too many bad videos; the message gives the fraction and the file.
+            StorageError: the file cannot be appended to (disk full).
         """
         new = dict(self.pending)
         self.pending.clear()
@@ -94,9 +96,12 @@ class BadVideoLog:
             new = {k: v for part in gathered for k, v in part.items()}
         new = {k: v for k, v in new.items() if k not in self.known}
         if new and self.write:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as out:
-                out.writelines(f"{path}\t{reason}\n" for path, reason in new.items())
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                append_text(self.path, "".join(f"{path}\t{reason}\n"
+                                               for path, reason in new.items()))
+            except OSError as error:  # disk full: the file is as it was
+                raise StorageError(cannot_write(self.path, error)) from error
         self.known.update(new)
         bad = self.bad
         seen = max(seen, bad)

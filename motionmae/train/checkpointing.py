@@ -1,16 +1,20 @@
 """A training run's checkpoints: the position they save (:class:`TrainState`), resuming from
 the newest complete one, writing one from every rank, and ``SIGTERM`` as the request to write
 one and stop. Rank 0 writes the full weights and optimizer state (gathered from the shards
-under FSDP), so a run resumes on any world size; a write that fails (disk full) raises
-:class:`~motionmae.checkpoints.format.CheckpointError` on every rank."""
+under FSDP), so a run resumes on any world size. The newest ``run.keep_last`` checkpoints are
+kept (two by default: a damaged newest one leaves the one before to resume from). A file of
+the run that rank 0 cannot write (disk full: a checkpoint, ``metrics.jsonl``,
+``bad_videos.tsv``) stops every rank with one :class:`~motionmae.fileio.StorageError` saying
+which checkpoint ``--resume`` continues from."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +25,19 @@ from motionmae.checkpoints.format import (
     LATEST,
     CheckpointError,
     latest_checkpoint,
+    list_checkpoints,
+    mark_latest,
     prune_checkpoints,
+    read_latest,
+    remove_leftovers,
     save_checkpoint,
 )
 from motionmae.errors import UsageError
+from motionmae.fileio import StorageError, cannot_write
 from motionmae.models.config import SAVED_MODEL_DEFAULTS, saved_model_dict
 from motionmae.train.distributed import DistInfo, any_across_ranks, full_state, load_full_state
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +50,9 @@ class TrainState:
     samples_in_epoch: int = 0
     skipped_steps: int = 0
     bad_videos: int = 0
+    # The logging window at the checkpoint (steps since the last record, their sums): a
+    # resumed run's next record averages the same steps as an uninterrupted run's.
+    log_window: dict[str, Any] = field(default_factory=dict)
 
 
 def check_resumed_model(saved: dict, current: dict, path: Path) -> None:
@@ -60,23 +74,34 @@ def check_resumed_model(saved: dict, current: dict, path: Path) -> None:
 
 @dataclass
 class Checkpoints:
-    """The checkpoints of one run under ``root``: the last one and every ``keep_every``-th
-    are kept."""
+    """The checkpoints of one run under ``root``: the newest ``keep_last`` and every
+    ``keep_every``-th are kept."""
 
     root: Path
     model: nn.Module
     optimizer: torch.optim.Optimizer
     describe: Callable[[], dict[str, Any]]  # the task's description: config.json
+    keep_last: int
     keep_every: int | None
     sharded: bool
     dist: DistInfo
 
     def load_latest(self, device: torch.device) -> tuple[TrainState, Path]:
         """Load the newest complete checkpoint into the model and optimizer; returns the state
-        it saved and its path."""
+        it saved and its path. Rank 0 removes what a killed checkpoint write left and points
+        ``latest`` at the checkpoint resumed from (if a damaged or killed write left it
+        elsewhere)."""
+        if self.dist.is_main:
+            for leftover in remove_leftovers(self.root):
+                log.info("removed %s, left by a checkpoint write that was killed", leftover)
         checkpoint = latest_checkpoint(self.root)
         if checkpoint is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {self.root}")
+        if self.dist.is_main and read_latest(self.root) != checkpoint.path.name:
+            try:
+                mark_latest(checkpoint.path)
+            except OSError as error:
+                raise StorageError(cannot_write(self.root / LATEST, error)) from error
         check_resumed_model(checkpoint.config(), self.describe(), checkpoint.path)
         saved = checkpoint.state()
         load_full_state(self.model, self.optimizer,
@@ -84,27 +109,55 @@ class Checkpoints:
                         saved["optimizer"], self.sharded)
         return TrainState(**saved["train_state"]), checkpoint.path
 
+    def copies_to_fit(self, step: int, total_steps: int, every: int) -> int:
+        """How many more checkpoints the disk must hold from ``step`` on: at the peak, the
+        ``keep_last`` kept ones and the one being written (complete before the oldest is
+        pruned), less the ones already there; at least one."""
+        saves = -(-total_steps // every) - step // every
+        on_disk = len(list_checkpoints(self.root))
+        return max(1, min(self.keep_last + 1, on_disk + saves) - on_disk)
+
     def save(self, state: TrainState) -> None:
         """Write the checkpoint of ``state.step`` (a collective: every rank calls it)."""
         # A collective under FSDP: every rank gathers, rank 0 receives the full tensors.
         weights, optimizer_state = (full_state(self.model, self.optimizer, self.sharded)
                                     if self.sharded or self.dist.is_main else ({}, {}))
-        failure: CheckpointError | None = None
-        if self.dist.is_main:
-            try:
-                save_checkpoint(
-                    self.root,
-                    state.step,
-                    weights,
-                    self.describe(),
-                    {"optimizer": optimizer_state, "train_state": vars(state).copy()},
-                )
-                prune_checkpoints(self.root, keep_last=1, keep_every=self.keep_every)
-            except OSError as error:  # e.g. disk full: save_checkpoint removed its temp files
-                failure = _write_failure(self.root, state.step, error)
+        with self.stop_every_rank_on_write_failure():
+            if self.dist.is_main:
+                try:
+                    save_checkpoint(
+                        self.root,
+                        state.step,
+                        weights,
+                        self.describe(),
+                        {"optimizer": optimizer_state, "train_state": vars(state).copy()},
+                    )
+                except (OSError, CheckpointError) as error:  # e.g. disk full
+                    raise StorageError(
+                        f"could not write the checkpoint of step {state.step} under "
+                        f"{self.root}: {getattr(error, 'strerror', None) or error}. Its "
+                        f"files were removed") from error
+                prune_checkpoints(self.root, self.keep_last, self.keep_every)
+
+    @contextlib.contextmanager
+    def stop_every_rank_on_write_failure(self) -> Iterator[None]:
+        """Around writes of rank 0 that every rank reaches: a :class:`StorageError` in the
+        block is raised on every rank (a collective after the block), saying which checkpoint
+        ``--resume`` continues from."""
+        failure: StorageError | None = None
+        try:
+            yield
+        except StorageError as error:
+            failure = StorageError(f"{error}. {self._what_is_left()}")
+            failure.__cause__ = error
         if any_across_ranks(failure is not None, self.dist):
-            raise failure or CheckpointError(
-                f"rank 0 could not write the checkpoint of step {state.step} under {self.root}")
+            raise failure or StorageError(
+                f"rank 0 could not write its files under {self.root.parent}")
+
+    def _what_is_left(self) -> str:
+        previous = read_latest(self.root)
+        kept = f"'latest' still names {previous}" if previous else "no checkpoint exists yet"
+        return f"{kept}; free space (or fix the folder) and continue with --resume"
 
 
 @contextlib.contextmanager
@@ -124,14 +177,3 @@ def stop_on_sigterm() -> Iterator[threading.Event]:
         yield stop
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _write_failure(root: Path, step: int, error: OSError) -> CheckpointError:
-    """The error of a checkpoint that could not be written, saying what is left."""
-    pointer = root / LATEST
-    previous = pointer.read_text().strip() if pointer.is_file() else None
-    kept = f"'latest' still names {previous}" if previous else "no earlier checkpoint exists"
-    return CheckpointError(
-        f"could not write the checkpoint of step {step} under {root}: {error}. Its temporary "
-        f"files were removed and {kept}; free space (or fix the folder) and continue with "
-        f"--resume")

@@ -24,10 +24,10 @@ Preemption: ``SIGTERM`` (installed in the main thread for the run, then restored
 loop finish the current step, save a checkpoint and raise :class:`TrainingInterrupted`; all
 ranks agree on the stop step. ``--resume`` continues from that checkpoint.
 
-Storage: before the first step the output folder must be writable and hold two checkpoints
-(:mod:`motionmae.train.preflight`); a checkpoint that cannot be written (disk full) raises
-:class:`~motionmae.checkpoints.format.CheckpointError` on every rank, leaving ``latest`` on the
-previous complete checkpoint.
+Storage: before the first step the output folder must be writable and hold the checkpoints
+kept at once (:mod:`motionmae.train.preflight`); a file that rank 0 cannot write later (disk
+full) stops every rank with a :class:`~motionmae.fileio.StorageError`, ``latest`` still on the
+previous complete checkpoint. A resumed run logs the records an uninterrupted one would.
 
 :class:`Trainer` runs it in named steps: its constructor builds the run, :meth:`Trainer.fit`
 loops over step, probe, log and checkpoint. The device side of a step is in
@@ -205,7 +205,8 @@ class Trainer:
         self.optimizer = build_optimizer(task.parameter_groups(optim.weight_decay), optim,
                                          self.peak_lr)
         self.checkpoints = Checkpoints(out_dir / "checkpoints", self.model, self.optimizer,
-                                       task.describe, run.keep_every, self.sharded, dist)
+                                       task.describe, run.keep_last, run.keep_every,
+                                       self.sharded, dist)
         self.state = self._resume() if resume else TrainState()
         self._prepare_output_folder(one_checkpoint)
         self.history: list[dict[str, float]] = []
@@ -282,10 +283,8 @@ class Trainer:
         if self.dist.is_main:
             try:
                 prepare_output_folder(self.out_dir)
-                saves = -(-self.total_steps // self.run.ckpt_every)
-                # A new checkpoint is complete before the previous one is pruned.
-                check_free_space(self.out_dir, one_checkpoint,
-                                 copies=1 if self.resume else min(2, saves))
+                check_free_space(self.out_dir, one_checkpoint, self.checkpoints.copies_to_fit(
+                    self.state.step, self.total_steps, self.run.ckpt_every))
             except OutputFolderError as error:
                 problem = error
             if self.resume and problem is None:
@@ -314,7 +313,7 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Step until the last step, logging, probing and checkpointing on their cadences."""
-        self.window = Window()
+        self.window = Window.resumed(self.state.log_window, self.device)
         self.sinks = RecordSinks(self.out_dir, self.run, main=self.dist.is_main,
                                  resume=self.resume, on_log=self.on_log)
         try:
@@ -387,7 +386,8 @@ class Trainer:
             "time": time.time(),
         }
         self.history.append(record)
-        self.sinks.write(record)
+        with self.checkpoints.stop_every_rank_on_write_failure():
+            self.sinks.write(record)
         self.optimizer_step.check_bad_streak(self.state.step, self.run.max_bad_steps)
         self.window = Window()
 
@@ -397,7 +397,8 @@ class Trainer:
         self.pending_bad_videos = 0
         if self.bad_log is not None:
             drawn = self.state.epoch * len(self.dataset) + self.state.samples_in_epoch
-            self.bad_log.flush(min(drawn, len(self.dataset)), distributed=self.dist.enabled)
+            with self.checkpoints.stop_every_rank_on_write_failure():
+                self.bad_log.flush(min(drawn, len(self.dataset)), distributed=self.dist.enabled)
         warn_short = getattr(self.dataset, "warn_short_clips", None)
         if warn_short is not None and self.dist.is_main:
             warn_short()
@@ -413,8 +414,9 @@ class Trainer:
     # Checkpoint
 
     def _save(self) -> None:
-        """Checkpoint this step, with the bad-video count up to date (collective)."""
+        """Checkpoint this step, with the bad-video count and the logging window (collective)."""
         self._flush_bad_videos()
+        self.state.log_window = self.window.snapshot(self.dist)
         self.saved_step = self.state.step
         self.checkpoints.save(self.state)
 

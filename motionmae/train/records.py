@@ -1,8 +1,11 @@
 """What a training run records besides checkpoints: ``RUN/env.json`` (the machine), and the
 logged records: the window of steps each one averages (summed on the device, read once per
-logging interval), and where they go on rank 0: ``RUN/metrics.jsonl`` (one JSON line each,
-trimmed back to the checkpoint on resume), the caller's ``on_log``, TensorBoard
-(``run.tensorboard``) and Weights & Biases (``run.wandb``)."""
+logging interval; its partial sums travel in a checkpoint), and where they go on rank 0:
+``RUN/metrics.jsonl`` (one JSON line each, trimmed back to the checkpoint on resume), the
+caller's ``on_log``, TensorBoard (``run.tensorboard``) and Weights & Biases (``run.wandb``).
+
+A resumed run writes the same records as an uninterrupted one, step for step, except the
+:data:`WALL_CLOCK_FIELDS`."""
 
 from __future__ import annotations
 
@@ -17,22 +20,42 @@ import torch
 
 from motionmae.config import RunConfig
 from motionmae.environment import machine_environment
+from motionmae.fileio import StorageError, append_text, atomic_write_text, cannot_write
 from motionmae.train.distributed import DistInfo, average_across_ranks
+from motionmae.train.preflight import OutputFolderError
 from motionmae.train.tensorboard import TensorBoardWriter
 from motionmae.train.wandb_logger import WandbLogger
 
 METRICS_FILE = "metrics.jsonl"
+# Fields of a record that measure the clock, not the training: the only ones that differ
+# between a resumed run and an uninterrupted one (or two runs of the same seed).
+WALL_CLOCK_FIELDS = frozenset({"time", "clips_per_s"})
 
 
 @dataclass
 class Window:
-    """The steps since the last record: their summed values (on the device), clips and
-    start time."""
+    """The steps since the last record: their summed values (on the device), and this
+    process's clips and start time (for the throughput)."""
 
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
     start: float = field(default_factory=time.perf_counter)
     clips: int = 0
     steps: int = 0
+
+    @classmethod
+    def resumed(cls, saved: dict[str, Any], device: torch.device) -> Window:
+        """The window a checkpoint saved (:meth:`snapshot`), continued on ``device``."""
+        sums = {name: value.to(device) for name, value in saved.get("sums", {}).items()}
+        return cls(sums=sums, steps=saved.get("steps", 0))
+
+    def snapshot(self, dist: DistInfo) -> dict[str, Any]:
+        """The sums and step count so far, for a checkpoint (a host sync). Over several ranks,
+        their mean: every rank resumes with it, and the record's mean over ranks is the same."""
+        sums = {name: value.detach().cpu() for name, value in self.sums.items()}
+        if dist.enabled:  # a collective: every rank saves at the same step
+            means = average_across_ranks({k: float(v) for k, v in sums.items()}, dist)
+            sums = {name: torch.tensor(value) for name, value in means.items()}
+        return {"sums": sums, "steps": self.steps}
 
     def add(self, name: str, value: torch.Tensor) -> None:
         """Sum ``value`` into ``name`` (on the device: no host sync)."""
@@ -56,18 +79,26 @@ class Window:
 
 
 def write_environment(path: Path, device: torch.device, world_size: int) -> None:
-    """Record the machine this run trains on (rewritten on resume: the latest machine)."""
+    """Record the machine this run trains on (rewritten on resume: the latest machine).
+
+    Raises:
+        OutputFolderError: the file cannot be written (disk full).
+    """
     values = machine_environment()
     values["device"] = (torch.cuda.get_device_name(device) if device.type == "cuda"
                         else str(device))
     values["world size"] = world_size
     values["torch threads"] = torch.get_num_threads()
-    path.write_text(json.dumps(values, indent=1))
+    _rewrite(path, json.dumps(values, indent=1))
 
 
 def trim_metrics(path: Path, step: int) -> None:
     """Drop records after ``step`` (and a torn last line) left by a run that died after
-    logging but before checkpointing, so a resumed run's log has each step once."""
+    logging but before checkpointing, so a resumed run's log has each step once.
+
+    Raises:
+        OutputFolderError: the file cannot be rewritten (disk full).
+    """
     if not path.exists():
         return
     kept = []
@@ -78,7 +109,15 @@ def trim_metrics(path: Path, step: int) -> None:
             continue
         if record.get("step", 0) <= step:
             kept.append(line)
-    path.write_text("".join(f"{line}\n" for line in kept))
+    _rewrite(path, "".join(f"{line}\n" for line in kept))
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """Replace a file of the run folder atomically, before training starts."""
+    try:
+        atomic_write_text(path, text)
+    except OSError as error:
+        raise OutputFolderError(cannot_write(path, error)) from error
 
 
 class RecordSinks:
@@ -90,14 +129,20 @@ class RecordSinks:
         self.remote = WandbLogger(out_dir, run, resume=resume) if run.wandb and main else None
         self.scalars = (TensorBoardWriter(out_dir / "tensorboard")
                         if run.tensorboard and main else None)
-        self.file = (out_dir / METRICS_FILE).open("a") if main else None
+        self.metrics = out_dir / METRICS_FILE if main else None
         self.on_log = on_log
 
     def write(self, record: dict[str, Any]) -> None:
-        """Append ``record`` everywhere it goes (flushed: a crash keeps every logged line)."""
-        if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
-            self.file.flush()
+        """Append ``record`` everywhere it goes (a crash keeps every logged line).
+
+        Raises:
+            StorageError: ``metrics.jsonl`` cannot be appended to (disk full); it is as it was.
+        """
+        if self.metrics is not None:
+            try:
+                append_text(self.metrics, json.dumps(record) + "\n")
+            except OSError as error:
+                raise StorageError(cannot_write(self.metrics, error)) from error
             if self.on_log is not None:
                 self.on_log(record)
         if self.scalars is not None:
@@ -107,8 +152,6 @@ class RecordSinks:
 
     def close(self, *, failed: bool) -> None:
         """Close every writer; ``failed`` (an exception on its way out) marks the W&B run."""
-        if self.file is not None:
-            self.file.close()
         if self.scalars is not None:
             self.scalars.close()
         if self.remote is not None:

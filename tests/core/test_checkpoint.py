@@ -1,13 +1,16 @@
+import errno
 import json
 
 import pytest
 import torch
 
+from motionmae.checkpoints import format as checkpoint_format
 from motionmae.checkpoints.format import (
     CheckpointError,
     latest_checkpoint,
     list_checkpoints,
     prune_checkpoints,
+    remove_leftovers,
     resolve_checkpoint,
     save_checkpoint,
     verify,
@@ -88,3 +91,64 @@ def test_manifest_lists_every_file(tmp_path):
     ckpt = _save(tmp_path / "checkpoints", 3, 1.0)
     manifest = json.loads((ckpt.path / "manifest.json").read_text())
     assert set(manifest["files"]) == {"model.safetensors", "config.json", "state.pt"}
+
+
+def test_prune_keeps_the_last_two_by_default(tmp_path):
+    root = tmp_path / "checkpoints"
+    for step in (1, 2, 3):
+        _save(root, step, step)
+        prune_checkpoints(root)
+    assert [c.step for c in list_checkpoints(root)] == [2, 3]
+
+
+def test_a_corrupt_manifest_is_a_checkpoint_error(tmp_path):
+    ckpt = _save(tmp_path / "checkpoints", 3, 1.0)
+    manifest = ckpt.path / "manifest.json"
+    for damaged in (b"\xff\xfe\x00", b'{"files": 3}', b'{"files": {"state.pt": {}}}', b"[]"):
+        manifest.write_bytes(damaged)
+        with pytest.raises(CheckpointError, match=r"manifest\.json is corrupt"):
+            verify(ckpt.path)
+
+
+def test_a_full_disk_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    root = tmp_path / "checkpoints"
+    _save(root, 10, 1.0)
+    before = sorted(p.name for p in root.iterdir())
+    real = checkpoint_format.write_file
+
+    def full_at_state(path, payload):
+        if path.name == "state.pt":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, payload)
+
+    monkeypatch.setattr(checkpoint_format, "write_file", full_at_state)
+    with pytest.raises(OSError, match="No space left"):
+        _save(root, 20, 2.0)
+    monkeypatch.undo()
+    monkeypatch.setattr(checkpoint_format, "atomic_write_text",
+                        lambda path, text: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(OSError, match="full"):  # the new folder never becomes latest
+        _save(root, 20, 2.0)
+    assert sorted(p.name for p in root.iterdir()) == before
+    assert latest_checkpoint(root).step == 10
+
+
+def test_the_newest_complete_checkpoint_wins_over_the_pointer(tmp_path, caplog):
+    root = tmp_path / "checkpoints"
+    _save(root, 10, 1.0)
+    _save(root, 20, 2.0)
+    (root / "latest").write_text("step_00000010\n")  # killed before the pointer moved
+    assert latest_checkpoint(root).step == 20
+    assert "names 'step_00000010'; the newest complete checkpoint is step_00000020" in caplog.text
+
+
+def test_remove_leftovers_takes_only_what_killed_writes_left(tmp_path):
+    root = tmp_path / "checkpoints"
+    ckpt = _save(root, 10, 1.0)
+    (root / ".step_00000020.abc123.tmp").mkdir()
+    (root / ".step_00000020.abc123.tmp" / "model.safetensors").write_bytes(b"partial")
+    (root / ".latest.x9.tmp").write_text("step_00000020\n")
+    (root / "notes.txt").write_text("mine\n")
+    removed = remove_leftovers(root)
+    assert sorted(p.name for p in removed) == [".latest.x9.tmp", ".step_00000020.abc123.tmp"]
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "notes.txt", ckpt.path.name]

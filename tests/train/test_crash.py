@@ -1,4 +1,6 @@
-"""Crashes and preemption: SIGKILL and SIGTERM mid-run, then ``--resume``; non-finite losses."""
+"""Crashes and preemption: SIGKILL and SIGTERM mid-run, then ``--resume``, with the weights and
+the records of an uninterrupted run (also when the checkpoint falls between two records);
+non-finite losses."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ import torch
 from motionmae.checkpoints.format import latest_checkpoint
 from motionmae.config import PretrainConfig, load_config
 from motionmae.errors import NonFiniteLossError
+from motionmae.train.loop import TrainingInterrupted
 from motionmae.train.pretrain import PretrainTask, pretrain
+from motionmae.train.records import WALL_CLOCK_FIELDS
 
 STEPS = 8
 
@@ -98,6 +102,7 @@ def _latest_step(out: Path) -> int:
 def _assert_resume_matches(videos, out: Path, reference: dict[int, float]) -> None:
     result = pretrain(_config(videos, out), resume=True)
     assert result.state.step == STEPS
+    assert not list((out / "checkpoints").glob(".*.tmp"))  # a killed write's leftovers
     losses = _losses(out)
     assert sorted(losses) == list(range(1, STEPS + 1))
     for step, loss in reference.items():
@@ -148,3 +153,69 @@ def test_non_finite_losses_stop_the_run_naming_the_step(videos, tmp_path, monkey
     assert signal.getsignal(signal.SIGTERM) is before  # the loop's handler was removed
     records = [json.loads(x) for x in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
     assert [r["skipped_steps"] for r in records] == [0, 0, 1, 2]
+
+
+# Records every third step; the checkpoints a run resumes from fall between them.
+WINDOWED = ["run.log_every=3", f"run.steps={STEPS}"]
+
+
+def _records(run_dir: Path) -> list[dict]:
+    """The run's records without the wall-clock fields."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in WALL_CLOCK_FIELDS}
+            for line in lines]
+
+
+@pytest.fixture(scope="module")
+def windowed_reference(videos, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("windowed-reference")
+    pretrain(_config(videos, out, *WINDOWED, "run.ckpt_every=100"))
+    assert [r["step"] for r in _records(out)] == [3, 6, 8]
+    return out
+
+
+def _interrupt_at_step(monkeypatch, step: int, interrupt) -> None:
+    inner = PretrainTask.loss
+    calls = []
+
+    def loss(self, *args):
+        calls.append(1)
+        if len(calls) == step:
+            interrupt()
+        return inner(self, *args)
+
+    monkeypatch.setattr(PretrainTask, "loss", loss)
+
+
+def test_sigterm_between_records_resumes_with_the_same_records(videos, tmp_path, monkeypatch,
+                                                               windowed_reference):
+    out = tmp_path / "run"
+    cfg = _config(videos, out, *WINDOWED, "run.ckpt_every=100")
+    _interrupt_at_step(monkeypatch, 5, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(TrainingInterrupted):
+        pretrain(cfg)  # finishes step 5, saves it, stops: steps 4 and 5 not yet logged
+    monkeypatch.undo()
+    assert latest_checkpoint(out / "checkpoints").step == 5
+    assert [r["step"] for r in _records(out)] == [3]
+    pretrain(cfg, resume=True)
+    assert _records(out) == _records(windowed_reference)
+
+
+def test_crash_after_a_checkpoint_between_records_resumes_with_the_same_records(
+        videos, tmp_path, monkeypatch, windowed_reference):
+    out = tmp_path / "run"
+    cfg = _config(videos, out, *WINDOWED, "run.ckpt_every=2")  # 2 does not divide 3
+
+    def crash() -> None:
+        raise KeyboardInterrupt  # like SIGKILL: nothing saved on the way out
+
+    _interrupt_at_step(monkeypatch, 5, crash)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg)
+    monkeypatch.undo()
+    assert latest_checkpoint(out / "checkpoints").step == 4
+    pretrain(cfg, resume=True)
+    assert _records(out) == _records(windowed_reference)
+    final = latest_checkpoint(out / "checkpoints").weights()
+    for key, value in latest_checkpoint(windowed_reference / "checkpoints").weights().items():
+        assert torch.equal(final[key], value), key
