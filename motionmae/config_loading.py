@@ -319,20 +319,29 @@ def load_config(
     """Load ``cls`` from defaults <- ``base`` <- YAML file <- overrides, then validate."""
     data: dict[str, Any] = _deep_merge({}, base or {})
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        with path.open() as handle:
-            loaded = yaml.safe_load(handle) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path}: top level must be a mapping")
-        data = _deep_merge(data, loaded)
+        data = _deep_merge(data, read_config_file(path))
     apply_overrides(data, overrides or [])
     config = from_dict(cls, data)
     validate = getattr(config, "validate", None)
     if validate is not None:
         validate()
     return config
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The nested dict of YAML config file ``path`` (not yet checked against a config class)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        with path.open() as handle:
+            loaded = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: "
+                          f"{' '.join(str(error).split())}") from error
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping")
+    return loaded
 
 
 def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
