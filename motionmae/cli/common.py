@@ -92,10 +92,10 @@ def add_training_options(p: argparse.ArgumentParser, set_example: str) -> None:
                    help=f"override any config key, e.g. --set {set_example} (repeatable)")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its latest checkpoint with its "
-                       "config.yaml (flags change only what they name); a run with no "
-                       "checkpoint yet starts at step 0, an empty --out a new run: the one "
-                       "command to start and requeue a job")
+                       help="continue the run in --out from its latest checkpoint, with its "
+                       "config.yaml (flags change only what they name); without a checkpoint "
+                       "yet it starts at step 0, in an empty --out a new run (one command "
+                       "starts and requeues a job)")
     start.add_argument("--overwrite", action="store_true",
-                       help="delete the run in --out (config.yaml, metrics, checkpoints, "
-                       "eval, report) and start a new one")
+                       help="delete the run's files in --out (config.yaml, metrics, "
+                       "checkpoints, eval/, report/, ...; not others) and start a new run")

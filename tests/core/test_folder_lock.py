@@ -40,11 +40,11 @@ def test_a_held_lock_is_refused_naming_the_holder_and_freed_when_it_ends(tmp_pat
     lock = tmp_path / "run" / ".lock"
     holder = _hold(lock)
     try:
-        with pytest.raises(FolderInUseError, match=rf"^{tmp_path / 'run'}: busy \(PID "
-                                                   rf"{holder.pid} on {socket.gethostname()} "
-                                                   r"since .*\); wait$") as caught:
-            with exclusive(lock, "busy", "wait"):
-                pass
+        expected = (rf"^{tmp_path / 'run'}: busy \(PID {holder.pid} on "
+                    rf"{socket.gethostname()} since .*\); wait$")
+        with pytest.raises(FolderInUseError, match=expected) as caught, \
+                exclusive(lock, "busy", "wait"):
+            pass
         assert caught.value.exit_code == USAGE
     finally:
         holder.kill()
