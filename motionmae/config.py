@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
 from motionmae.config_loading import (
     ComponentSections,
@@ -20,6 +22,7 @@ from motionmae.config_loading import (
     check,
     from_dict,
     load_config,
+    read_config_file,
     to_dict,
 )
 from motionmae.data.config import (
@@ -84,6 +87,7 @@ __all__ = [
     "apply_overrides",
     "from_dict",
     "load_config",
+    "resume_config",
     "saved_model_dict",
     "to_dict",
 ]
@@ -290,6 +294,15 @@ class PretrainConfig:
         return TokenGrid(frames=self.data.frames, height=self.data.size, width=self.data.size,
                          tubelet=model.tubelet_size, patch=model.patch_size)
 
+    def fixed_on_resume(self) -> list[str]:
+        """Keys a resumed run keeps (:func:`resume_config`): what its weights are - the model,
+        the targets its decoders predict, the masking kind (and the learned sampler's
+        settings) - and the clips' token grid."""
+        keys = ["model", "targets", "masking.kind", "data.frames", "data.size"]
+        if self.masking.kind == "learned":
+            keys.append("masking.learned")
+        return keys
+
     @property
     def needs_tracks(self) -> bool:
         """Whether samples must carry point tracks: a target or the masking kind (as
@@ -371,3 +384,55 @@ class FinetuneConfig:
             check(self.data.size % model.patch_size == 0, "data.size",
                    f"{self.data.size} px is not a multiple of model.patch_size "
                    f"{model.patch_size}")
+
+    def fixed_on_resume(self) -> list[str]:
+        """Keys a resumed run keeps (:func:`resume_config`): the classifier's architecture,
+        where it started and its classes, and the clips' token grid."""
+        return ["model", "finetune.checkpoint", "finetune.num_classes", "data.frames",
+                "data.size"]
+
+
+RunConfigT = TypeVar("RunConfigT", PretrainConfig, FinetuneConfig)
+
+
+def resume_config(cls: type[RunConfigT], saved: Path, path: str | Path | None = None,
+                  overrides: list[str] | None = None) -> RunConfigT:
+    """The config of a resumed run: its saved ``RUN/config.yaml`` <- file ``path`` <-
+    ``overrides``, so that flags change only what they name (a longer ``run.steps``, say).
+
+    Raises:
+        ConfigError: naming the first key of :meth:`fixed_on_resume` the file or overrides
+            change, with the run's value and the new one.
+    """
+    data = read_config_file(saved)
+    if isinstance(data.get("model"), dict):  # saved before a model key existed
+        data["model"] = saved_model_dict(data["model"])
+    before = load_config(cls, base=data)
+    after = load_config(cls, path, overrides, base=data)
+    old, new = to_dict(before), to_dict(after)
+    for key in before.fixed_on_resume():
+        changed = _first_difference(_get(old, key), _get(new, key), key)
+        if changed is not None:
+            leaf, was, now = changed
+            raise ConfigError(
+                f"{leaf}: the run in {saved.parent} was trained with {was}, this command says "
+                f"{now}; --resume cannot change what the run's weights depend on: drop the "
+                "change, or start a new run (another --out, or --overwrite)")
+    return after
+
+
+def _get(tree: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def _first_difference(before: Any, after: Any, key: str) -> tuple[str, Any, Any] | None:
+    """``(dotted key, before, after)`` of the first leaf where two config trees differ."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        for name in dict.fromkeys([*before, *after]):
+            found = _first_difference(before.get(name), after.get(name), f"{key}.{name}")
+            if found is not None:
+                return found
+        return None
+    return None if before == after else (key, before, after)

@@ -329,12 +329,16 @@ def load_config(
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping a YAML config file holds (safe loading: plain data only)."""
+    """The nested dict of YAML config file ``path`` (not yet checked against a config class)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    with path.open() as handle:
-        loaded = yaml.safe_load(handle) or {}
+    try:
+        with path.open() as handle:
+            loaded = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: "
+                          f"{' '.join(str(error).split())}") from error
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path}: top level must be a mapping")
     return loaded

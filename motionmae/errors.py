@@ -11,7 +11,8 @@ Exit status:
 ==== =====================================================================================
 0    success
 1    internal error (a bug): the traceback is shown
-2    usage: a flag, an option combination, a config key or value
+2    usage: a flag, an option combination, a config key or value; a folder another process
+     holds (``motionmae.fileio.FolderInUseError``), a run folder that already holds a run
 3    data: a video, list, dataset spec, checkpoint, teacher or CoTracker folder is missing,
      unreadable or damaged; too many bad videos in a run
 4    environment: a missing optional package, an unusable output folder, a full disk

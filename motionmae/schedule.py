@@ -14,3 +14,34 @@ def lr_at(step: int, total_steps: int, peak_lr: float, min_lr: float, warmup_ste
     span = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / span)
     return min_lr + 0.5 * (peak_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def planned_steps(steps: int | None, epochs: int | None, batches_per_epoch: int,
+                  accum: int) -> int:
+    """A run's length in optimizer steps: ``steps``, else ``epochs`` passes of
+    ``batches_per_epoch`` loader batches, ``accum`` of them per step."""
+    if steps is not None:
+        return steps
+    if epochs is not None:
+        return max(1, epochs * batches_per_epoch // accum)
+    raise ValueError("run.steps or run.epochs must be set")
+
+
+def resumed_length_warning(step: int, planned: int, total: int, peak_lr: float, min_lr: float,
+                           warmup_fraction: float) -> str | None:
+    """What resuming after ``step`` steps a run planned as ``planned`` steps and now ``total``
+    long does to the schedule, in one line (None when the length is the same): the schedule
+    is a function of the run's length, so a longer run's lr jumps at the resumed step (back
+    up, late in a cosine) and decays over the new length. Steps are counted from 1 in the
+    text, as ``metrics.jsonl`` counts them."""
+    if step >= total:
+        return (f"the checkpoint is at step {step} and the run is {total} steps long: nothing "
+                "is left to train (a longer --steps continues it)")
+    if planned == total:
+        return None
+    before = lr_at(step, planned, peak_lr, min_lr, int(planned * warmup_fraction))
+    after = lr_at(step, total, peak_lr, min_lr, int(total * warmup_fraction))
+    return (f"the run is now {total} steps long (it was planned as {planned}): the warmup + "
+            f"cosine lr schedule is recomputed over {total} steps, so the lr of step "
+            f"{step + 1} {'rises' if after > before else 'falls'} from {before:.2e} to "
+            f"{after:.2e} and then decays to optim.min_lr by step {total}")

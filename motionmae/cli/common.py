@@ -1,11 +1,13 @@
-"""What several commands share: the ``motionmae`` logger, the training progress bar, running
-a training in the job's distributed context, and ``--shard i/n``."""
+"""What several commands share: the ``motionmae`` logger, the training progress bar, the
+training commands' config (``--resume`` reads the run's) and run (in the job's distributed
+context, owning the run folder), and ``--shard i/n``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from motionmae.errors import UsageError
@@ -28,19 +30,38 @@ def progress(total: int, desc: str) -> tuple[Callable[[dict], None], Callable[[]
     return on_log, bar.close
 
 
-def run_training(name: str, run: Callable[..., Any], cfg: Any, resume: bool) -> Any:
-    """Run ``run(cfg, ...)`` (pretrain or finetune) in this process's distributed context with
-    a progress bar on rank 0; ``None`` when preempted (SIGTERM: a checkpoint was saved)."""
+def load_training_config(cls: type, args: argparse.Namespace, overrides: list[str],
+                         base: Callable[[], dict[str, Any]] | None = None) -> Any:
+    """The run config of a training command: with ``--resume`` and a saved ``--out``/
+    ``config.yaml``, that config with the file and flags over it (changing only what they
+    name); otherwise defaults <- ``base()`` <- ``--config`` <- flags."""
+    from motionmae.config import load_config, resume_config
+    from motionmae.train.runfolder import CONFIG_FILE
+
+    saved = Path(args.out) / CONFIG_FILE
+    if args.resume and saved.is_file():
+        return resume_config(cls, saved, args.config, overrides)
+    return load_config(cls, args.config, overrides, base=base() if base else None)
+
+
+def run_training(name: str, run: Callable[..., Any], cfg: Any,
+                 args: argparse.Namespace) -> Any:
+    """Run ``run(cfg, ...)`` (pretrain or finetune) in this process's distributed context,
+    owning the run folder (``--resume``, ``--overwrite``: :mod:`motionmae.train.runfolder`),
+    with a progress bar on rank 0; ``None`` when preempted (SIGTERM: a checkpoint was saved)."""
     from motionmae.train.distributed import distributed_session
     from motionmae.train.loop import TrainingInterrupted
+    from motionmae.train.runfolder import claim_run_folder
 
     if cfg.run.steps is None and cfg.run.epochs is None:
         cfg.run.steps = 1000
         log.info("neither --steps nor --epochs given: training for %d steps", cfg.run.steps)
-    with distributed_session() as dist:
+    with (distributed_session() as dist,
+          claim_run_folder(Path(cfg.run.out), resume=args.resume, overwrite=args.overwrite,
+                           dist=dist) as from_checkpoint):
         on_log, close = progress(cfg.run.steps or 0, name) if dist.is_main else (None, None)
         try:
-            return run(cfg, resume=resume, dist=dist, on_log=on_log)
+            return run(cfg, resume=from_checkpoint, dist=dist, on_log=on_log)
         except TrainingInterrupted as stopped:  # every rank stopped at the same step
             log.warning("%s", stopped)
             return None
@@ -69,4 +90,12 @@ def add_training_options(p: argparse.ArgumentParser, set_example: str) -> None:
     p.add_argument("--batch-size", type=int, help="clips per step and process")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override any config key, e.g. --set {set_example} (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its latest checkpoint, with its "
+                       "config.yaml (flags change only what they name); without a checkpoint "
+                       "yet it starts at step 0, in an empty --out a new run (one command "
+                       "starts and requeues a job)")
+    start.add_argument("--overwrite", action="store_true",
+                       help="delete the run's files in --out (config.yaml, metrics, "
+                       "checkpoints, eval/, report/, ...; not others) and start a new run")

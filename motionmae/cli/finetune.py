@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from motionmae.cli.common import add_training_options, log, run_training
+from motionmae.cli.common import add_training_options, load_training_config, log, run_training
 from motionmae.errors import UsageError
 
 
@@ -47,15 +47,19 @@ def finetune_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from motionmae.config import FinetuneConfig, load_config
+    from motionmae.config import FinetuneConfig
     from motionmae.train.finetune import data_defaults, evaluate_finetuned, finetune
 
     if args.model is not None and not args.scratch:
         raise UsageError("--model applies to --scratch only (a checkpoint "
                          "brings its own architecture)")
-    # The checkpoint's clip geometry and normalisation, unless the file or flags say otherwise.
-    base = {"data": data_defaults(args.checkpoint)} if args.checkpoint else {}
-    cfg = load_config(FinetuneConfig, args.config, finetune_overrides(args), base=base)
+
+    def checkpoint_data() -> dict:
+        # The checkpoint's clip geometry and normalisation, unless the file or flags say
+        # otherwise (a resumed run has its own, saved).
+        return {"data": data_defaults(args.checkpoint)} if args.checkpoint else {}
+
+    cfg = load_training_config(FinetuneConfig, args, finetune_overrides(args), checkpoint_data)
 
     def train_then_evaluate(cfg, *, resume, dist, on_log):
         # In the job's distributed context, as training: rank 0 evaluates while the other
@@ -63,7 +67,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         result = finetune(cfg, resume=resume, dist=dist, on_log=on_log)
         return result, evaluate_finetuned(cfg, result, dist)
 
-    outcome = run_training("finetune", train_then_evaluate, cfg, args.resume)
+    outcome = run_training("finetune", train_then_evaluate, cfg, args)
     if outcome is None:
         return 143  # 128 + SIGTERM: a scheduler sees the job was preempted
     result, evaluation = outcome

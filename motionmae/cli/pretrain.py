@@ -7,7 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from motionmae.cli.common import add_training_options, log, parse_shard, run_training
+from motionmae.cli.common import (
+    add_training_options,
+    load_training_config,
+    log,
+    parse_shard,
+    run_training,
+)
 from motionmae.errors import DATA
 
 
@@ -53,11 +59,11 @@ def pretrain_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from motionmae.config import PretrainConfig, load_config
+    from motionmae.config import PretrainConfig
     from motionmae.train.pretrain import pretrain
 
-    cfg = load_config(PretrainConfig, args.config, pretrain_overrides(args))
-    result = run_training("pretrain", pretrain, cfg, args.resume)
+    cfg = load_training_config(PretrainConfig, args, pretrain_overrides(args))
+    result = run_training("pretrain", pretrain, cfg, args)
     if result is None:
         return 143  # 128 + SIGTERM: a scheduler sees the job was preempted
     log.info("done: %d steps, checkpoints in %s", result.state.step,

@@ -5,7 +5,7 @@ path, size and modification time, the settings, the output's size and sha256 and
 encoded. It is rewritten atomically (:func:`write_manifest`), so a reader sees the old or the
 new one; an unreadable or foreign one means every video is prepared again. One ``prepare`` at
 a time per ``out``: :func:`exclusive` holds ``out/.prepare.lock`` (an advisory lock the OS
-releases if the process dies).
+releases if the process dies; a second ``prepare`` exits 2 naming the holder's PID).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from motionmae import fileio
 from motionmae.fileio import atomic_write_bytes
 
 __all__ = ["LOCK_FILE", "MANIFEST", "MANIFEST_VERSION", "exclusive", "read_manifest",
@@ -51,20 +51,7 @@ def write_manifest(out: Path, entries: dict[str, dict[str, Any]]) -> None:
     atomic_write_bytes(out / MANIFEST, json.dumps(payload, separators=(",", ":")).encode())
 
 
-@contextlib.contextmanager
-def exclusive(out: Path) -> Iterator[None]:
-    """Hold ``out``'s lock file (released by the OS if the process dies)."""
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks on this platform: trust the user
-        yield
-        return
-    with (out / LOCK_FILE).open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"{out}: another motionmae prepare is writing here") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def exclusive(out: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold ``out``'s lock file for a ``with`` block (released by the OS if the process dies;
+    see :func:`motionmae.fileio.exclusive`)."""
+    return fileio.exclusive(out / LOCK_FILE, "another motionmae prepare is writing here")

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from motionmae.checkpoints.format import latest_checkpoint, resolve_checkpoint
@@ -42,6 +41,7 @@ from motionmae.tokens import TokenGrid
 from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, resolve_device, train
 from motionmae.train.optim import parameter_groups
+from motionmae.train.runfolder import write_run_config
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +219,7 @@ def finetune(
                            clip_transforms=clip_transforms(cfg.finetune))
     out_dir = Path(cfg.run.out)
     if dist.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        write_run_config(out_dir, cfg)
     log.info("fine-tuning %s (%.1fM parameters) on %d videos, %d classes, from %s",
              task.description["model"]["size"],
              sum(p.numel() for p in task.model.parameters()) / 1e6, len(dataset), num_classes,

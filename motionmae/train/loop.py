@@ -50,10 +50,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from motionmae.checkpoints.format import Checkpoint
 from motionmae.config import OptimConfig, RunConfig
 from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
 from motionmae.data.badvideos import BadVideoLog
-from motionmae.schedule import lr_at
+from motionmae.schedule import lr_at, planned_steps, resumed_length_warning
 from motionmae.train.checkpointing import (
     Checkpoints,
     TrainState,
@@ -266,15 +267,25 @@ class Trainer:
                 f"the dataset has {len(self.dataset)} videos: too few for a batch of "
                 f"{self.items_per_batch} per rank on {dist.world_size} rank(s)"
             )
-        self.total_steps = _plan_steps(run, batches_per_epoch, self.optim.accum_steps)
+        self.total_steps = planned_steps(run.steps, run.epochs, batches_per_epoch,
+                                         self.optim.accum_steps)
         self.global_batch = run.batch_size * self.optim.accum_steps * dist.world_size
         self.peak_lr = self.optim.peak_lr(self.global_batch)
         self.warmup = int(self.total_steps * self.optim.warmup_fraction)
 
     def _resume(self) -> TrainState:
-        """Continue from the newest complete checkpoint: weights, optimizer and position."""
+        """Continue from the newest complete checkpoint: weights, optimizer and position; say
+        what a changed run length does to the lr schedule."""
         state, path = self.checkpoints.load_latest(self.device)
         log.info("resumed from %s at step %d", path, state.step)
+        saved = Checkpoint(path).config().get("config", {}).get("run")  # None: not saved
+        planned = self.total_steps if saved is None else planned_steps(
+            saved.get("steps"), saved.get("epochs"), len(self.sampler) // self.items_per_batch,
+            self.optim.accum_steps)
+        warning = resumed_length_warning(state.step, planned, self.total_steps, self.peak_lr,
+                                         self.optim.min_lr, self.optim.warmup_fraction)
+        if warning is not None:
+            log.warning("%s", warning)
         return state
 
     def _prepare_output_folder(self, one_checkpoint: int) -> None:
@@ -429,14 +440,6 @@ class Trainer:
                 self._save()
             self.dist.barrier()
             raise TrainingInterrupted(self.state.step, self.out_dir)
-
-
-def _plan_steps(run: RunConfig, batches_per_epoch: int, accum: int) -> int:
-    if run.steps is not None:
-        return run.steps
-    if run.epochs is not None:
-        return max(1, run.epochs * batches_per_epoch // accum)
-    raise ValueError("run.steps or run.epochs must be set")
 
 
 def _rank_skip(samples_in_epoch: int, dist: DistInfo) -> int:

@@ -4,7 +4,9 @@ its first second instead, saying why."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,11 +29,13 @@ def prepare_output_folder(folder: Path) -> None:
     Raises:
         OutputFolderError: naming the folder and the operating system's reason.
     """
-    probe = folder / ".write-test"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"0" * 4096)
-        probe.unlink()
+        # A name of its own: two processes probing one folder must not delete each other's.
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test.")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(b"0" * 4096)
+        os.unlink(probe)
     except OSError as error:
         raise OutputFolderError(f"output folder {folder} is not writable: {error}") from error
 

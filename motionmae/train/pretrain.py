@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from motionmae.config import PretrainConfig
@@ -33,8 +32,8 @@ from motionmae.tokens import TokenGrid, mask_to_indices
 from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, train
 from motionmae.train.optim import parameter_groups
-from motionmae.train.preflight import prepare_output_folder
 from motionmae.train.probing import TrainingProbe
+from motionmae.train.runfolder import write_run_config
 from motionmae.train.trivial import explained_fraction, trivial_mse
 
 log = logging.getLogger(__name__)
@@ -214,8 +213,7 @@ def pretrain(
                            clip_sampler=clip_sampler)
     out_dir = Path(cfg.run.out)
     if dist.is_main:
-        prepare_output_folder(out_dir)  # a clear error for an unwritable folder, before anything
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        write_run_config(out_dir, cfg)
     global_batch = cfg.run.batch_size * cfg.optim.accum_steps * dist.world_size
     log.info(
         "pretraining %s (%.1fM parameters) on %d videos, targets %s, masking %s %.2f, %s",

@@ -104,3 +104,69 @@ def test_component_sections_are_found_by_registered_name():
     assert list(to_dict(cfg)) == ["names", "tracks", "hog"]
     with pytest.raises(ConfigError, match=r"targets\.hog\.cell: must be >= 2"):
         cfg.validate()
+
+
+def _saved_run(tmp_path, *overrides: str):
+    """A run folder whose config.yaml is what a run of ``overrides`` saved."""
+    import yaml
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = load_config(PretrainConfig, overrides=["data.frames=4", "data.size=32",
+                                                 "model.depth=1", "run.steps=8", *overrides])
+    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return run / "config.yaml", cfg
+
+
+def test_resume_config_is_the_saved_run_with_only_the_named_keys_changed(tmp_path):
+    from motionmae.config import resume_config
+
+    saved, cfg = _saved_run(tmp_path, "targets.names=[pixel,hog]", "run.batch_size=3")
+    resumed = resume_config(PretrainConfig, saved, overrides=["run.steps=20",
+                                                                "data.train=other.txt"])
+    assert (resumed.run.steps, resumed.data.train) == (20, "other.txt")
+    resumed.run.steps, resumed.data.train = cfg.run.steps, cfg.data.train
+    assert resumed == cfg  # everything else as saved, not the defaults
+    # A --config file goes over the saved config too (the SLURM recipe passes it again).
+    file = tmp_path / "recipe.yaml"
+    file.write_text("run:\n  batch_size: 3\n  log_every: 5\n")
+    assert resume_config(PretrainConfig, saved, file).run.log_every == 5
+
+
+@pytest.mark.parametrize(("override", "key", "was", "now"), [
+    ("model.depth=2", "model.depth", "1", "2"),
+    ("targets.names=[pixel,hog]", "targets.names", r"\['pixel'\]", r"\['pixel', 'hog'\]"),
+    ("masking.kind=random", "masking.kind", "tube", "random"),
+    ("data.size=64", "data.size", "32", "64"),
+])
+def test_resume_config_refuses_what_the_weights_depend_on_by_key(tmp_path, override, key,
+                                                                  was, now):
+    from motionmae.config import resume_config
+
+    saved, _ = _saved_run(tmp_path)
+    with pytest.raises(ConfigError, match=rf"^{key}: the run in .*run was trained with {was}, "
+                                          rf"this command says {now}; --resume cannot change"):
+        resume_config(PretrainConfig, saved, overrides=[override])
+
+
+def test_resume_config_reads_a_model_section_saved_before_a_key_existed(tmp_path):
+    """A config.yaml written before ``model.difference_gain`` existed means gain 0 (what the
+    checkpoint was trained as), not today's default."""
+    import yaml
+
+    from motionmae.config import resume_config
+
+    saved, _ = _saved_run(tmp_path, "model.difference_gain=0.0")
+    old = yaml.safe_load(saved.read_text())
+    del old["model"]["difference_gain"]
+    saved.write_text(yaml.safe_dump(old))
+    assert resume_config(PretrainConfig, saved).model.difference_gain == 0.0
+    with pytest.raises(ConfigError, match=r"^model\.difference_gain: .* trained with 0\.0"):
+        resume_config(PretrainConfig, saved, overrides=["model.difference_gain=4.0"])
+
+
+def test_an_unreadable_config_file_is_a_config_error(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("run: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml is not valid YAML"):
+        load_config(PretrainConfig, path)

@@ -1,12 +1,15 @@
-"""Crashes and preemption: SIGKILL and SIGTERM mid-run, then ``--resume``, with the weights and
-the records of an uninterrupted run (also when the checkpoint falls between two records);
-non-finite losses."""
+"""Crashes and preemption: SIGKILL and SIGTERM mid-run, then the README's ``--resume`` line
+(``--data``, ``--out``, ``--resume``: the rest from the run's config.yaml), with the weights and
+the records of an uninterrupted run (also when the checkpoint falls between two records); a
+second process on the folder of a running run; non-finite losses."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,8 +19,9 @@ import pytest
 import torch
 
 from motionmae.checkpoints.format import latest_checkpoint
+from motionmae.cli import main
 from motionmae.config import PretrainConfig, load_config
-from motionmae.errors import NonFiniteLossError
+from motionmae.errors import USAGE, NonFiniteLossError
 from motionmae.train.loop import TrainingInterrupted
 from motionmae.train.pretrain import PretrainTask, pretrain
 from motionmae.train.records import WALL_CLOCK_FIELDS
@@ -100,8 +104,9 @@ def _latest_step(out: Path) -> int:
 
 
 def _assert_resume_matches(videos, out: Path, reference: dict[int, float]) -> None:
-    result = pretrain(_config(videos, out), resume=True)
-    assert result.state.step == STEPS
+    assert main(["pretrain", "--data", str(videos.train_list), "--out", str(out),
+                 "--resume"]) == 0
+    assert _latest_step(out) == STEPS
     assert not list((out / "checkpoints").glob(".*.tmp"))  # a killed write's leftovers
     losses = _losses(out)
     assert sorted(losses) == list(range(1, STEPS + 1))
@@ -109,7 +114,7 @@ def _assert_resume_matches(videos, out: Path, reference: dict[int, float]) -> No
         assert losses[step] == pytest.approx(loss, rel=1e-5, abs=1e-6), step
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(videos, tmp_path, reference):
+def test_sigkill_then_resume_matches_uninterrupted_run(videos, tmp_path, reference, caplog):
     out = tmp_path / "killed"
     process = _start(videos, out, "run.ckpt_every=1")
     _wait_until(lambda: _latest_step(out) >= 2, process)
@@ -117,6 +122,32 @@ def test_sigkill_then_resume_matches_uninterrupted_run(videos, tmp_path, referen
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
     assert 2 <= _latest_step(out) < STEPS
+    with caplog.at_level(logging.WARNING):
+        _assert_resume_matches(videos, out, reference)
+    # The killed run's lock file still named it: taken over, with a warning.
+    assert f"taking over the lock of PID {process.pid} on {socket.gethostname()}" in caplog.text
+
+
+def test_a_second_process_is_refused_then_a_requeue_before_any_checkpoint_starts_over(
+        videos, tmp_path, reference, capsys):
+    """Two processes on one run folder: the second exits 2 naming the first's PID. The first,
+    killed before its first checkpoint, is continued by the same --resume command: from step
+    0 with its config, each step recorded once."""
+    out = tmp_path / "busy"
+    process = _start(videos, out, "run.ckpt_every=100")
+    metrics = out / "metrics.jsonl"
+    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 2,
+                process)
+    capsys.readouterr()
+    assert main(["pretrain", "--data", str(videos.train_list), "--out", str(out)]) == USAGE
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"motionmae pretrain: error: {out}: another training run is "
+                            f"writing here (PID {process.pid} on {socket.gethostname()} "), error
+    assert error.endswith("wait for it to end, or train into another --out")
+    assert process.poll() is None  # the first run goes on
+    process.kill()
+    process.wait(timeout=30)
+    assert _latest_step(out) == 0 and len(metrics.read_text().splitlines()) >= 2
     _assert_resume_matches(videos, out, reference)
 
 
