@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from motionmae.errors import DataError
+from motionmae.errors import DataError, unpickling_error
 from motionmae.fileio import atomic_write_bytes, fsync_dir, sha256_file
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,10 @@ class Checkpoint:
         path = self.path / STATE
         if not path.exists():
             raise CheckpointError(f"{self.path} has no training state ({STATE}); cannot resume")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:  # one line naming the file, not torch's essay
+            raise unpickling_error(path, error) from error
 
 
 def _fsync_file(path: Path) -> None:

@@ -19,8 +19,14 @@ log = logging.getLogger(__name__)
 PLOT_SIZE = (800, 360)
 """Width, height in pixels of every plot PNG."""
 _DPI = 100
-_KNOWN = {"step", "epoch", "time", "lr", "loss", "grad_norm", "clips_per_s", "skipped_steps",
-          "bad_videos"}
+_HEALTH = {
+    "skipped_steps": "skipped steps (non-finite loss or gradient)",
+    "bad_video_files": "bad video files (distinct, skipped)",
+    "bad_video_draws": "draws of a bad video (replaced by another)",
+    "bad_videos": "draws of a bad video (replaced by another)",  # runs before the two counts
+}
+"""The health plot's series and the label of each line."""
+_KNOWN = {"step", "epoch", "time", "lr", "loss", "grad_norm", "clips_per_s", *_HEALTH}
 _PLOTTED_PREFIXES = ("loss/", "trivial/", "explained/", "probe/", "sampler/")
 _MAX_OTHER = 16
 
@@ -78,9 +84,7 @@ def plan_plots(metrics: Metrics) -> list[_Spec]:
         specs.append(_Spec("Throughput", "clips_per_s.png", ("clips_per_s",), "clips / s"))
     if "grad_norm" in keys:
         specs.append(_Spec("Gradient norm", "grad_norm.png", ("grad_norm",), "norm", True))
-    health = tuple(
-        k for k in ("skipped_steps", "bad_videos") if any(v for v in metrics.series(k)[1])
-    )
+    health = tuple(k for k in _HEALTH if any(v for v in metrics.series(k)[1]))
     if health:
         specs.append(_Spec("Skipped steps and bad videos (cumulative)", "health.png", health,
                            "count", log=False, counts=True))
@@ -131,7 +135,8 @@ def _draw(spec: _Spec, metrics: Metrics, path: Path) -> None:
         steps, values = metrics.series(key)
         all_values += values
         color = f"C{groups.index(_group(key))}"
-        label = _group(key) + (" (trivial)" if key.startswith("trivial/") else "")
+        label = _HEALTH.get(key) or _group(key) + (" (trivial)" if key.startswith("trivial/")
+                                                   else "")
         style = "--" if key.startswith("trivial/") else "-"
         smooth = spec.smooth and len(values) >= 30
         if smooth:
@@ -152,7 +157,7 @@ def _draw(spec: _Spec, metrics: Metrics, path: Path) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel(spec.ylabel)
     ax.grid(True, which="major", alpha=0.3)
-    if len(spec.keys) > 1 or spec.smooth:
+    if len(spec.keys) > 1 or spec.smooth or spec.counts:  # every health line is labelled
         ax.legend(loc="best", fontsize="small", frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)

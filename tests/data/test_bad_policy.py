@@ -50,7 +50,7 @@ def test_one_bad_video_in_twenty_is_listed_and_the_run_finishes(
                    "found when processing input (not a video file, or truncated or damaged)",
                    str(tmp_path / "broken1.mp4"): "file not found"}
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert records[-1]["step"] == 2 and records[-1]["bad_videos"] >= 2
+    assert records[-1]["step"] == 2 and records[-1]["bad_video_files"] == 2
     # The synthetic videos have 16 frames; clips of 4 frames at stride 4 span 13: they fit.
     assert not any("padded" in r.getMessage() for r in caplog.records)
     # Resume keeps the list and adds no duplicate.
