@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from motionmae.errors import SetupError
 from motionmae.fileio import atomic_write_bytes
 
 __all__ = ["LOCK_FILE", "MANIFEST", "MANIFEST_VERSION", "exclusive", "read_manifest",
@@ -63,7 +64,7 @@ def exclusive(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"{out}: another motionmae prepare is writing here") from None
+            raise SetupError(f"{out}: another motionmae prepare is writing here") from None
         try:
             yield
         finally:
