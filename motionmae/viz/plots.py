@@ -11,8 +11,12 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from motionmae.viz.runfiles import Metrics
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +124,8 @@ def _group(key: str) -> str:
     return rest if rest and prefix in ("loss", "trivial", "explained", "probe") else key
 
 
-def _draw(spec: _Spec, metrics: Metrics, path: Path) -> None:
+def _draw(spec: _Spec, metrics: Metrics, path: Path) -> Figure:
+    """Draw ``spec`` into the PNG ``path``; returns the figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -161,6 +166,7 @@ def _draw(spec: _Spec, metrics: Metrics, path: Path) -> None:
         ax.legend(loc="best", fontsize="small", frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
+    return fig
 
 
 def plot_metrics(metrics: Metrics, out_dir: Path) -> tuple[list[Plot], str | None]:
