@@ -153,7 +153,7 @@ def _normalised(path: Path | str) -> Path:
     return Path(os.path.normpath(Path(path).absolute()))
 
 
-def _refuse_inputs(written: dict[Path, Path], inputs: Sequence[Path]) -> None:
+def _refuse_inputs(written: dict[Path, str], inputs: Sequence[Path]) -> None:
     """Refuse to write any of ``written`` (``{path: what writes it}``) over one of ``inputs``
     (the videos, the list): the same file, however reached (links, ``..``)."""
     real = {os.path.realpath(path): path for path in inputs}

@@ -1,4 +1,4 @@
-"""A resumable, rank-aware epoch sampler.
+"""A resumable, rank-aware epoch sampler, and how many full batches an epoch holds.
 
 The order of epoch ``e`` is a permutation drawn from ``(seed, e)`` alone, so a resumed run (any
 number of data-loader workers) sees exactly the samples an uninterrupted run would have seen:
