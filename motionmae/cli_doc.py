@@ -34,7 +34,8 @@ def _invocation(action: argparse.Action) -> str:
 
 def _shown(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     return [a for a in parser._actions
-            if not isinstance(a, argparse._HelpAction | argparse._SubParsersAction)]
+            if not isinstance(a, argparse._HelpAction | argparse._SubParsersAction)
+            and a.help is not argparse.SUPPRESS]  # e.g. --debug after the command
 
 
 def _synopsis(prog: str, parser: argparse.ArgumentParser) -> str:

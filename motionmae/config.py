@@ -243,6 +243,14 @@ class RunConfig:
                 check(getattr(self, name) is not None, f"{key}.{name}",
                        f"a labelled list file is required with {key}.probe_every")
 
+    def videos_per_batch(self, clips_per_video: int) -> int:
+        """Videos in one process's batch of ``batch_size`` clips when each video gives
+        ``clips_per_video`` (``data.num_sample``): a batch holds whole videos."""
+        check(self.batch_size % clips_per_video == 0, "run.batch_size",
+               f"{self.batch_size} clips is not a multiple of data.num_sample "
+               f"{clips_per_video} (a batch holds whole videos, data.num_sample clips each)")
+        return self.batch_size // clips_per_video
+
 
 @dataclass
 class PretrainConfig:
@@ -259,6 +267,7 @@ class PretrainConfig:
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             getattr(self, f.name).validate(f.name)
+        self.run.videos_per_batch(self.data.num_sample)
         model = self.model.resolved()
         check(self.data.frames % model.tubelet_size == 0, "data.frames",
                f"{self.data.frames} frames is not a multiple of model.tubelet_size "
@@ -372,6 +381,7 @@ class FinetuneConfig:
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             getattr(self, f.name).validate(f.name)
+        self.run.videos_per_batch(self.data.num_sample)
         check(self.model.drop_path == 0.0, "model.drop_path",
                "fine-tuning sets stochastic depth with finetune.drop_path")
         check(self.optim.layer_decay == 1.0, "optim.layer_decay",

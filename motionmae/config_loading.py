@@ -333,15 +333,27 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    try:
-        with path.open() as handle:
-            loaded = yaml.safe_load(handle) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: "
-                          f"{' '.join(str(error).split())}") from error
+    loaded = _read_yaml(path) or {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path}: top level must be a mapping")
     return loaded
+
+
+def _read_yaml(path: Path) -> Any:
+    """A config file's YAML (safe: no Python objects); a file that is not YAML, or asks for
+    Python objects, is a :class:`ConfigError` on one line."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path}: not a text file ({error.reason})") from error
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        if isinstance(error, yaml.constructor.ConstructorError):  # e.g. !!python/object
+            raise ConfigError(f"config file {path}{at}: refused: {problem} (config files are "
+                              "plain YAML, read with yaml.safe_load)") from error
+        raise ConfigError(f"config file {path}: not valid YAML{at}: {problem}") from error
 
 
 def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

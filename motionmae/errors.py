@@ -14,14 +14,19 @@ Exit status:
 2    usage: a flag, an option combination, a config key or value; a folder another process
      holds (``motionmae.fileio.FolderInUseError``), a run folder that already holds a run
 3    data: a video, list, dataset spec, checkpoint, teacher or CoTracker folder is missing,
-     unreadable or damaged; too many bad videos in a run
-4    environment: a missing optional package, an unusable output folder, a full disk
+     unreadable or damaged, or a file that only arbitrary code could read (refused); too
+     many bad videos in a run
+4    environment: a missing optional package, an unusable output folder (or an output
+     path that is an existing file), a full disk
 5    training stopped: too many consecutive non-finite steps
 143  preempted (SIGTERM): a checkpoint was saved, continue with ``--resume``
 ==== =====================================================================================
 """
 
 from __future__ import annotations
+
+import pickle
+from pathlib import Path
 
 INTERNAL = 1
 USAGE = 2
@@ -54,6 +59,53 @@ class SetupError(MotionMAEError, RuntimeError):
     exit_code = ENVIRONMENT
 
 
+class UnsafeFileError(DataError, pickle.UnpicklingError):
+    """A file that only arbitrary code could read back (a pickle of Python objects): refused.
+
+    Still an ``UnpicklingError`` for callers that catch what ``torch.load`` raises."""
+
+
+def unpickling_error(path: str | Path, error: pickle.UnpicklingError) -> DataError:
+    """The one-line error of a file ``torch.load(weights_only=True)`` could not read:
+    :class:`UnsafeFileError` when it holds Python objects (refused), else a
+    :class:`DataError` (not a PyTorch checkpoint)."""
+    reason = unpickling_reason(error)
+    return (UnsafeFileError if _offending_global(error) else DataError)(f"{path}: {reason}")
+
+
+def unpickling_reason(error: pickle.UnpicklingError) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one line (torch's own message is a
+    paragraph of advice around the offending global or opcode)."""
+    offending = _offending_global(error)
+    if offending is not None:
+        return ("refused to load: the file holds Python objects that only arbitrary code "
+                f"could rebuild ({offending}), and it is read with "
+                "torch.load(weights_only=True). Convert a file you trust to plain tensors "
+                "(safetensors) first")
+    lines = _lines(error)
+    marker = "WeightsUnpickler error:"
+    at = next((i for i, line in enumerate(lines) if marker in line), None)
+    detail = lines[0] if lines else ""
+    if at is not None:
+        detail = lines[at].split(marker, 1)[1].strip() or next(
+            (line for line in lines[at + 1:] if not line.startswith("Check the")), detail)
+    return "not a PyTorch checkpoint" + (f" ({detail})" if detail else "")
+
+
+def _lines(error: BaseException) -> list[str]:
+    return [line.strip() for line in str(error).splitlines() if line.strip()]
+
+
+def _offending_global(error: pickle.UnpicklingError) -> str | None:
+    """torch's line naming the global a weights-only load refused, without its advice on
+    allow-listing it; None when no global was refused."""
+    line = next((line for line in _lines(error) if "GLOBAL" in line), None)
+    if line is None:
+        return None
+    line = line.split("WeightsUnpickler error:", 1)[-1].strip()
+    return line.split(". ", 1)[0].rstrip(".")
+
+
 class NonFiniteLossError(MotionMAEError, RuntimeError):
     """Too many consecutive training steps had a non-finite loss or gradient."""
 
@@ -66,13 +118,20 @@ def classify(error: BaseException) -> tuple[int, str] | None:
     The project's own errors (config, list, spec, video, checkpoint, output folder, non-finite
     training) are :class:`MotionMAEError` subclasses carrying their status; besides them,
     missing files and FFmpeg errors are data errors and missing optional packages
-    environment errors. Messages re-raised from a ``DataLoader`` worker
-    (which carry the worker's traceback as text) are cut to their last line.
+    environment errors, and an output path that exists but is not a folder (``mkdir`` of an
+    ``--out`` that is a file) an environment error. A file ``torch.load(weights_only=True)``
+    refused (when the loader did not name it) is a data error. Messages re-raised from a
+    ``DataLoader`` worker (which carry the worker's traceback as text) are cut to their last
+    line.
     """
     import av  # imported here: the CLI imports it lazily
 
     if isinstance(error, MotionMAEError):
         code = error.exit_code
+    elif isinstance(error, FileExistsError):
+        code = ENVIRONMENT
+    elif isinstance(error, pickle.UnpicklingError) and "weights only" in str(error).lower():
+        return DATA, unpickling_reason(error)
     elif isinstance(error, (av.FFmpegError, FileNotFoundError, IsADirectoryError,
                             NotADirectoryError, PermissionError)):
         code = DATA
@@ -91,6 +150,10 @@ def message(error: BaseException) -> str:
         head, sep, rest = last.partition(": ")
         text = rest if sep and "." in head and " " not in head else last
     filename = getattr(error, "filename", None)
+    if isinstance(error, FileExistsError) and filename is not None:
+        if not Path(filename).is_dir():  # mkdir of an output folder (or its parent)
+            return f"{filename} is a file, not a folder: choose another output path"
+        return f"{filename} already exists"
     if isinstance(error, OSError) and filename is not None and (
             str(filename) not in text or text.startswith("[Errno")):
         text = f"{filename}: {error.strerror or text}"  # not "[Errno 2] ...: 'path'"

@@ -20,11 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from motionmae.errors import USAGE, MotionMAEError
+from motionmae.errors import USAGE, MotionMAEError, SetupError
 
 log = logging.getLogger(__name__)
-
-from motionmae.errors import SetupError
 
 
 class StorageError(SetupError):

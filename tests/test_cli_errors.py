@@ -7,20 +7,25 @@ process through ``cli.main``; one subprocess checks the real exit status and ``-
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from motionmae.cli import main
 from motionmae.data import make_synthetic_dataset
 from motionmae.data.video import write_video
-from motionmae.errors import DATA, USAGE
+from motionmae.errors import DATA, ENVIRONMENT, USAGE
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
+sys.path.insert(0, str(Path(__file__).parent / "targets"))
 from datatest_helpers import make_audio_only
 
 BROKEN = ("truncated.mp4", "empty.mp4", "random.mp4", "text.mp4", "audio.mp4", "missing.mp4")
@@ -156,3 +161,152 @@ def test_one_frame_video_tracks_are_the_queries(tmp_path: Path) -> None:
     with np.load(tmp_path / "t.npz") as data:
         np.testing.assert_array_equal(data["tracks"], queries[None, :, 1:])
         assert data["visible"].tolist() == [[True, True]]
+
+
+def _one_line(err: str, command: str) -> str:
+    """The one error line of ``err`` (progress bars aside), with no traceback."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("motionmae ")]
+    assert len(lines) == 1 and lines[0].startswith(f"motionmae {command}: error: "), err
+    return lines[0]
+
+
+def test_an_output_path_that_is_a_file(checkpoints: dict[str, Path], corpus: Path,
+                                       tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    listing = corpus / "good.txt"
+    listing.write_text(f"{corpus / 'good.mp4'} 0\n")
+    cases = {
+        "check-data": ["check-data", str(listing), "--out", str(blocker), "--workers", "1"],
+        "features": ["features", "--checkpoint", str(checkpoints["pretrain"]), "--data",
+                     str(listing), "--out", str(blocker), "--windows", "4", "--workers", "0"],
+        "tracks": ["tracks", str(corpus / "good.mp4"), "--out", str(blocker / "t.npz")],
+    }
+    for command, argv in cases.items():
+        capsys.readouterr()
+        assert main(argv) == ENVIRONMENT, command
+        assert _one_line(capsys.readouterr().err, command).endswith(
+            f"error: {blocker} is a file, not a folder: choose another output path"), command
+
+
+class _Exploit:
+    """Unpickling it would print: enough to tell that a file needs code to load."""
+
+    def __reduce__(self):
+        return (print, ("unpickled",))
+
+
+def test_refused_unsafe_files_are_one_line(checkpoints: dict[str, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
+    from teacher_folders import write_teacher
+
+    from motionmae.checkpoints.format import MANIFEST, STATE, latest_checkpoint
+    from motionmae.fileio import sha256_file
+
+    listing = checkpoints["pretrain"].parent / "videos" / "train.txt"
+    common = ["--data", str(listing), "--frames", "4", "--size", "32", "--steps", "2",
+              "--batch-size", "2", *TINY]
+    # --resume: a checkpoint whose state.pt holds a Python object (manifest consistent).
+    run = tmp_path / "run"
+    shutil.copytree(checkpoints["pretrain"], run)
+    state = latest_checkpoint(run / "checkpoints").path / STATE
+    torch.save({"train_state": {"step": 1}, "payload": _Exploit()}, state)
+    manifest = json.loads((state.parent / MANIFEST).read_text())
+    manifest["files"][STATE] = {"size": state.stat().st_size, "sha256": sha256_file(state)}
+    (state.parent / MANIFEST).write_text(json.dumps(manifest))
+    # --config: a YAML tag asking for a Python object.
+    config = tmp_path / "run.yaml"
+    config.write_text("run:\n  seed: !!python/object/apply:os.system ['true']\n")
+    # The teacher: its weights as a pickle holding a Python object.
+    teacher = write_teacher(tmp_path / "teacher", "dinov2")
+    weights = load_file(str(teacher / "model.safetensors"))
+    (teacher / "model.safetensors").unlink()
+    torch.save({**weights, "payload": _Exploit()}, teacher / "pytorch_model.bin")
+    cases = [
+        (["--out", str(run), "--resume"], DATA, f"error: {state}: refused to load: the file "
+         "holds Python objects that only arbitrary code could rebuild (Unsupported global: "
+         "GLOBAL print was not an allowed global by default), and it is read with "
+         "torch.load(weights_only=True)"),
+        (["--out", str(tmp_path / "c"), "--config", str(config)], USAGE,
+         f"error: config file {config} (line 2, column 9): refused: could not determine a "
+         "constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'"),
+        (["--out", str(tmp_path / "t"), "--targets", "teacher", "--set",
+          f"targets.teacher.path={teacher}"], DATA,
+         f"error: {teacher / 'pytorch_model.bin'}: refused to load"),
+    ]
+    for flags, code, expected in cases:
+        capsys.readouterr()
+        assert main(["pretrain", *common, *flags]) == code, flags
+        line = _one_line(capsys.readouterr().err, "pretrain")
+        assert expected in line, (line, expected)
+    capsys.readouterr()
+    assert "unpickled" not in capsys.readouterr().out
+
+
+def test_export_into_an_existing_export_names_the_flag(
+        checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["export", "--checkpoint", str(checkpoints["pretrain"]), "--out", str(tmp_path / "e")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == USAGE
+    assert _one_line(capsys.readouterr().err, "export") == (
+        f"motionmae export: error: {tmp_path / 'e'} already holds an export (model.safetensors, "
+        "config.json, README.md): choose another folder, or replace it with --overwrite "
+        "(overwrite=True in Python)")
+    assert main([*argv, "--overwrite"]) == 0
+
+
+def test_a_batch_the_list_cannot_fill_fails_before_any_work(
+        checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    listing = checkpoints["pretrain"].parent / "videos" / "train.txt"  # 4 videos
+    for command, flags in (("pretrain", ["--data", str(listing), "--frames", "4"]),
+                           ("finetune", ["--scratch", "--model", "tiny", "--train",
+                                         str(listing)])):
+        out = tmp_path / command
+        capsys.readouterr()
+        assert main([command, *flags, "--out", str(out), "--steps", "1", "--batch-size", "8",
+                     *TINY]) == USAGE
+        assert _one_line(capsys.readouterr().err, command).endswith(
+            f"error: {listing} has 4 video(s), too few for one step of 8 video(s): lower "
+            "--batch-size (run.batch_size 8) or add videos")
+        assert not out.exists()  # nothing built, nothing written
+
+
+def test_batch_size_not_a_multiple_of_num_sample_is_a_config_error(
+        checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from motionmae.config import ConfigError, PretrainConfig, load_config
+
+    with pytest.raises(ConfigError, match=r"run\.batch_size: 3 clips is not a multiple of "
+                                          r"data\.num_sample 2"):
+        load_config(PretrainConfig, overrides=["run.batch_size=3", "data.num_sample=2"])
+    listing = checkpoints["pretrain"].parent / "videos" / "train.txt"
+    assert main(["pretrain", "--data", str(listing), "--out", str(tmp_path / "p"),
+                 "--batch-size", "3", "--set", "data.num_sample=2", *TINY]) == USAGE
+    assert "run.batch_size: 3 clips is not a multiple of data.num_sample 2" in _one_line(
+        capsys.readouterr().err, "pretrain")
+    assert not (tmp_path / "p").exists()
+
+
+def test_debug_and_verbose_after_the_command(corpus: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    from motionmae.data.video import VideoReadError
+
+    argv = ["tracks", str(corpus / "text.mp4"), "--out", str(tmp_path / "t.npz")]
+    assert main(argv) == DATA
+    for extra in (["--debug"], ["-v", "--debug"]):
+        with pytest.raises(VideoReadError):  # re-raised: the traceback is shown
+            main([*argv, *extra])
+    with pytest.raises(VideoReadError):
+        main(["--debug", *argv])
+    assert main([*argv, "--verbose"]) == DATA  # --verbose alone changes nothing else
+
+
+def test_config_file_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "broken.yaml"
+    config.write_text("run:\n  seed: [1, 2\n")
+    assert main(["pretrain", "--data", str(tmp_path / "x.txt"), "--out", str(tmp_path / "p"),
+                 "--config", str(config)]) == USAGE
+    assert _one_line(capsys.readouterr().err, "pretrain") == (
+        f"motionmae pretrain: error: config file {config}: not valid YAML (line 3, column 1): "
+        "expected ',' or ']', but got '<stream end>'")

@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -36,7 +37,7 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from motionmae.errors import DataError
+from motionmae.errors import DataError, unpickling_error
 from motionmae.fileio import atomic_write_text, fsync_dir, sha256_file, write_file
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,10 @@ class Checkpoint:
         path = self.path / STATE
         if not path.exists():
             raise CheckpointError(f"{self.path} has no training state ({STATE}); cannot resume")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:  # one line naming the file, not torch's essay
+            raise unpickling_error(path, error) from error
 
 
 def verify(folder: Path) -> None:

@@ -34,19 +34,37 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-supervised video representation learning by motion-aware masked "
         "video modeling.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback of every error (also MOTIONMAE_DEBUG=1); "
-                        "exit status: 0 ok, 1 internal error, 2 usage or config, 3 data (a "
-                        "video, list, checkpoint or model folder), 4 environment (missing "
-                        "package, output folder), 5 non-finite training, 143 preempted")
+    _add_global_flags(parser, after_command=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (add_demo, add_pretrain, add_finetune, add_evaluate, add_features,
                 add_probe, add_report,
                 add_tracks, add_export, add_extract_tracks, add_extract_teacher,
                 add_visualize, add_prepare, add_check_data):
         add(sub)
+    for command in sub.choices.values():
+        _add_global_flags(command, after_command=True)
     return parser
+
+
+_GLOBAL_FLAGS = (
+    (("-v", "--verbose"), "debug logging (before or after the command)"),
+    (("--debug",), "show the full traceback of every error (also MOTIONMAE_DEBUG=1; before or "
+     "after the command); exit status: 0 ok, 1 internal error, 2 usage or config, 3 data (a "
+     "video, list, checkpoint or model folder), 4 environment (missing package, output "
+     "folder), 5 non-finite training, 143 preempted"),
+)
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, after_command: bool) -> None:
+    """``--verbose`` and ``--debug``, accepted before the command and after it
+    (``motionmae pretrain --debug ...``). After it they are hidden (listed once, before) and
+    absent from the namespace unless given, so they never reset the ones before it."""
+    for names, text in _GLOBAL_FLAGS:
+        if after_command:
+            parser.add_argument(*names, action="store_true", default=argparse.SUPPRESS,
+                                help=argparse.SUPPRESS)
+        else:
+            parser.add_argument(*names, action="store_true", help=text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,22 +50,24 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     given = {"crf": args.crf, "preset": args.preset, "fps": args.fps}
     settings = PrepareConfig(short_side=args.short_side or None,
                              **{k: v for k, v in given.items() if v is not None})
-    bar = tqdm(total=0, desc="prepare", unit="video", dynamic_ncols=True)
+    bars: list[tqdm] = []  # made at the first video: a refused run prints only its error
     failed = 0
 
     def on_progress(completed: int, total: int, video: object, status: str) -> None:
         nonlocal failed
+        if not bars:
+            bars.append(tqdm(total=total, desc="prepare", unit="video", dynamic_ncols=True))
         failed += status == "failed"
-        bar.total = total
-        bar.set_postfix(failed=failed, refresh=False)
-        bar.update(completed - bar.n)
+        bars[0].set_postfix(failed=failed, refresh=False)
+        bars[0].update(completed - bars[0].n)
 
     try:
         stats = prepare_dataset(args.data, args.out, settings, workers=args.workers,
                                 list_name=args.list_name, root=args.root,
                                 on_progress=on_progress)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     print(f"{stats.done} encoded, {stats.skipped} already prepared, {len(stats.failed)} failed "
           f"({stats.seconds:.1f}s); list: {stats.list_path}")
     for video, reason in stats.failed[:10]:

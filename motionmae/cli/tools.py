@@ -155,7 +155,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_visualize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("visualize", help="pictures of a pretrained model's masking and "
-                       "reconstruction (pixels, tracks) on one clip of a video")
+                       "reconstruction (pixels, tracks) on the centre clip of a video (the "
+                       "checkpoint's frames and stride, centre crop; the frames are logged)")
     p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
     p.add_argument("video", type=Path)
     p.add_argument("--out", required=True, type=Path, help="output folder (PNGs, MP4s)")

@@ -16,6 +16,11 @@ Layout of ``out``::
     out/<name>.failed.txt        ``path<TAB>reason`` of the videos that failed (if any)
     out/manifest.json            one entry per prepared video (see below)
 
+Nothing is written outside ``out``: source paths are normalised (``lists/../vids/a.mp4`` is
+``vids/a.mp4``) before their path below the common folder is taken, and a run whose output
+(a video or the list) would be one of its inputs, reached however, is refused before it
+starts: the sources are only ever read.
+
 Resumable: a video is skipped when the manifest has an entry for its output with the same
 source path, source size and modification time and the same settings, and the output file's
 size and sha256 match the entry; anything else (new, changed, interrupted, corrupt) is
@@ -56,6 +61,7 @@ from motionmae.data.prepare_manifest import (
     write_manifest,
 )
 from motionmae.data.transcode import Encoded, prepared_size, transcode
+from motionmae.errors import DataError, UsageError
 
 __all__ = [
     "LOCK_FILE",
@@ -116,27 +122,46 @@ def output_paths(sources: Sequence[Path], videos_dir: Path,
     """``{source: videos_dir/<source relative to root, suffix .mp4>}``; ``root`` defaults to
     the sources' deepest common folder.
 
+    Paths are made absolute and normalised first (``lists/../vids/a.mp4`` is ``vids/a.mp4``),
+    so the relative part never climbs out of ``videos_dir``.
+
     Raises:
-        ValueError: a source is outside ``root``, or two sources map to one output (same
+        UsageError: a source is outside ``root``, or two sources map to one output (same
             name with different suffixes).
     """
-    unique = list(dict.fromkeys(sources))
-    if root is None:
-        root = Path(os.path.commonpath([str(s.parent) for s in unique]))
+    unique = list(dict.fromkeys(_normalised(s) for s in sources))
+    root = (_normalised(root) if root is not None
+            else Path(os.path.commonpath([str(s.parent) for s in unique])))
     outputs: dict[Path, Path] = {}
     claimed: dict[Path, Path] = {}
     for source in unique:
         try:
             relative = source.relative_to(root)
         except ValueError:
-            raise ValueError(f"{source} is not under the root folder {root}") from None
+            raise UsageError(f"{source} is not under the root folder {root} (--root)") from None
         output = videos_dir / relative.with_suffix(".mp4")
         if output in claimed:
-            raise ValueError(f"{claimed[output]} and {source} would both be prepared as "
+            raise UsageError(f"{claimed[output]} and {source} would both be prepared as "
                              f"{output}")
         claimed[output] = source
         outputs[source] = output
     return outputs
+
+
+def _normalised(path: Path | str) -> Path:
+    """Absolute, with ``.`` and ``..`` resolved lexically (symbolic links kept)."""
+    return Path(os.path.normpath(Path(path).absolute()))
+
+
+def _refuse_inputs(written: dict[Path, str], inputs: Sequence[Path]) -> None:
+    """Refuse to write any of ``written`` (``{path: what writes it}``) over one of ``inputs``
+    (the videos, the list): the same file, however reached (links, ``..``)."""
+    real = {os.path.realpath(path): path for path in inputs}
+    for path, writer in written.items():
+        overwritten = real.get(os.path.realpath(path))
+        if overwritten is not None:
+            raise UsageError(f"refusing to write {writer} over the input {overwritten}: choose "
+                             "an --out outside the folders of the videos and the list")
 
 
 def prepare_dataset(
@@ -172,14 +197,18 @@ def prepare_dataset(
     settings = settings or PrepareConfig()
     settings.validate()
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    out = Path(out)
+        raise UsageError(f"workers must be >= 1, got {workers}")
+    out = _normalised(out)
     videos = data if isinstance(data, VideoList) else read_video_list(data)
     if not videos.entries:
-        raise ValueError("prepare: no videos to prepare")
+        raise DataError(f"prepare: {data} lists no videos to prepare")
     list_path = out / (list_name or default_list_name(data))
-    sources = [entry.path.absolute() for entry in videos.entries]
-    outputs = output_paths(sources, out / VIDEOS_DIR, None if root is None else Path(root))
+    sources = [_normalised(entry.path) for entry in videos.entries]
+    outputs = output_paths(sources, out / VIDEOS_DIR, root)
+    _refuse_inputs({list_path: "the prepared list", failures_path(list_path):
+                    "the list of failures", **{o: f"the prepared copy of {s}"
+                                               for s, o in outputs.items()}},
+                   [*sources, *_list_files(data)])
     out.mkdir(parents=True, exist_ok=True)
     stats = PrepareStats(list_path=list_path)
     started = time.perf_counter()
@@ -258,6 +287,11 @@ def _key(output: Path, out: Path) -> str:
     return output.relative_to(out).as_posix()
 
 
+def _list_files(data: str | Path | VideoList) -> list[Path]:
+    """The list file ``data`` names (none for a dataset spec or a :class:`VideoList`)."""
+    return [Path(data)] if not isinstance(data, VideoList) and Path(data).is_file() else []
+
+
 def default_list_name(data: str | Path | VideoList) -> str:
     """The prepared list's file name: the input list's, or ``<spec name>.txt`` for a dataset
     spec, or ``list.txt`` for a :class:`VideoList`."""
@@ -274,6 +308,7 @@ def write_list(data: str | Path, out: str | Path, list_name: str | None = None) 
     returns the list's path."""
     videos = read_video_list(data)
     path = Path(out) / (list_name or default_list_name(data))
+    _refuse_inputs({path: "the list"}, _list_files(data))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_video_list(path, videos.entries, videos.classes, class_file=True)
     logger.info("wrote %d videos to %s", len(videos), path)

@@ -130,11 +130,13 @@ def _one_thread(worker_id: int) -> None:
 @dataclass
 class WindowStats:
     """What :func:`extract_windows` did: videos computed, skipped (complete output found),
-    failed (with the reason), windows computed and seconds taken."""
+    failed (with the reason), windows computed, videos shorter than one window (``padded``:
+    one window at frame 0, their last frame repeated) and seconds taken."""
 
     done: int = 0
     skipped_existing: int = 0
     windows: int = 0
+    padded: int = 0
     seconds: float = 0.0
     failed: list[tuple[str, str]] = field(default_factory=list)
 
@@ -182,6 +184,7 @@ def extract_windows(
     paths = [str(v) for v in videos]
     targets = None if single else output_paths(paths, out)
     stats = WindowStats()
+    span = (data.frames - 1) * data.stride + 1  # source frames a window's clip reaches
     todo = []
     for position in range(index, len(paths), count):
         if targets is not None and is_complete(targets[position], settings):
@@ -213,6 +216,7 @@ def extract_windows(
             finished[position] = result
         stats.done += 1
         stats.windows += len(rows)
+        stats.padded += info.num_frames < span
         if on_video is not None:
             on_video(stats.done + len(stats.failed), total)
 
@@ -237,5 +241,10 @@ def extract_windows(
                 on_video(stats.done + len(stats.failed), total)
     if single:
         save_list_windows([finished[p] for p in sorted(finished)], out, settings)
+    if stats.padded:
+        logger.warning("%d of %d videos are shorter than a window's span (%d frames x stride "
+                       "%d = %d source frames): each got one window at frame 0, padded by "
+                       "repeating its last frame", stats.padded, stats.done, data.frames,
+                       data.stride, span)
     stats.seconds = time.perf_counter() - began
     return stats

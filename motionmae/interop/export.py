@@ -33,6 +33,7 @@ from motionmae.checkpoints.format import (
     Checkpoint,
     resolve_checkpoint,
 )
+from motionmae.errors import UsageError
 from motionmae.fileio import sha256_file
 from motionmae.interop.auto import detect_format, load_any_encoder
 from motionmae.interop.common import InteropError
@@ -64,20 +65,22 @@ def export(
         ``out_dir`` as a Path; it holds weights, ``config.json`` and ``README.md``.
 
     Raises:
-        ValueError: unknown format; ``out_dir`` already holds a model and ``overwrite`` is off.
+        UsageError: unknown format; ``out_dir`` already holds a model and ``overwrite`` is
+            off (the message names ``--overwrite``); ``out_dir`` is the checkpoint itself.
         InteropError: the model cannot be represented in ``format``.
     """
     if format not in EXPORT_FORMATS:
-        raise ValueError(f"format must be one of {list(EXPORT_FORMATS)}, got {format!r}")
+        raise UsageError(f"format must be one of {list(EXPORT_FORMATS)}, got {format!r}")
     out = Path(out_dir)
     existing = [n for n in (WEIGHTS, CONFIG, README) if (out / n).exists()]
     if existing and not overwrite:
-        raise ValueError(f"{out} already holds {', '.join(existing)}; pass overwrite=True or "
-                         "choose another folder")
+        raise UsageError(f"{out} already holds an export ({', '.join(existing)}): choose "
+                         "another folder, or replace it with --overwrite (overwrite=True in "
+                         "Python)")
     source_format = detect_format(checkpoint)
     native = resolve_checkpoint(checkpoint) if source_format == "motionmae" else None
     if native is not None and out.resolve() == native.path.resolve():
-        raise ValueError(f"{out} is the checkpoint itself; choose another folder")
+        raise UsageError(f"{out} is the checkpoint itself; choose another folder")
     encoder, description = load_any_encoder(checkpoint)
     train_state = _train_state(native) if native is not None else {}
     out.mkdir(parents=True, exist_ok=True)
@@ -229,9 +232,15 @@ def _training_lines(config: dict[str, Any], state: dict[str, Any],
         lines.append(f"- Optimizer: AdamW, lr {_fmt(lr)}, weight decay "
                      f"{_fmt(optim.get('weight_decay'))}, warmup fraction "
                      f"{_fmt(optim.get('warmup_fraction'))}, cosine to {_fmt(optim.get('min_lr'))}")
-    for key in ("skipped_steps", "bad_videos"):
-        if state.get(key):
-            lines.append(f"- {key.replace('_', ' ').capitalize()}: {state[key]}")
+    if state.get("skipped_steps"):
+        lines.append(f"- Skipped steps (non-finite loss or gradient): {state['skipped_steps']}")
+    if state.get("bad_video_files"):
+        lines.append(f"- Bad video files skipped: {state['bad_video_files']} (the run's "
+                     "bad_videos.tsv lists them)")
+    # Checkpoints from before the two counts saved the draws alone, as bad_videos.
+    draws = state.get("bad_video_draws", state.get("bad_videos"))
+    if draws:
+        lines.append(f"- Draws of a bad video replaced by another video: {draws}")
     losses = {k: v for k, v in metrics.items() if k.startswith("loss")}
     if losses:
         at = f" at step {metrics['step']}" if "step" in metrics else ""

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from motionmae.errors import unpickling_reason
 from motionmae.interop.common import InteropError, list_keys
 
 __all__ = ["OFFICIAL_SUFFIXES", "read_state_dict"]
@@ -45,18 +46,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        text = str(error)
-        if "weights only" in text.lower():
-            # torch's message: a generic paragraph, then the offending global
-            detail = next((line.strip() for line in text.splitlines()
-                           if "GLOBAL" in line or "Unsupported" in line), "")
-            raise InteropError(
-                f"{path}: refused to load: the file holds Python objects that only arbitrary "
-                f"code could rebuild, and it is read with torch.load(weights_only=True)"
-                + (f" ({detail})" if detail else "")
-                + ". Convert a checkpoint you trust to plain tensors first."
-            ) from error
-        raise InteropError(f"{path}: not a PyTorch checkpoint ({text})") from error
+        raise InteropError(f"{path}: {unpickling_reason(error)}") from error
     except Exception as error:  # garbage input fails anywhere in the unpickler
         raise InteropError(
             f"{path}: not a PyTorch checkpoint ({type(error).__name__}: {error})"

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ from torch import nn
 
 from motionmae.config_loading import ConfigError
 from motionmae.data.config import IMAGENET_MEAN, IMAGENET_STD
+from motionmae.errors import unpickling_error
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "FrozenTeacher", "TeacherSpec", "load_teacher",
            "read_teacher_spec", "teacher_fingerprint"]
@@ -317,7 +319,11 @@ def load_teacher(spec: TeacherSpec) -> FrozenTeacher:
     (float32 parameters; the target chooses the compute precision)."""
     transformers = _import_transformers()
     model_class = getattr(transformers, spec.family.model_class)
-    model = model_class.from_pretrained(str(spec.path), local_files_only=True)
+    try:
+        model = model_class.from_pretrained(str(spec.path), local_files_only=True)
+    except pickle.UnpicklingError as error:  # a pytorch_model.bin read with weights_only=True
+        weights = spec.path / "pytorch_model.bin"
+        raise unpickling_error(weights if weights.is_file() else spec.path, error) from error
     tower = model.vision_model if spec.family.tower else model
     logger.info("teacher: %s from %s (%d px input, %d px patches, %d features)",
                 type(tower).__name__, spec.path, spec.input_size, spec.patch_size,

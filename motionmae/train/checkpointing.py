@@ -43,16 +43,31 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainState:
     """Where a run is: saved in every checkpoint. ``samples_in_epoch`` counts the samples of
-    the epoch's permutation consumed by all ranks together (so any world size can resume)."""
+    the epoch's permutation consumed by all ranks together (so any world size can resume).
+
+    Bad videos (``data.on_error: skip``) are counted two ways: ``bad_video_files``, the
+    distinct files of the list found bad (``RUN/bad_videos.tsv``), and ``bad_video_draws``,
+    the times a bad file was drawn and replaced by another video (every epoch draws it again).
+    """
 
     step: int = 0
     epoch: int = 0
     samples_in_epoch: int = 0
     skipped_steps: int = 0
-    bad_videos: int = 0
+    bad_video_files: int = 0
+    bad_video_draws: int = 0
     # The logging window at the checkpoint (steps since the last record, their sums): a
     # resumed run's next record averages the same steps as an uninterrupted run's.
     log_window: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> TrainState:
+        """The state a checkpoint saved; checkpoints from before the two bad-video counts
+        saved the draws as ``bad_videos``."""
+        saved = dict(saved)
+        if "bad_videos" in saved:
+            saved.setdefault("bad_video_draws", saved.pop("bad_videos"))
+        return cls(**saved)
 
 
 def check_resumed_model(saved: dict, current: dict, path: Path) -> None:
@@ -107,7 +122,7 @@ class Checkpoints:
         load_full_state(self.model, self.optimizer,
                         checkpoint.weights("cpu" if self.sharded else device),
                         saved["optimizer"], self.sharded)
-        return TrainState(**saved["train_state"]), checkpoint.path
+        return TrainState.from_saved(saved["train_state"]), checkpoint.path
 
     def copies_to_fit(self, step: int, total_steps: int, every: int) -> int:
         """How many more checkpoints the disk must hold from ``step`` on: at the peak, the

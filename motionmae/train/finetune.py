@@ -42,6 +42,7 @@ from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, resolve_device, train
 from motionmae.train.optim import parameter_groups
 from motionmae.train.runfolder import write_run_config
+from motionmae.train.sampler import batches_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,8 @@ def finetune(
     dist = dist or DistInfo()
     train_videos = read_video_list(cfg.data.train).require_labels(cfg.data.train,
                                                                   "fine-tuning")
+    batches_per_epoch(len(train_videos), cfg.run, cfg.data.num_sample, dist.world_size,
+                      cfg.data.train)  # before building anything
     classes = train_videos.classes
     found = train_videos.num_classes or 1
     num_classes = cfg.finetune.num_classes or found

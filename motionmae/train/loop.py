@@ -76,7 +76,7 @@ from motionmae.train.records import (
     trim_metrics,
     write_environment,
 )
-from motionmae.train.sampler import EpochSampler
+from motionmae.train.sampler import EpochSampler, batches_per_epoch
 from motionmae.train.step import OptimizerStep
 
 __all__ = [
@@ -211,7 +211,7 @@ class Trainer:
         self.state = self._resume() if resume else TrainState()
         self._prepare_output_folder(one_checkpoint)
         self.history: list[dict[str, float]] = []
-        self.pending_bad_videos = 0  # this rank's, since the last log / checkpoint
+        self.pending_bad_draws = 0  # this rank's, since the last log / checkpoint
         # RUN/bad_videos.tsv and the data.max_bad_fraction stop rule (None: bad videos raise).
         self.bad_log = BadVideoLog.for_run(out_dir, dataset, write=dist.is_main)
         self.saved_step = -1
@@ -253,22 +253,11 @@ class Trainer:
     def _plan(self, clips_per_item: int) -> None:
         """Split each step's batch over the ranks and the loader, and set the schedule."""
         run, dist = self.run, self.dist
-        if run.batch_size % clips_per_item:
-            raise ValueError(
-                f"run.batch_size {run.batch_size} is not a multiple of data.num_sample "
-                f"{clips_per_item}"
-            )
-        self.items_per_batch = run.batch_size // clips_per_item
+        self.items_per_batch = run.videos_per_batch(clips_per_item)
         self.sampler = EpochSampler(len(self.dataset), seed=run.seed, shuffle=True,
                                     rank=dist.rank, world_size=dist.world_size)
-        batches_per_epoch = (len(self.dataset) // dist.world_size) // self.items_per_batch
-        if batches_per_epoch < 1:
-            raise ValueError(
-                f"the dataset has {len(self.dataset)} videos: too few for a batch of "
-                f"{self.items_per_batch} per rank on {dist.world_size} rank(s)"
-            )
-        self.total_steps = planned_steps(run.steps, run.epochs, batches_per_epoch,
-                                         self.optim.accum_steps)
+        batches = batches_per_epoch(len(self.dataset), run, clips_per_item, dist.world_size)
+        self.total_steps = planned_steps(run.steps, run.epochs, batches, self.optim.accum_steps)
         self.global_batch = run.batch_size * self.optim.accum_steps * dist.world_size
         self.peak_lr = self.optim.peak_lr(self.global_batch)
         self.warmup = int(self.total_steps * self.optim.warmup_fraction)
@@ -362,8 +351,9 @@ class Trainer:
     def _next_batch(self) -> dict[str, Any]:
         """The next micro-batch, its bad videos taken out and counted."""
         batch = next(self.stream)
-        # Counted on the loader's CPU tensor: no device sync.
-        self.pending_bad_videos += int(batch.pop("bad_videos", torch.zeros(1)).sum())
+        # A sample's bad_videos: the bad draws replaced to produce it. Counted on the loader's
+        # CPU tensor: no device sync.
+        self.pending_bad_draws += int(batch.pop("bad_videos", torch.zeros(1)).sum())
         bad_files = batch.pop("bad_files", None)
         if self.bad_log is not None:
             self.bad_log.add(bad_files)
@@ -392,7 +382,8 @@ class Trainer:
             "lr": lr,
             **self.window.means(bad, self.dist),
             "skipped_steps": self.state.skipped_steps,
-            "bad_videos": self.state.bad_videos,
+            "bad_video_files": self.state.bad_video_files,
+            "bad_video_draws": self.state.bad_video_draws,
             **probed,
             "time": time.time(),
         }
@@ -403,24 +394,28 @@ class Trainer:
         self.window = Window()
 
     def _flush_bad_videos(self) -> None:
-        """Count every rank's bad videos into the state and list them (collective)."""
-        self.state.bad_videos += int(sum_across_ranks(float(self.pending_bad_videos), self.dist))
-        self.pending_bad_videos = 0
+        """Count every rank's bad draws into the state and list the bad files (collective)."""
+        self.state.bad_video_draws += int(sum_across_ranks(float(self.pending_bad_draws),
+                                                           self.dist))
+        self.pending_bad_draws = 0
         if self.bad_log is not None:
             drawn = self.state.epoch * len(self.dataset) + self.state.samples_in_epoch
             with self.checkpoints.stop_every_rank_on_write_failure():
                 self.bad_log.flush(min(drawn, len(self.dataset)), distributed=self.dist.enabled)
+            self.state.bad_video_files = self.bad_log.bad
         warn_short = getattr(self.dataset, "warn_short_clips", None)
         if warn_short is not None and self.dist.is_main:
             warn_short()
 
     def _report_bad_videos(self) -> None:
-        """Say after the run how many bad videos were replaced and where they are listed."""
-        if self.dist.is_main and self.state.bad_videos:
-            log.warning("%d bad video(s) were skipped and replaced during the run "
-                        "(data.on_error=skip): bad_videos in %s counts the replacements, %s "
-                        "lists each video with its reason", self.state.bad_videos,
-                        self.out_dir / METRICS_FILE, self.out_dir / BAD_VIDEOS_FILE)
+        """Say after the run how many bad files there were, how many draws of them were
+        replaced, and where they are listed."""
+        state = self.state
+        if self.dist.is_main and (state.bad_video_files or state.bad_video_draws):
+            log.warning("%d bad video file(s) were skipped (data.on_error=skip); %d draw(s) of "
+                        "them were replaced by other videos. %s lists each file with its "
+                        "reason", state.bad_video_files, state.bad_video_draws,
+                        self.out_dir / BAD_VIDEOS_FILE)
 
     # Checkpoint
 

@@ -34,6 +34,7 @@ from motionmae.train.loop import TrainResult, train
 from motionmae.train.optim import parameter_groups
 from motionmae.train.probing import TrainingProbe
 from motionmae.train.runfolder import write_run_config
+from motionmae.train.sampler import batches_per_epoch
 from motionmae.train.trivial import explained_fraction, trivial_mse
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,8 @@ def pretrain(
         raise ValueError("data.train: a list file of training videos is required")
     dist = dist or DistInfo()
     videos = read_video_list(cfg.data.train)
+    batches_per_epoch(len(videos), cfg.run, cfg.data.num_sample, dist.world_size,
+                      cfg.data.train)  # before building anything
     torch.manual_seed(cfg.run.seed)  # model initialisation
     task = PretrainTask(cfg, world_size=dist.world_size)
     clip_sampler = None

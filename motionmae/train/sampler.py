@@ -1,4 +1,4 @@
-"""A resumable, rank-aware epoch sampler.
+"""A resumable, rank-aware epoch sampler, and how many full batches an epoch holds.
 
 The order of epoch ``e`` is a permutation drawn from ``(seed, e)`` alone, so a resumed run (any
 number of data-loader workers) sees exactly the samples an uninterrupted run would have seen:
@@ -12,6 +12,29 @@ from collections.abc import Iterator
 
 import torch
 from torch.utils.data import Sampler
+
+from motionmae.config import RunConfig
+from motionmae.errors import UsageError
+
+
+def batches_per_epoch(num_videos: int, run: RunConfig, clips_per_video: int, world_size: int,
+                      source: str = "the dataset") -> int:
+    """Full batches of one process in an epoch of ``num_videos`` videos.
+
+    Raises:
+        UsageError: the videos cannot fill one step (every process's batch), naming
+            ``source`` (the list) and its size; checked before a run builds anything.
+    """
+    per_batch = run.videos_per_batch(clips_per_video)
+    batches = (num_videos // world_size) // per_batch
+    if batches < 1:
+        processes = f" x {world_size} processes" if world_size > 1 else ""
+        clips = f" ({run.batch_size} clips, {clips_per_video} per video)" if (
+            clips_per_video > 1) else ""
+        raise UsageError(f"{source} has {num_videos} video(s), too few for one step of "
+                         f"{per_batch} video(s){clips}{processes}: lower --batch-size "
+                         f"(run.batch_size {run.batch_size}) or add videos")
+    return batches
 
 
 class EpochSampler(Sampler[int]):

@@ -11,16 +11,26 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from motionmae.viz.runfiles import Metrics
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
 PLOT_SIZE = (800, 360)
 """Width, height in pixels of every plot PNG."""
 _DPI = 100
-_KNOWN = {"step", "epoch", "time", "lr", "loss", "grad_norm", "clips_per_s", "skipped_steps",
-          "bad_videos"}
+_HEALTH = {
+    "skipped_steps": "skipped steps (non-finite loss or gradient)",
+    "bad_video_files": "bad video files (distinct, skipped)",
+    "bad_video_draws": "draws of a bad video (replaced by another)",
+    "bad_videos": "draws of a bad video (replaced by another)",  # runs before the two counts
+}
+"""The health plot's series and the label of each line."""
+_KNOWN = {"step", "epoch", "time", "lr", "loss", "grad_norm", "clips_per_s", *_HEALTH}
 _PLOTTED_PREFIXES = ("loss/", "trivial/", "explained/", "probe/", "sampler/")
 _MAX_OTHER = 16
 
@@ -78,9 +88,7 @@ def plan_plots(metrics: Metrics) -> list[_Spec]:
         specs.append(_Spec("Throughput", "clips_per_s.png", ("clips_per_s",), "clips / s"))
     if "grad_norm" in keys:
         specs.append(_Spec("Gradient norm", "grad_norm.png", ("grad_norm",), "norm", True))
-    health = tuple(
-        k for k in ("skipped_steps", "bad_videos") if any(v for v in metrics.series(k)[1])
-    )
+    health = tuple(k for k in _HEALTH if any(v for v in metrics.series(k)[1]))
     if health:
         specs.append(_Spec("Skipped steps and bad videos (cumulative)", "health.png", health,
                            "count", log=False, counts=True))
@@ -116,7 +124,8 @@ def _group(key: str) -> str:
     return rest if rest and prefix in ("loss", "trivial", "explained", "probe") else key
 
 
-def _draw(spec: _Spec, metrics: Metrics, path: Path) -> None:
+def _draw(spec: _Spec, metrics: Metrics, path: Path) -> Figure:
+    """Draw ``spec`` into the PNG ``path``; returns the figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -131,7 +140,8 @@ def _draw(spec: _Spec, metrics: Metrics, path: Path) -> None:
         steps, values = metrics.series(key)
         all_values += values
         color = f"C{groups.index(_group(key))}"
-        label = _group(key) + (" (trivial)" if key.startswith("trivial/") else "")
+        label = _HEALTH.get(key) or _group(key) + (" (trivial)" if key.startswith("trivial/")
+                                                   else "")
         style = "--" if key.startswith("trivial/") else "-"
         smooth = spec.smooth and len(values) >= 30
         if smooth:
@@ -152,10 +162,11 @@ def _draw(spec: _Spec, metrics: Metrics, path: Path) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel(spec.ylabel)
     ax.grid(True, which="major", alpha=0.3)
-    if len(spec.keys) > 1 or spec.smooth:
+    if len(spec.keys) > 1 or spec.smooth or spec.counts:  # every health line is labelled
         ax.legend(loc="best", fontsize="small", frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
+    return fig
 
 
 def plot_metrics(metrics: Metrics, out_dir: Path) -> tuple[list[Plot], str | None]:

@@ -168,6 +168,10 @@ def load_clip(cfg: Any, video: Path, hooks: list) -> dict[str, torch.Tensor]:
     data = cfg.data
     info = probe_video(video)
     indices = eval_clips_indices(info.num_frames, data.frames, data.stride, 1)[0]
+    short = len(set(indices.tolist())) < len(indices)
+    log.info("%s: the centre clip, source frames %d to %d every %d (of %d), centre crop at %d "
+             "px%s", video, indices[0], indices[-1], data.stride, info.num_frames, data.size,
+             "; shorter than a clip: its last frame repeated" if short else "")
     dense_needed = any(getattr(h, "needs_dense_frames", False) for h in hooks)
     wanted = np.arange(indices[0], indices[-1] + 1) if dense_needed else indices
     decoded = read_frames(video, wanted, data.size)

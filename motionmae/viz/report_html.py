@@ -118,8 +118,10 @@ def _cards(info: dict[str, Any]) -> str:
         items.append((f"in-run probe/{_e(name)}", _pct(value)))
     if info["skipped_steps"]:
         items.append(("skipped steps", _num(info["skipped_steps"])))
-    if info["bad_videos"]:
-        items.append(("bad videos", _num(info["bad_videos"])))
+    if info["bad_video_files"]:
+        items.append(("bad video files skipped", _num(info["bad_video_files"])))
+    if info["bad_video_draws"]:
+        items.append(("draws of bad videos replaced", _num(info["bad_video_draws"])))
     cards = "".join(f'<div class="card"><b>{v}</b><span>{n}</span></div>' for n, v in items)
     facts = ", ".join(
         f"{name} <b>{_e(value)}</b>"

@@ -143,7 +143,9 @@ def summarise(
         "final_lr": finite_number(last.get("lr")),
         "clips_per_s": finite_number(last.get("clips_per_s")),
         "skipped_steps": last.get("skipped_steps"),
-        "bad_videos": last.get("bad_videos"),
+        "bad_video_files": last.get("bad_video_files"),
+        # Runs from before the two counts logged the draws alone, as bad_videos.
+        "bad_video_draws": last.get("bad_video_draws", last.get("bad_videos")),
         "duration_s": times[-1] - times[0] if len(times) > 1 else None,
         "num_checkpoints": len(checkpoints),
         "latest_checkpoint": latest[0].name if latest else None,
@@ -169,8 +171,10 @@ def summary(run_dir: str | Path) -> dict[str, Any]:
 
     Keys: ``run_name, run_dir, model, masking, mask_ratio, targets, records, skipped_lines,
     last_step, last_epoch, final_loss, final_losses`` (target -> loss), ``min_loss,
-    min_loss_step, final_lr, clips_per_s`` (last interval), ``skipped_steps, bad_videos,
-    duration_s`` (first to last record), ``num_checkpoints, latest_checkpoint, num_evals,
+    min_loss_step, final_lr, clips_per_s`` (last interval), ``skipped_steps``,
+    ``bad_video_files`` (distinct bad files skipped), ``bad_video_draws`` (draws of them
+    replaced by other videos), ``duration_s`` (first to last record), ``num_checkpoints,
+    latest_checkpoint, num_evals,
     best_probe`` (``file, kind, top1, top5, chance`` of the highest top-1, or None),
     ``target_fit`` (:func:`target_fit`), ``probes`` (probe kind -> the latest in-run
     ``probe/<kind>`` accuracy).

@@ -50,7 +50,7 @@ def test_one_bad_video_in_twenty_is_listed_and_the_run_finishes(
                    "found when processing input (not a video file, or truncated or damaged)",
                    str(tmp_path / "broken1.mp4"): "file not found"}
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert records[-1]["step"] == 2 and records[-1]["bad_videos"] >= 2
+    assert records[-1]["step"] == 2 and records[-1]["bad_video_files"] == 2
     # The synthetic videos have 16 frames; clips of 4 frames at stride 4 span 13: they fit.
     assert not any("padded" in r.getMessage() for r in caplog.records)
     # Resume keeps the list and adds no duplicate.
@@ -58,6 +58,67 @@ def test_one_bad_video_in_twenty_is_listed_and_the_run_finishes(
                  "--batch-size", "10", "--resume", *TINY]) == 0
     lines = (run / "bad_videos.tsv").read_text().splitlines()
     assert len(lines) == 2 and len(set(lines)) == 2
+
+
+def test_bad_files_are_counted_once_and_their_replaced_draws_apart(
+        tmp_path: Path, synthetic: SyntheticDataset, caplog: pytest.LogCaptureFixture) -> None:
+    """2 bad files over 3 epochs are drawn (and replaced) at least 6 times: the log, the
+    metrics, the report and the model card say "2 files" and the draws, each named."""
+    from motionmae.interop import export
+    from motionmae.viz.report import build_report, summary
+
+    listing = _list(tmp_path, synthetic, good=4, bad=2)
+    run = tmp_path / "run"
+    with caplog.at_level(logging.WARNING):
+        assert main(["pretrain", "--data", str(listing), "--out", str(run), "--epochs", "3",
+                     "--batch-size", "2", *TINY]) == 0  # 3 steps per epoch
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 9 and records[-1]["bad_video_files"] == 2
+    draws = records[-1]["bad_video_draws"]
+    assert draws >= 6  # every epoch draws each bad file; a replacement may draw one again
+    assert len(read_bad_videos(run / "bad_videos.tsv")) == 2
+    assert (f"2 bad video file(s) were skipped (data.on_error=skip); {draws} draw(s) of them "
+            f"were replaced by other videos. {run / 'bad_videos.tsv'} lists each file with "
+            "its reason") in caplog.text
+    info = summary(run)
+    assert (info["bad_video_files"], info["bad_video_draws"]) == (2, draws)
+    page = build_report(run).read_text()
+    assert ("<b>2</b><span>bad video files skipped</span>" in page
+            and f"<b>{draws}</b><span>draws of bad videos replaced</span>" in page)
+    card = (export(run, "motionmae", tmp_path / "export") / "README.md").read_text()
+    assert "- Bad video files skipped: 2 (the run's bad_videos.tsv lists them)" in card
+    assert f"- Draws of a bad video replaced by another video: {draws}" in card
+
+
+def test_a_checkpoint_saving_the_draws_as_bad_videos_resumes(
+        tmp_path: Path, synthetic: SyntheticDataset) -> None:
+    """Checkpoints from before the two counts saved ``train_state.bad_videos`` (the draws)."""
+    import torch
+
+    from motionmae.checkpoints.format import MANIFEST, STATE, latest_checkpoint
+    from motionmae.fileio import sha256_file
+    from motionmae.train.checkpointing import TrainState
+
+    assert TrainState.from_saved({"step": 3, "bad_videos": 5}) == TrainState(
+        step=3, bad_video_draws=5)
+    listing = _list(tmp_path, synthetic, good=3, bad=1)  # 2 steps draw all 4
+    run = tmp_path / "run"
+    flags = ["--data", str(listing), "--out", str(run), "--batch-size", "2", *TINY]
+    assert main(["pretrain", *flags, "--steps", "2"]) == 0
+    state_file = latest_checkpoint(run / "checkpoints").path / STATE
+    state = torch.load(state_file, weights_only=True)
+    saved = state["train_state"]
+    state["train_state"] = {"bad_videos": saved.pop("bad_video_draws") + 10,
+                            **{k: v for k, v in saved.items() if k != "bad_video_files"}}
+    torch.save(state, state_file)
+    manifest = json.loads((state_file.parent / MANIFEST).read_text())
+    manifest["files"][STATE] = {"size": state_file.stat().st_size,
+                                "sha256": sha256_file(state_file)}
+    (state_file.parent / MANIFEST).write_text(json.dumps(manifest))
+    assert main(["pretrain", *flags, "--steps", "3", "--resume"]) == 0
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 3 and last["bad_video_files"] == 1
+    assert last["bad_video_draws"] >= 10 + 1  # the saved draws carried on
 
 
 def test_half_bad_list_stops_early_naming_the_fraction(

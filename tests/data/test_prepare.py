@@ -203,3 +203,54 @@ def test_prepare_command(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["prepare", "--data", str(dataset), "--out", str(tmp_path / "lists"),
                  "--list-only"]) == 0
     assert read_video_list(tmp_path / "lists" / "train.txt") == read_video_list(dataset)
+
+
+def _snapshot(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_list_line_climbing_out_of_its_folder_writes_only_inside_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``../vids/a.mp4`` with ``--out`` at the list's parent: the source's path below the
+    common folder used to be ``../vids/a.mp4``, and ``out/videos/../vids/a.mp4`` is the source
+    itself, which was re-encoded in place."""
+    source = _video(tmp_path / "vids" / "a.mp4", 4, 24, 40)
+    _video(tmp_path / "lists" / "b.mp4", 4, 24, 40)
+    listing = tmp_path / "lists" / "train.txt"
+    listing.write_text("../vids/a.mp4 0\nb.mp4 1\n")
+    before = _snapshot(tmp_path)
+    assert main(["prepare", "--data", str(listing), "--out", str(tmp_path),
+                 "--workers", "1"]) == 0
+    after = _snapshot(tmp_path)
+    assert {p: after[p] for p in before} == before  # every source byte for byte, the list too
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in set(after) - set(before))
+    assert written == [".prepare.lock", "manifest.json", "train.txt", "videos/lists/b.mp4",
+                       "videos/vids/a.mp4"]
+    assert [e.path for e in read_video_list(tmp_path / "train.txt").entries] == [
+        tmp_path / "videos" / "vids" / "a.mp4", tmp_path / "videos" / "lists" / "b.mp4"]
+    assert probe_video(source).num_frames == 4
+
+
+def test_an_output_that_is_an_input_is_refused_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "data"
+    inner = _video(data / "videos" / "videos" / "a.mp4", 2, 24, 40)
+    _video(data / "videos" / "b.mp4", 2, 24, 40)
+    listing = data / "train.txt"
+    listing.write_text("videos/videos/a.mp4 0\nvideos/b.mp4 1\n")
+    before = _snapshot(tmp_path)
+    # Common folder data/videos, so a.mp4 would be prepared as data/videos/videos/a.mp4: itself.
+    assert main(["prepare", "--data", str(listing), "--out", str(data), "--list-name",
+                 "prepared.txt", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"motionmae prepare: error: refusing to write the prepared copy of {inner} "
+                   f"over the input {inner}: choose an --out outside the folders of the videos "
+                   "and the list\n")
+    # The prepared list over the input list, with or without re-encoding.
+    assert main(["prepare", "--data", str(listing), "--out", str(data), "--root", str(tmp_path),
+                 "--workers", "1"]) == 2
+    assert "refusing to write the prepared list over the input" in capsys.readouterr().err
+    assert main(["prepare", "--data", str(listing), "--out", str(data), "--list-only"]) == 2
+    assert capsys.readouterr().err.startswith("motionmae prepare: error: refusing to write the "
+                                              f"list over the input {listing}")
+    assert _snapshot(tmp_path) == before  # nothing written, nothing changed

@@ -171,3 +171,19 @@ def test_windows_flag_errors(checkpoint, footage, tmp_path, capsys):
     assert main(["features", "--checkpoint", str(checkpoint), "--data", str(data), "--out",
                  str(tmp_path / "x.npz"), "--shard", "1/2"]) == 2
     assert "--shard applies to --windows only" in capsys.readouterr().err
+
+
+def test_videos_shorter_than_a_window_are_padded_and_said_so(checkpoint, tmp_path, caplog):
+    from motionmae.data.video import write_video
+
+    short, longer = tmp_path / "short.mp4", tmp_path / "longer.mp4"
+    write_video(short, np.full((5, 32, 32, 3), 90, np.uint8))
+    write_video(longer, np.full((9, 32, 32, 3), 90, np.uint8))
+    data = _write_list(tmp_path / "list.txt", [short, longer])
+    with caplog.at_level("WARNING", logger="motionmae.eval.windows"):
+        assert _windows(checkpoint, data, tmp_path / "feats", 4) == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 of 2 videos are shorter than a window's span (4 frames x stride 2 = 7 source "
+        "frames): each got one window at frame 0, padded by repeating its last frame"]
+    windows, _ = load_video_windows(tmp_path / "feats" / "short.npz")
+    assert windows.start_frames.tolist() == [0]

@@ -10,7 +10,9 @@ import motionmae
 from motionmae.checkpoints.encoders import encoder_from_checkpoint
 from motionmae.checkpoints.format import resolve_checkpoint, save_checkpoint, verify
 from motionmae.config import PretrainConfig, load_config
+from motionmae.errors import UsageError
 from motionmae.interop import InteropError, export
+from motionmae.interop.export import model_card
 from motionmae.train.pretrain import PretrainTask
 
 TOL = {"atol": 1e-4, "rtol": 1e-4}
@@ -33,7 +35,7 @@ def run_dir(tmp_path):
     run = tmp_path / "run"
     state = {"optimizer": {"state": {}, "param_groups": []},
              "train_state": {"step": 120, "epoch": 3, "samples_in_epoch": 8,
-                             "skipped_steps": 0, "bad_videos": 2}}
+                             "skipped_steps": 0, "bad_video_files": 2, "bad_video_draws": 9}}
     save_checkpoint(run / "checkpoints", 120, task.model.state_dict(), task.describe(), state)
     (run / "metrics.jsonl").write_text(
         json.dumps({"step": 110, "loss": 0.91, "loss/pixel": 0.8, "lr": 1e-4}) + "\n"
@@ -59,7 +61,8 @@ def test_motionmae_export_loads_and_has_a_model_card(tmp_path, run_dir):
     card = (out / "README.md").read_text()
     for text in ("`pixel` (weight 1", "`hog` (weight 1", "Masking: `tube`, ratio 0.75",
                  "/data/k400/train.txt", "120 steps (epoch 3) of 200 steps planned",
-                 "Bad videos: 2", "loss 0.87", "[B, 3, 4, 32, 32]", "motionmae.load_encoder"):
+                 "Bad video files skipped: 2", "Draws of a bad video replaced by another "
+                 "video: 9", "loss 0.87", "[B, 3, 4, 32, 32]", "motionmae.load_encoder"):
         assert text in card, text
 
 
@@ -80,9 +83,17 @@ def test_hf_export_loads_in_transformers_and_motionmae(tmp_path, run_dir):
     assert pre["image_mean"] == [0.485, 0.456, 0.406]
 
 
+def test_model_card_of_a_checkpoint_from_before_the_two_bad_video_counts():
+    """Such checkpoints saved the replaced draws alone, as ``bad_videos``: never files."""
+    card = model_card({"config": {"run": {"batch_size": 2}}}, "motionmae", "old-run",
+                      {"step": 5, "bad_videos": 7})
+    assert "- Draws of a bad video replaced by another video: 7" in card
+    assert "Bad video files" not in card
+
+
 def test_export_refuses_to_overwrite_and_unknown_formats(tmp_path, run_dir):
     out = export(run_dir, "motionmae", tmp_path / "export")
-    with pytest.raises(ValueError, match="already holds"):
+    with pytest.raises(UsageError, match=r"already holds an export .*--overwrite"):
         export(run_dir, "motionmae", out)
     export(run_dir, "hf", out, overwrite=True)
     with pytest.raises(ValueError, match="format must be one of"):

@@ -84,7 +84,7 @@ def _worker(train_list: str, out: str, batch_size: int) -> None:
     with distributed_session() as dist:
         result, task, seen = run_exact(_config(train_list, out, batch_size), dist)
         Path(out, f"rank{dist.rank}.json").write_text(json.dumps(
-            {"seen": seen, "bad_videos": result.state.bad_videos}))
+            {"seen": seen, "bad_video_draws": result.state.bad_video_draws}))
         torch.save(task.model.state_dict(), Path(out, f"rank{dist.rank}.pt"))
 
 

@@ -59,10 +59,11 @@ def test_run_with_5_percent_bad_files_completes_and_counts_them(videos, tmp_path
     assert result.state.step == 5
     records = _records(out)
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
-    assert records[-1]["bad_videos"] == result.state.bad_videos >= 1
+    assert records[-1]["bad_video_files"] == result.state.bad_video_files == 1
+    assert records[-1]["bad_video_draws"] == result.state.bad_video_draws >= 1
     assert f"skipping bad video {bad}: cannot be opened as media" in caplog.text
-    assert (f"{result.state.bad_videos} bad video(s) were skipped and replaced during the run"
-            in caplog.text)
+    assert (f"1 bad video file(s) were skipped (data.on_error=skip); "
+            f"{result.state.bad_video_draws} draw(s) of them were replaced" in caplog.text)
     with pytest.raises(VideoReadError, match=rf"{bad}: cannot be opened as media"):
         pretrain(_config(listing, tmp_path / "strict", "run.steps=5", "data.on_error=raise"))
 

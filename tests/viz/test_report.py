@@ -177,3 +177,29 @@ def test_report_of_a_run_without_trivial_records(tmp_path):
     page = build_report(_make_run(tmp_path)).read_text()
     assert "No <code>explained/*</code> records" in page
     assert summary(tmp_path / "run_a")["target_fit"] == {}
+
+
+def test_health_plot_labels_every_line(tmp_path):
+    from motionmae.viz.plots import _draw, plan_plots
+    from motionmae.viz.runfiles import Metrics
+
+    metrics = Metrics([{"step": s, "loss": 1.0, "skipped_steps": s // 20,
+                        "bad_video_files": 2, "bad_video_draws": s // 5} for s in (10, 20, 30)])
+    spec = next(s for s in plan_plots(metrics) if s.file == "health.png")
+    legend = _draw(spec, metrics, tmp_path / "health.png").axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "skipped steps (non-finite loss or gradient)", "bad video files (distinct, skipped)",
+        "draws of a bad video (replaced by another)"]
+    # One series alone is labelled too.
+    alone = Metrics([{"step": s, "bad_video_files": 1} for s in (10, 20)])
+    spec = next(s for s in plan_plots(alone) if s.file == "health.png")
+    legend = _draw(spec, alone, tmp_path / "alone.png").axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["bad video files (distinct, skipped)"]
+
+
+def test_runs_from_before_the_two_bad_video_counts_logged_draws(tmp_path):
+    info = summary(_make_run(tmp_path))  # its records carry bad_videos: 1, as older runs did
+    assert info["bad_video_draws"] == 1 and info["bad_video_files"] is None
+    page = build_report(tmp_path / "run_a").read_text()
+    assert "<b>1</b><span>draws of bad videos replaced</span>" in page
+    assert "bad video files" not in page

@@ -42,12 +42,17 @@ def _size(path):
     return image.shape[:2]
 
 
-def test_visualize_writes_labelled_panels(run, tmp_path, capsys):
+def test_visualize_writes_labelled_panels(run, tmp_path, capsys, caplog):
     run_dir, video = run
     out = tmp_path / "viz"
-    assert main(["visualize", "--checkpoint", str(run_dir), str(video), "--out", str(out),
-                 "--seed", "1"]) == 0
+    with caplog.at_level("INFO", logger="motionmae.viz.reconstruct"):
+        assert main(["visualize", "--checkpoint", str(run_dir), str(video), "--out", str(out),
+                     "--seed", "1"]) == 0
     assert "mask.png" in capsys.readouterr().out
+    # Which clip is drawn: 4 frames at the default stride 4 reach 13 source frames, more
+    # than the video's 8.
+    assert f"{video}: the centre clip, source frames 0 to 7 every 4 (of 8), centre crop at " \
+           "32 px; shorter than a clip: its last frame repeated" in caplog.messages
     names = {"mask.png", "reconstruction.png", "tracks.png", "tracks.mp4", "motion_bins.png",
              "panel.mp4"}
     assert {p.name for p in out.iterdir()} == names
