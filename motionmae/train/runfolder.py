@@ -82,10 +82,13 @@ def claim_run_folder(folder: Path, *, resume: bool, overwrite: bool,
         raise UsageError("--resume continues the run in the folder, --overwrite deletes it: "
                          "give one of them")
     dist = dist or DistInfo()
+    created = not folder.exists()
     with contextlib.ExitStack() as held:
         problem: Exception | None = None
         from_checkpoint = False
         if dist.is_main:
+            if created:  # a run that fails before writing anything leaves no folder behind
+                held.callback(_remove_if_untouched, folder)
             try:
                 prepare_output_folder(folder)
                 held.enter_context(exclusive(
@@ -98,6 +101,12 @@ def claim_run_folder(folder: Path, *, resume: bool, overwrite: bool,
             raise problem or UsageError(f"rank 0 could not start the run in {folder}: "
                                         "see its error")
         yield any_across_ranks(from_checkpoint, dist)
+
+
+def _remove_if_untouched(folder: Path) -> None:
+    """Remove ``folder``, made by :func:`claim_run_folder`, if it holds nothing but the lock."""
+    if {path.name for path in folder.iterdir()} <= {LOCK_FILE}:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _start(folder: Path, resume: bool, overwrite: bool) -> bool:

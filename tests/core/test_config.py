@@ -168,5 +168,5 @@ def test_resume_config_reads_a_model_section_saved_before_a_key_existed(tmp_path
 def test_an_unreadable_config_file_is_a_config_error(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("run: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"broken\.yaml is not valid YAML"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML \(line 2, column 1\)"):
         load_config(PretrainConfig, path)
