@@ -59,14 +59,15 @@ def full_scenarios(kills: int) -> list[Scenario]:
     ]
 
 
-# The fast subset (also tests/benchmarks/test_chaos.py): one row of each kind.
-QUICK: list[Scenario] = [
-    functools.partial(sigkill, kills=1, kinds=["write"]),
-    functools.partial(damaged_checkpoint, names=["truncated weights"]),
-    functools.partial(full_disk, paths=["training state (state.pt)"]),
-    functools.partial(two_writers, modes=("--resume",)),
-    functools.partial(pickle_payloads, only=["pretrain --resume over a pickled state.pt"]),
-]
+# The fast subset, one row of each kind (tests/benchmarks/test_chaos.py runs each).
+QUICK: dict[str, Scenario] = {
+    "sigkill during a checkpoint write": functools.partial(sigkill, kills=1, kinds=["write"]),
+    "damaged checkpoint": functools.partial(damaged_checkpoint, names=["truncated weights"]),
+    "full disk": functools.partial(full_disk, paths=["training state (state.pt)"]),
+    "two writers": functools.partial(two_writers, modes=("--resume",)),
+    "pickle payload": functools.partial(
+        pickle_payloads, only=["pretrain --resume over a pickled state.pt"]),
+}
 
 
 def run_scenarios(bench: Bench, scenarios: list[Scenario]) -> list[Row]:
@@ -116,11 +117,12 @@ def main() -> int:
     began = time.perf_counter()
     try:
         bench = Bench(root, seed=args.seed, repeat_flags=args.repeat_flags)
-        rows = run_scenarios(bench, QUICK if args.quick else full_scenarios(args.kills))
+        rows = run_scenarios(bench, list(QUICK.values()) if args.quick
+                             else full_scenarios(args.kills))
     finally:
         if args.work is None:
             shutil.rmtree(root, ignore_errors=True)
-    print(table(rows, args.markdown))
+    print(table(rows, args.markdown).replace(f"{root}{os.sep}", ""))  # paths in the sandboxes
     failed = sum(r.passed is False for r in rows)
     print(f"\n{len(rows) - failed} of {len(rows)} rows pass ({failed} fail) in "
           f"{time.perf_counter() - began:.0f} s; {os.cpu_count()} CPUs, load average "

@@ -51,12 +51,12 @@ class Check:
     failed: bool = False
 
     def expect(self, ok: bool, observed: str) -> bool:
-        self.notes.append(observed if ok else f"✗ {observed}")
+        self.note(observed if ok else f"✗ {observed}")
         self.failed |= not ok
         return ok
 
     def note(self, observed: str) -> None:
-        self.notes.append(observed)
+        self.notes.append(" ".join(observed.split()))  # one line: a table cell
 
     def row(self, scenario: str, expected: str) -> Row:
         return Row(scenario, expected, "; ".join(self.notes), not self.failed)

@@ -46,7 +46,8 @@ def kill_schedule(rng: random.Random, kills: int) -> list[str]:
     kinds = ["write"] * writes + ["start"] * starts + ["step"] * (kills - writes - starts)
     rng.shuffle(kinds)
     if kinds[0] == "start":
-        kinds[0], kinds[kinds.index("step")] = kinds[kinds.index("step")], "start"
+        first_step = kinds.index("step")
+        kinds[0], kinds[first_step] = "step", "start"
     return kinds
 
 
@@ -191,17 +192,18 @@ def _last_line(stderr: str) -> str:
 
 # -- a full disk -----------------------------------------------------------------------------
 
-# write path -> (file-name pattern, how the failing run starts: continuing the stopped run,
-# a fresh run, or continuing it over a list whose video copy is broken)
+# write path -> (file-name pattern, also matching a same-folder temporary file of that name;
+# how the failing run starts: continuing the stopped run, a fresh run, or continuing it over
+# a list whose video copy is broken)
 WRITE_PATHS: dict[str, tuple[str, str]] = {
-    "weights (model.safetensors)": (r"^model\.safetensors$", "resume"),
-    "training state (state.pt)": (r"^state\.pt$", "resume"),
-    "manifest.json": (r"^manifest\.json$", "resume"),
+    "weights (model.safetensors)": (r"model\.safetensors", "resume"),
+    "training state (state.pt)": (r"state\.pt", "resume"),
+    "manifest.json": (r"manifest\.json", "resume"),
     "`latest` pointer": (r"latest", "resume"),
-    "metrics.jsonl": (r"^metrics\.jsonl$", "resume"),
-    "env.json": (r"^env\.json$", "resume"),
-    "bad_videos.tsv": (r"^bad_videos\.tsv$", "bad video"),
-    "config.yaml (fresh run)": (r"^config\.yaml$", "fresh"),
+    "metrics.jsonl": (r"metrics\.jsonl", "resume"),
+    "env.json": (r"env\.json", "resume"),
+    "bad_videos.tsv": (r"bad_videos\.tsv", "bad video"),
+    "config.yaml (fresh run)": (r"config\.yaml", "fresh"),
 }
 
 
