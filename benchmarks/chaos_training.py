@@ -62,8 +62,8 @@ def _kill_trigger(kind: str, out: Path, rng: random.Random,
                   process: subprocess.Popen) -> int | None:
     """Wait for the moment of a ``kind`` kill; None then, or the exit status if the run ended
     first."""
-    if kind == "start":
-        return _sleep(process, rng.uniform(0.3, 4.0))
+    if kind == "start":  # ~3 s from spawn to the first step on an idle 2-core machine
+        return _sleep(process, rng.uniform(0.2, 2.5))
     if kind == "write":  # a checkpoint folder being written, after a complete one exists
         before = _temporary_checkpoints(out)
         ended = wait_until(lambda: latest_step(out) > 0 and bool(
@@ -71,7 +71,7 @@ def _kill_trigger(kind: str, out: Path, rng: random.Random,
         return ended if ended is not None else _sleep(process, rng.uniform(0, 0.02))
     first = latest_step(out)
     ended = wait_until(lambda: latest_step(out) > first, process, poll=0.005)
-    return ended if ended is not None else _sleep(process, rng.uniform(0, 0.3))
+    return ended if ended is not None else _sleep(process, rng.uniform(0, 0.2))
 
 
 def _sleep(process: subprocess.Popen, seconds: float) -> int | None:
@@ -87,7 +87,7 @@ def sigkill(bench: Bench, kills: int, kinds: list[str] | None = None) -> list[Ro
     it finish: weights and metrics equal the uninterrupted run's, no temporary leftovers."""
     rng = random.Random(bench.seed)
     kinds = kinds or kill_schedule(rng, kills)
-    steps = 2 * len(kinds) + 8
+    steps = 4 * len(kinds) + 10  # room for every kill: a `step` kill lets a few steps pass
     reference = bench.reference(steps, KILL_LOG_EVERY)
     box = bench.sandbox(f"sigkill {len(kinds)}")
     before = box.snapshot()
@@ -95,6 +95,7 @@ def sigkill(bench: Bench, kills: int, kinds: list[str] | None = None) -> list[Ro
     killed, in_write = 0, 0
     for episode, kind in enumerate(kinds):
         args = bench.pretrain(box.out, steps, KILL_LOG_EVERY, resume=episode > 0)
+        earlier = _temporary_checkpoints(box.out)  # left by earlier kills
         process = start(args, box.path, bench.root / "logs" / f"kill{episode:02d}.log")
         ended = _kill_trigger(kind, box.out, rng, process)
         if ended is not None:
@@ -102,7 +103,7 @@ def sigkill(bench: Bench, kills: int, kinds: list[str] | None = None) -> list[Ro
             reason = "the run finished" if ended == 0 else f"exit {ended}: {log[-1] if log else ''}"
             check.expect(False, f"kill {episode + 1} ({kind}) never landed: {reason}")
             break
-        writing = _temporary_checkpoints(box.out)
+        writing = _temporary_checkpoints(box.out) - earlier
         stop(process)
         killed += 1
         # A SIGKILLed writer cannot clean up: a temporary folder it was writing stays.
