@@ -5,6 +5,7 @@ rows; each works in its own sandbox."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -170,9 +171,15 @@ class Payloads:
             "patch_size": 8}))
         torch.save({"embeddings.cls_token": torch.zeros(1, 1, 32), "payload": exploit},
                    self.teacher / "pytorch_model.bin")
-        self.run = folder / "run"  # a complete run folder whose newest state.pt is a pickle
-        shutil.copytree(bench.reference(), self.run)
-        poison_state(checkpoint_dir(self.run, SHORT_STEPS), exploit)
+        self._reference, self._folder = bench.reference(), folder
+
+    @functools.cached_property
+    def run(self) -> Path:
+        """A complete run folder whose newest state.pt is a pickle (copied when first used)."""
+        run_folder = self._folder / "run"
+        shutil.copytree(self._reference, run_folder)
+        poison_state(checkpoint_dir(run_folder, SHORT_STEPS), Exploit(self.marker))
+        return run_folder
 
 
 def poison_state(checkpoint: Path, exploit: Exploit) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -65,9 +66,11 @@ def _kill_trigger(kind: str, out: Path, rng: random.Random,
     if kind == "start":  # ~3 s from spawn to the first step on an idle 2-core machine
         return _sleep(process, rng.uniform(0.2, 2.5))
     if kind == "write":  # a checkpoint folder being written, after a complete one exists
-        before = _temporary_checkpoints(out)
-        ended = wait_until(lambda: latest_step(out) > 0 and bool(
-            _temporary_checkpoints(out) - before), process, poll=0.002)
+        before, first = _temporary_checkpoints(out), latest_step(out)
+        # Two new checkpoints without a temporary folder seen: written some other way; kill.
+        ended = wait_until(lambda: latest_step(out) > 0 and (bool(
+            _temporary_checkpoints(out) - before) or latest_step(out) > first + 1), process,
+            poll=0.002)
         return ended if ended is not None else _sleep(process, rng.uniform(0, 0.02))
     first = latest_step(out)
     ended = wait_until(lambda: latest_step(out) > first, process, poll=0.005)
@@ -226,7 +229,8 @@ def full_disk(bench: Bench, paths: list[str] | None = None) -> list[Row]:
         check = Check()
         args = bench.pretrain(box.out, resume=begin != "fresh", data=data)
         done = run(args, box.path, enospc=(pattern, 0))
-        hit = "refused 0 " not in done.stderr
+        refused = re.search(r"^chaos-enospc: refused (\d+)", done.stderr, re.M)
+        hit = refused is not None and int(refused.group(1)) > 0
         check.expect(hit, "the write was reached" if hit else "the write was never reached")
         expect_one_error_line(check, done, "pretrain", (4,))
         _expect_latest(check, box.out, previous, exact=begin == "resume")
@@ -307,7 +311,9 @@ def tmpfs_full_disk(bench: Bench) -> list[Row]:
         ended = wait_until(lambda: latest_step(out) >= 1, process, poll=0.005)
         if ended is None:
             _fill(ballast)
-            ended = process.wait(timeout=300)
+            ended = _sleep(process, 300)
+            if ended is None:  # still running on a full disk: stop it before the unmount
+                ended = stop(process)
         log = (bench.root / "logs" / "tmpfs.log").read_text()
         expect_one_error_line(check, Done(ended, "", log), "pretrain", (4,))
         _expect_latest(check, out, None, exact=False)
