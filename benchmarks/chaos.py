@@ -107,16 +107,13 @@ def main() -> int:
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--work", type=Path, help="keep the sandboxes here (default: a "
                         "temporary folder, removed at the end)")
-    parser.add_argument("--repeat-flags", action="store_true",
-                        help="give every --resume the run's flags again (for a build whose "
-                        "--resume does not read the run's saved config)")
     args = parser.parse_args()
 
     root = args.work or Path(tempfile.mkdtemp(prefix="motionmae-chaos-"))
     root.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     try:
-        bench = Bench(root, seed=args.seed, repeat_flags=args.repeat_flags)
+        bench = Bench(root, seed=args.seed)
         rows = run_scenarios(bench, list(QUICK.values()) if args.quick
                              else full_scenarios(args.kills))
     finally:

@@ -10,10 +10,11 @@ Usage::
 
 PATTERN is a regular expression searched in the file's name (``state\\.pt$``, ``latest``);
 ``--after N`` lets the first N matching writes through. Writes are caught where Python opens a
-file (``open``, ``io.open``, ``os.open`` + ``os.fdopen``: ``Path.write_text``, append handles,
-``tempfile.mkstemp``) and where the native writers are called (``torch.save``,
-``safetensors.torch.save_file``: they write from C). On exit one line on stderr says how many
-writes were refused, so the caller can tell a command that never wrote the file.
+file (``open``, ``io.open``, ``os.open`` + ``os.fdopen`` or ``os.write``: ``Path.write_text``,
+append handles, ``tempfile.mkstemp``, descriptors written directly) and where the native
+writers are called (``torch.save``, ``safetensors.torch.save_file``: they write from C). On
+exit one line on stderr says how many writes were refused, so the caller can tell a command
+that never wrote the file.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Any
 
 _real_open = io.open
 _real_os_open = os.open
+_real_os_write = os.write
+_real_os_close = os.close
 
 
 class FullDisk:
@@ -112,6 +115,18 @@ def install(disk: FullDisk) -> None:
             disk.fd_paths[fd] = path
         return fd
 
+    def patched_os_write(fd: int, data: Any) -> int:
+        path = disk.fd_paths.get(fd)
+        if path is not None and disk.write_fails():
+            view = memoryview(data).cast("B")
+            _real_os_write(fd, view[: len(view) // 2])
+            raise disk.error(path)
+        return _real_os_write(fd, data)
+
+    def patched_os_close(fd: int) -> None:
+        disk.fd_paths.pop(fd, None)
+        _real_os_close(fd)
+
     def native(real: Any, target_name: str) -> Any:
         """A native writer (target: its second argument) that leaves half a file and raises
         when its target matches."""
@@ -130,6 +145,8 @@ def install(disk: FullDisk) -> None:
 
     builtins.open = io.open = patched_open
     os.open = patched_os_open
+    os.write = patched_os_write
+    os.close = patched_os_close
     torch.save = native(torch.save, "f")
     safetensors.torch.save_file = native(safetensors.torch.save_file, "filename")
 

@@ -310,13 +310,11 @@ class Bench:
     """Shared inputs of one chaos check under ``root``: the videos, the uninterrupted
     reference runs, a run stopped midway; and the sandboxes."""
 
-    def __init__(self, root: Path, seed: int = 0, repeat_flags: bool = False) -> None:
+    def __init__(self, root: Path, seed: int = 0) -> None:
         from motionmae.data import make_synthetic_dataset
 
         self.root = root
         self.seed = seed
-        # Resume as the README says (`--data L --out RUN --resume`), or with every flag again.
-        self.repeat_flags = repeat_flags
         videos = make_synthetic_dataset(root / "data", num_train=10, num_val=2, frames=8,
                                         size=32, seed=seed)
         self.train_list = videos.train_list
@@ -341,7 +339,7 @@ class Bench:
         head = ["pretrain", "--data", str(data or self.train_list), "--out", str(out)]
         if not resume:
             return head + self.flags(steps, log_every)
-        return head + ["--resume"] + (self.flags(steps, log_every) if self.repeat_flags else [])
+        return [*head, "--resume"]  # as the README says: the rest from the run's config.yaml
 
     def reference(self, steps: int = SHORT_STEPS, log_every: int = 1) -> Path:
         """The uninterrupted run (made once)."""

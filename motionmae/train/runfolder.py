@@ -34,7 +34,7 @@ from motionmae.checkpoints.format import list_checkpoints
 from motionmae.config_loading import to_dict
 from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
 from motionmae.errors import UsageError
-from motionmae.fileio import atomic_write_bytes, exclusive
+from motionmae.fileio import StorageError, atomic_write_bytes, cannot_write, exclusive
 from motionmae.train.distributed import DistInfo, any_across_ranks
 from motionmae.train.preflight import prepare_output_folder
 from motionmae.train.records import METRICS_FILE
@@ -58,7 +58,10 @@ def write_run_config(out_dir: Path, config: Any) -> None:
     moment leaves a readable one for ``--resume``), after checking the folder can be written."""
     prepare_output_folder(out_dir)
     text = yaml.safe_dump(to_dict(config), sort_keys=False)
-    atomic_write_bytes(out_dir / CONFIG_FILE, text.encode("utf-8"))
+    try:
+        atomic_write_bytes(out_dir / CONFIG_FILE, text.encode("utf-8"))
+    except OSError as error:  # e.g. disk full: the temporary file is gone, no config.yaml
+        raise StorageError(cannot_write(out_dir / CONFIG_FILE, error)) from error
 
 
 def run_files(folder: Path) -> list[str]:
@@ -90,6 +93,8 @@ def claim_run_folder(folder: Path, *, resume: bool, overwrite: bool,
             if created:  # a run that fails before writing anything leaves no folder behind
                 held.callback(_remove_if_untouched, folder)
             try:
+                if not (resume or overwrite):  # refused before the lock writes anything
+                    _refuse_a_run(folder)
                 prepare_output_folder(folder)
                 held.enter_context(exclusive(
                     folder / LOCK_FILE, "another training run is writing here",
@@ -109,6 +114,15 @@ def _remove_if_untouched(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _refuse_a_run(folder: Path) -> None:
+    """Raise :class:`UsageError` if ``folder`` holds a run (naming ``--resume`` and
+    ``--overwrite``)."""
+    present = run_files(folder)
+    if present:
+        raise UsageError(f"{folder} already holds a run ({', '.join(present)}): continue it "
+                         "with --resume, or delete it and start again with --overwrite")
+
+
 def _start(folder: Path, resume: bool, overwrite: bool) -> bool:
     """Apply the rules to a folder this process owns; whether to resume from a checkpoint."""
     present = run_files(folder)
@@ -119,9 +133,7 @@ def _start(folder: Path, resume: bool, overwrite: bool) -> bool:
                         folder)
         return False
     if not resume:
-        if present:
-            raise UsageError(f"{folder} already holds a run ({', '.join(present)}): continue "
-                             "it with --resume, or delete it and start again with --overwrite")
+        _refuse_a_run(folder)  # again under the lock: a run may have started meanwhile
         return False
     if list_checkpoints(folder / CHECKPOINTS):
         return True

@@ -21,25 +21,8 @@ from chaos_inputs import payload_control  # noqa: E402
 from chaos_runs import Bench, child_env  # noqa: E402
 from chaos_training import kill_schedule  # noqa: E402
 
-
-def _needs(*behaviours: str) -> pytest.MarkDecorator:
-    """A row that holds once the named behaviours are merged (issue 20)."""
-    return pytest.mark.xfail(strict=False, reason="needs " + "; ".join(behaviours))
-
-
-RESUME_READS_CONFIG = "--resume reading RUN/config.yaml (item 3)"
-QUICK_ROWS = [
-    pytest.param("sigkill during a checkpoint write", marks=_needs(
-        "a killed write's .step_*.tmp folder removed at the next start (item 8)",
-        "the metrics window restored on resume (item 9)", RESUME_READS_CONFIG)),
-    pytest.param("damaged checkpoint", marks=_needs(
-        "the last two complete checkpoints kept (item 7)", RESUME_READS_CONFIG)),
-    pytest.param("full disk", marks=_needs(
-        "a full disk is one line with exit 4 (item 8)", RESUME_READS_CONFIG)),
-    pytest.param("two writers", marks=_needs("a run folder lock naming its PID (item 4)")),
-    pytest.param("pickle payload", marks=_needs(
-        "a refused pickle is one line, exit 2/3 (item 10)", RESUME_READS_CONFIG)),
-]
+QUICK_ROWS = ["sigkill during a checkpoint write", "damaged checkpoint", "full disk",
+              "two writers", "pickle payload"]
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ busy folder: ``test_crash.py``; under ``torchrun``: ``test_distributed.py``."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import shutil
@@ -17,7 +18,7 @@ import yaml
 from motionmae.checkpoints.format import latest_checkpoint
 from motionmae.cli import main
 from motionmae.data import make_synthetic_dataset
-from motionmae.errors import USAGE
+from motionmae.errors import ENVIRONMENT, USAGE
 
 SETTINGS = ["--frames", "4", "--size", "32", "--batch-size", "2", "--set", "model.depth=1",
             "--set", "model.decoder_depth=1", "--set", "data.workers=0", "--set",
@@ -177,3 +178,19 @@ def test_finetune_refuses_a_run_folder_and_resumes_with_its_config(videos, tmp_p
     assert main([*start, "--resume", "--steps", "2"]) == 0  # data.frames 4 from config.yaml
     assert sorted(_losses(out)) == [1, 2]
     assert latest_checkpoint(out / "checkpoints").config()["grid"]["frames"] == 4
+
+
+def test_a_full_disk_at_config_yaml_is_one_line_and_leaves_no_run(videos, tmp_path, monkeypatch,
+                                                                   capsys):
+    from motionmae.train import runfolder
+
+    def full(path, payload):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(runfolder, "atomic_write_bytes", full)
+    out = tmp_path / "run"
+    assert _pretrain(videos, out, "--steps", "1", *SETTINGS) == ENVIRONMENT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"motionmae pretrain: error: could not write {out / 'config.yaml'}: "
+                       "No space left on device")
+    assert not out.exists()  # nothing was written: the folder goes too
