@@ -40,12 +40,7 @@ from motionmae.masking import (
     MotionMaskingConfig,
     default_mask_ratio,
 )
-from motionmae.models.config import (
-    MODEL_SIZES,
-    SAVED_MODEL_DEFAULTS,
-    ModelConfig,
-    saved_model_dict,
-)
+from motionmae.models.config import MODEL_SIZES, SAVED_MODEL_DEFAULTS, ModelConfig, saved_model_dict
 from motionmae.motion.config import TrackingConfig
 from motionmae.targets import (
     HogTargetConfig,
