@@ -207,7 +207,7 @@ def test_cli_extract_teacher_then_pretrain_teacher_and_tracks(teacher_dir, video
     assert len(list(cache.rglob("*.npz"))) == 3 * 2
     for cached in (True, False):
         out = tmp_path / f"run-{cached}"
-        extra = ["--set", f"tracking.cache={cache}"] if cached else []
+        extra = ["--set", f"tracking.cache={cache}"] if cached else []  # the old key
         with caplog.at_level(logging.WARNING):
             code = main([
                 "pretrain", "--data", str(videos.train_list), "--out", str(out), "--steps", "2",
