@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from motionmae.cache.config import CacheConfig
 from motionmae.config_loading import (
     ComponentSections,
     ConfigError,
@@ -39,12 +40,7 @@ from motionmae.masking import (
     MotionMaskingConfig,
     default_mask_ratio,
 )
-from motionmae.models.config import (
-    MODEL_SIZES,
-    SAVED_MODEL_DEFAULTS,
-    ModelConfig,
-    saved_model_dict,
-)
+from motionmae.models.config import MODEL_SIZES, SAVED_MODEL_DEFAULTS, ModelConfig, saved_model_dict
 from motionmae.motion.config import TrackingConfig
 from motionmae.targets import (
     HogTargetConfig,
@@ -62,6 +58,7 @@ __all__ = [
     "IMAGENET_STD",
     "MODEL_SIZES",
     "SAVED_MODEL_DEFAULTS",
+    "CacheConfig",
     "ComponentSections",
     "ConfigError",
     "DataConfig",
@@ -261,8 +258,13 @@ class PretrainConfig:
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     targets: TargetsConfig = field(default_factory=TargetsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    # The cache had no section of its own before: configs saved then still load.
+    LEGACY_KEYS: ClassVar[dict[str, str]] = {"tracking.cache": "cache.path",
+                                             "tracking.cache_clips": "cache.clips"}
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):

@@ -98,9 +98,13 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types.
+
+    A class may set ``LEGACY_KEYS``: dotted keys of older configs and the dotted key each
+    moved to (``{"tracking.cache": "cache.path"}``), so configs saved before still load."""
     if issubclass(cls, ComponentSections):
         return cls.from_config_dict(data, prefix)
+    data = move_legacy_keys(data, getattr(cls, "LEGACY_KEYS", {}))
     return cls(**_field_values(cls, data, prefix))
 
 
@@ -208,7 +212,7 @@ class ComponentSections:
 
     @classmethod
     def from_config_dict(cls, data: dict[str, Any], prefix: str) -> ComponentSections:
-        data = _move_legacy_keys(dict(data), cls.LEGACY_KEYS)
+        data = move_legacy_keys(data, cls.LEGACY_KEYS)
         plain = {f.name for f in dataclasses.fields(cls)}
         registered = cls.REGISTRY.names()
         values = _field_values(cls, {k: v for k, v in data.items() if k in plain}, prefix)
@@ -249,18 +253,31 @@ class ComponentSections:
             validate_section(self.sections[name], f"{key}.{name}")
 
 
-def _move_legacy_keys(data: dict[str, Any], moves: dict[str, str]) -> dict[str, Any]:
-    """``data`` with each flat legacy key moved to its dotted sub-section key (a value given
-    at both places keeps the new one)."""
+def move_legacy_keys(data: dict[str, Any], moves: dict[str, str]) -> dict[str, Any]:
+    """A copy of ``data`` with the value at each legacy dotted key moved to its new dotted key
+    (a value given at both places keeps the new one). ``data`` is left as it was."""
+    data = _deep_merge({}, data)
     for old, new in moves.items():
-        if old not in data:
+        *old_path, old_name = old.split(".")
+        parent = _node(data, old_path)
+        if not isinstance(parent, dict) or old_name not in parent:
             continue
-        value = data.pop(old)
-        section, _, field_name = new.partition(".")
-        node = data.setdefault(section, {})
+        value = parent.pop(old_name)
+        *new_path, new_name = new.split(".")
+        node: Any = data
+        for part in new_path:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
         if isinstance(node, dict):
-            node.setdefault(field_name, value)
+            node.setdefault(new_name, value)
     return data
+
+
+def _node(data: dict[str, Any], path: list[str]) -> Any:
+    """The value at ``path`` in nested dicts, or None."""
+    node: Any = data
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -310,17 +327,31 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def _renamed_override(text: str, moves: dict[str, str]) -> str:
+    """Override ``key=value`` with a legacy key (or a key under it) renamed to its new key."""
+    key, sep, value = text.partition("=")
+    for old, new in moves.items():
+        if key.strip() == old or key.strip().startswith(old + "."):
+            return new + key.strip()[len(old):] + sep + value
+    return text
+
+
 def load_config(
     cls: type[T],
     path: str | Path | None = None,
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
 ) -> T:
-    """Load ``cls`` from defaults <- ``base`` <- YAML file <- overrides, then validate."""
-    data: dict[str, Any] = _deep_merge({}, base or {})
+    """Load ``cls`` from defaults <- ``base`` <- YAML file <- overrides, then validate.
+
+    ``cls.LEGACY_KEYS`` (if any) move within each of these layers before they are merged, so
+    that a later layer's legacy key (``--set tracking.cache=...``) still overrides an earlier
+    layer's new one (a resumed run's saved ``cache.path``)."""
+    moves = getattr(cls, "LEGACY_KEYS", {})
+    data = move_legacy_keys(base or {}, moves)
     if path is not None:
-        data = _deep_merge(data, read_config_file(path))
-    apply_overrides(data, overrides or [])
+        data = _deep_merge(data, move_legacy_keys(read_config_file(path), moves))
+    apply_overrides(data, [_renamed_override(text, moves) for text in overrides or []])
     config = from_dict(cls, data)
     validate = getattr(config, "validate", None)
     if validate is not None:

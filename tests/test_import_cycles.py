@@ -112,7 +112,7 @@ LAYERS: list[list[str]] = [
     ["motionmae.version", "motionmae.errors", "motionmae.fileio", "motionmae.environment",
      "motionmae.config_loading", "motionmae.registry", "motionmae.plugins",
      "motionmae.schedule", "motionmae.tokens"],
-    ["motionmae.data", "motionmae.models"],
+    ["motionmae.data", "motionmae.models", "motionmae.cache"],
     ["motionmae.motion", "motionmae.masking", "motionmae.checkpoints"],
     ["motionmae.targets"],
     ["motionmae.config"],

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from motionmae.cli.common import (
     add_training_options,
@@ -15,6 +17,9 @@ from motionmae.cli.common import (
     run_training,
 )
 from motionmae.errors import DATA
+
+if TYPE_CHECKING:
+    from motionmae.cache.extraction import ExtractStats
 
 
 def add_pretrain(sub: argparse._SubParsersAction) -> None:
@@ -74,94 +79,92 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def add_extract_tracks(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract-tracks", help="fill the track cache for a list of videos")
     p.add_argument("--data", required=True, help="list file of videos")
-    p.add_argument("--cache", required=True, help="track cache folder")
+    p.add_argument("--cache", required=True, help="cache folder (cache.path of training)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
     p.add_argument("--shard", default="0/1", help="i/n: this process takes videos i, i+n, ...")
     p.add_argument("--config", help="the pretraining config the tracks are for (clip frames, "
-                   "stride, size, tracker and cache_clips must match training)")
+                   "stride, size, tracker and cache.clips must match training)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=cmd_extract_tracks)
 
 
 def cmd_extract_tracks(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from motionmae.config import PretrainConfig, load_config
-    from motionmae.data import read_video_list
     from motionmae.motion import TrackCache, extract_tracks
-    from motionmae.train.pretrain import track_cache_settings
+    from motionmae.motion.cache import CacheSettings
 
     index, count = parse_shard(args.shard)
     cfg = load_config(PretrainConfig, args.config,
-                      [f"data.train={args.data}", f"tracking.cache={args.cache}", *args.set])
-    cache = TrackCache(Path(args.cache), track_cache_settings(cfg))
-    videos = [entry.path for entry in read_video_list(args.data).entries]
-    bar = tqdm(total=len(videos) // count + 1, desc=f"tracks {index}/{count}", unit="video")
-
-    def on_progress(completed: int, total: int, video: object, status: str) -> None:
-        bar.total = total
-        bar.update(completed - bar.n)
-
-    try:
-        stats = extract_tracks(videos, cache, workers=args.workers, shard=(index, count),
-                               on_progress=on_progress)
-    finally:
-        bar.close()
-    print(f"{stats.done} tracked, {stats.skipped_existing} already cached, "
-          f"{len(stats.failed)} failed ({stats.seconds:.1f}s)")
-    for video, reason in stats.failed:
-        print(f"  failed: {video}: {reason}", file=sys.stderr)
-    return DATA if stats.failed else 0
+                      [f"data.train={args.data}", f"cache.path={args.cache}", *args.set])
+    cache = TrackCache(Path(args.cache), CacheSettings.for_run(cfg.tracking, cfg.data, cfg.cache))
+    return _run_extraction(
+        args.data, (index, count), "tracks", "tracked", lambda videos, on_progress:
+        extract_tracks(videos, cache, workers=args.workers, shard=(index, count),
+                       on_progress=on_progress))
 
 
 def add_extract_teacher(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract-teacher", help="fill the cache with a frozen teacher's features "
-                       "of the cached clips (train with --set tracking.cache=CACHE)")
+                       "of the cached clips (train with --set cache.path=CACHE)")
     p.add_argument("--data", required=True, help="list file of videos")
-    p.add_argument("--cache", required=True, help="cache folder (the track cache's)")
+    p.add_argument("--cache", required=True, help="cache folder (cache.path of training; the "
+                   "track cache's)")
     p.add_argument("--teacher", help="teacher model folder (default: targets.teacher.path of "
                    "the config)")
     p.add_argument("--device", default="auto", help="where the teacher runs (auto, cpu, cuda)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per teacher forward")
     p.add_argument("--shard", default="0/1", help="i/n: this process takes videos i, i+n, ...")
     p.add_argument("--config", help="the pretraining config the features are for (clip "
-                   "frames, stride, size, cache_clips and targets.teacher must match training)")
+                   "frames, stride, size, cache.clips and targets.teacher must match training)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=cmd_extract_teacher)
 
 
 def cmd_extract_teacher(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from motionmae.config import PretrainConfig, load_config
-    from motionmae.data import read_video_list
-    from motionmae.targets.teacher_cache import TeacherFeatureCache
+    from motionmae.targets.teacher_cache import TeacherCacheSettings, TeacherFeatureCache
     from motionmae.targets.teacher_extract import extract_teacher
     from motionmae.targets.teacher_models import load_teacher, read_teacher_spec
     from motionmae.train.loop import resolve_device
-    from motionmae.train.pretrain import cached_clip_layout, teacher_cache_settings
 
     index, count = parse_shard(args.shard)
     teacher = [f"targets.teacher.path={args.teacher}"] if args.teacher else []
     cfg = load_config(PretrainConfig, args.config, [f"data.train={args.data}",
-                      f"tracking.cache={args.cache}", *teacher, *args.set])
+                      f"cache.path={args.cache}", *teacher, *args.set])
     cfg.targets.teacher.validate("targets.teacher")  # also when names lacks the teacher
     spec = read_teacher_spec(cfg.targets.teacher.path)
-    cache = TeacherFeatureCache(args.cache, teacher_cache_settings(cfg, spec))
-    videos = [entry.path for entry in read_video_list(args.data).entries]
-    bar = tqdm(total=len(videos) // count + 1, desc=f"teacher {index}/{count}", unit="video")
+    settings = TeacherCacheSettings.for_run(cfg.targets.teacher, cfg.token_grid().tubelet,
+                                            cfg.data.size, spec)
+    cache = TeacherFeatureCache(args.cache, settings)
+    return _run_extraction(
+        args.data, (index, count), "teacher", "computed", lambda videos, on_progress:
+        extract_teacher(videos, cache, load_teacher(spec), cfg.cache.layout(cfg.data),
+                        device=resolve_device(args.device), batch_size=args.batch_size,
+                        shard=(index, count), on_progress=on_progress))
+
+
+def _run_extraction(data: str, shard: tuple[int, int], label: str, done: str,
+                    run: Callable[..., ExtractStats]) -> int:
+    """``run(videos, on_progress)`` on the videos of list ``data`` with a progress bar of this
+    shard's, then one summary line (``done``: what the computed videos were) and one line per
+    failed video; exit status ``DATA`` when a video failed."""
+    from tqdm import tqdm
+
+    from motionmae.data import read_video_list
+
+    videos = [entry.path for entry in read_video_list(data).entries]
+    index, count = shard
+    bar = tqdm(total=len(videos[index::count]), desc=f"{label} {index}/{count}", unit="video")
 
     def on_progress(completed: int, total: int, video: object, status: str) -> None:
         bar.total = total
         bar.update(completed - bar.n)
 
     try:
-        stats = extract_teacher(videos, cache, load_teacher(spec), cached_clip_layout(cfg),
-                                device=resolve_device(args.device), batch_size=args.batch_size,
-                                shard=(index, count), on_progress=on_progress)
+        stats = run(videos, on_progress)
     finally:
         bar.close()
-    print(f"{stats.done} computed, {stats.skipped_existing} already cached, "
+    print(f"{stats.done} {done}, {stats.skipped_existing} already cached, "
           f"{len(stats.failed)} failed ({stats.seconds:.1f}s)")
     for video, reason in stats.failed:
         print(f"  failed: {video}: {reason}", file=sys.stderr)

@@ -103,8 +103,9 @@ class VideoDataset(Dataset):
         decode_threads: decoder threads per video (1: the fastest inside workers).
         max_bad: with ``on_error="skip"``, how many bad videos in a row before giving up.
         clip_sampler: ``(num_frames, rng=) -> [frames]`` source indices of one training
-            clip, replacing the uniform random start (e.g. the track cache's
-            ``sample_cached_clip``, which only draws clips whose tracks are cached).
+            clip, replacing the uniform random start (e.g. the cache's
+            :meth:`~motionmae.cache.layout.ClipLayout.sample`, which only draws clips the
+            cache holds).
         clip_transforms: :data:`ClipTransform` s applied in order to each training clip after
             its geometric augmentation (before the hooks, which see their output). Must be
             picklable for workers.

@@ -11,15 +11,14 @@ dense DIS/Farneback flow, optional camera-motion compensation) and ``"cotracker"
 
 Training-time tracks: :class:`TracksHook` (a data sample hook) tracks one point per patch
 (:func:`query_grid`: the patch centres or CoTracker's grid) of each augmented clip online, or
-interpolates them from the offline :class:`TrackCache` (dense-grid tracks of ``cache_clips``
-clips per video, filled by :func:`extract_tracks`; training clips are then drawn with
-:func:`sample_cached_clip`).
+interpolates them from the offline :class:`TrackCache` (dense-grid tracks of ``cache.clips``
+clips per video, filled by :func:`extract_tracks`; training clips are then drawn from those,
+:class:`motionmae.cache.ClipLayout`).
 """
 
 from typing import TYPE_CHECKING, Any
 
 from .cache import CacheSettings, TrackCache
-from .cached_clips import cached_clip_indices, cached_clip_starts, sample_cached_clip
 from .cached_tracks import CachedTracks
 from .camera import (
     CameraConfig,
@@ -43,11 +42,11 @@ from .protocol import (
 from .registry import TRACKERS, TrackerSpec, make_tracker, register_tracker, track
 
 if TYPE_CHECKING:
-    from .extract import ExtractStats, extract_tracks
+    from .extract import extract_tracks
     from .hooks import TracksHook
 
 # Lazy: these import torch / the data package; ``import motionmae.motion`` stays light.
-_LAZY = {"TracksHook": "hooks", "extract_tracks": "extract", "ExtractStats": "extract"}
+_LAZY = {"TracksHook": "hooks", "extract_tracks": "extract"}
 
 
 def __getattr__(name: str) -> Any:
@@ -65,7 +64,6 @@ __all__ = [
     "CameraConfig",
     "CoTrackerConfig",
     "CoTrackerTracker",
-    "ExtractStats",
     "FlowConfig",
     "FlowTracker",
     "LKConfig",
@@ -75,8 +73,6 @@ __all__ = [
     "TrackerSpec",
     "TracksHook",
     "average_jaccard",
-    "cached_clip_indices",
-    "cached_clip_starts",
     "chain_dense_grid",
     "chain_flow",
     "cotracker_grid_queries",
@@ -94,7 +90,6 @@ __all__ = [
     "patch_grid_queries",
     "query_grid",
     "register_tracker",
-    "sample_cached_clip",
     "tapvid_metrics",
     "track",
     "track_flow",

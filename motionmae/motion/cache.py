@@ -1,28 +1,27 @@
 """The offline track cache: point tracks of a dense query grid, per video, on disk.
 
-``motionmae extract-tracks`` (:func:`~motionmae.motion.extract.extract_tracks`) decodes
-``cache_clips`` evenly spaced clips of each video at the working short side
-(``decode_size``), tracks a regular grid of query points (``grid_spacing`` px apart) from each
-clip's first frame through its ``frames`` frames (``stride`` source frames apart), and stores
-the result here. During training :class:`~motionmae.motion.hooks.TracksHook` interpolates the
-cached grid's tracks at the patch centres of the sample's crop instead of tracking online.
+``motionmae extract-tracks`` (:func:`~motionmae.motion.extract.extract_tracks`) decodes the
+cached clips of each video (:class:`~motionmae.cache.layout.ClipLayout`: ``cache.clips``
+evenly spaced clips) at the working short side (``decode_size``), tracks a regular grid of
+query points (``grid_spacing`` px apart) from each clip's first frame through its frames, and
+stores the result here. During training :class:`~motionmae.motion.hooks.TracksHook`
+interpolates the cached grid's tracks at the patch centres of the sample's crop instead of
+tracking online; the dataset then draws its training clips from the cached ones
+(:meth:`ClipLayout.sample <motionmae.cache.layout.ClipLayout.sample>`). Clips that do not
+match (another start) fall back to online tracking.
 
-**Which clips.** The dataset must then draw its training clips from the cached ones
-(:func:`cached_clip_starts` / :func:`sample_cached_clip`). Clips that do not match (another
-start) fall back to online tracking.
-
-This module holds what a cache is: its settings (:class:`CacheSettings`) and the folder that
-serves them (:class:`TrackCache`). The rest lives beside it: which clips are cached and how
-training clips are drawn from them (:mod:`~motionmae.motion.cached_clips`), the query grid and
-interpolation (:mod:`~motionmae.motion.grid_tracks`), one video's tracks and their shard
-arrays (:mod:`~motionmae.motion.cached_tracks`), and verified shard files
-(:mod:`~motionmae.motion.shards`); their names are re-exported here.
+This module holds what a track cache is: its settings (:class:`CacheSettings`) and the folder
+that serves them (:class:`TrackCache`). Beside it: the query grid and interpolation
+(:mod:`~motionmae.motion.grid_tracks`) and one video's tracks and their shard arrays
+(:mod:`~motionmae.motion.cached_tracks`); what every cache shares (verified shards, keys, the
+clip layout, the extraction driver) is :mod:`motionmae.cache`.
 
 **Layout.** ``root/settings.json`` (the settings of the entries under ``root``, by
-fingerprint) and one shard per video, ``root/ab/abcdef....npz`` (2-character fan-out of the
-key). The key is the sha256 of the video's absolute path, file size and ``mtime_ns`` and of
-every :class:`CacheSettings` field (tracker settings with their defaults filled in), so a
-changed video or setting is never served stale: it is simply a miss.
+fingerprint) and one shard per video, ``root/ab/abcdef....npz``
+(:func:`~motionmae.cache.shards.shard_path`). The key is the sha256 of the video's absolute
+path, file size and ``mtime_ns`` and of every :class:`CacheSettings` field (tracker settings
+with their defaults filled in), so a changed video or setting is never served stale: it is
+simply a miss.
 
 **Writes** go to a temporary file in the shard's folder, are fsynced and renamed over the
 shard (``os.replace``): a reader never sees a torn file, and of two concurrent writers of
@@ -38,30 +37,29 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from motionmae.cache.layout import ClipLayout
+from motionmae.cache.shards import (
+    FORMAT_VERSION,
+    read_shard,
+    sha256_json,
+    shard_path,
+    video_key,
+    write_shard,
+)
 from motionmae.fileio import atomic_write_bytes
 
-from .cached_clips import cached_clip_indices, cached_clip_starts, sample_cached_clip
 from .cached_tracks import CachedTracks
-from .grid_tracks import dense_grid, interpolate_grid_tracks
 from .registry import TRACKERS
-from .shards import FORMAT_VERSION, read_shard, sha256_json, video_key, write_shard
 
-__all__ = [
-    "FORMAT_VERSION",
-    "CacheSettings",
-    "CachedTracks",
-    "TrackCache",
-    "cached_clip_indices",
-    "cached_clip_starts",
-    "dense_grid",
-    "interpolate_grid_tracks",
-    "read_shard",
-    "sample_cached_clip",
-    "video_key",
-    "write_shard",
-]
+if TYPE_CHECKING:
+    from motionmae.cache.config import CacheConfig
+    from motionmae.data.config import DataConfig
+
+    from .config import TrackingConfig
+
+__all__ = ["CacheSettings", "TrackCache"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,9 +76,9 @@ class CacheSettings:
             filled in, so a changed default in the code is a changed key.
         decode_size: short side, pixels, at which frames are decoded (the dataset's working
             size; aspect kept, as :class:`~motionmae.data.video.VideoReader` does).
-        frames: frames per clip ``T``.
-        stride: source frames between consecutive clip frames.
-        cache_clips: evenly spaced clips per video (fewer when the video is short).
+        layout: which clips of each video (``frames`` per clip ``T``, ``stride`` source
+            frames apart, ``clips`` evenly spaced clips per video, fewer when the video is
+            short); hashed as the flat fields ``frames``, ``stride``, ``cache_clips``.
         grid_spacing: spacing of the query grid, decoded pixels (the grid spans the whole
             frame, ``[0, W-1] x [0, H-1]``, so the actual spacing is at most this).
         frame_step: the tracker sees every ``frame_step``-th clip frame
@@ -91,9 +89,7 @@ class CacheSettings:
     tracker: str = "lk"
     tracker_settings: Mapping[str, Any] = field(default_factory=dict)
     decode_size: int = 224
-    frames: int = 16
-    stride: int = 4
-    cache_clips: int = 4
+    layout: ClipLayout = field(default_factory=ClipLayout)
     grid_spacing: float = 8.0
     frame_step: int = 1
 
@@ -101,7 +97,7 @@ class CacheSettings:
         if self.tracker not in TRACKERS:
             raise ValueError(f"CacheSettings.tracker: unknown tracker {self.tracker!r}; valid: "
                              f"{', '.join(TRACKERS.names())}")
-        for name in ("decode_size", "frames", "stride", "cache_clips", "frame_step"):
+        for name in ("decode_size", "frame_step"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"CacheSettings.{name}: must be an integer >= 1, got {value!r}")
@@ -114,16 +110,27 @@ class CacheSettings:
             self.tracker, dict(self.tracker_settings)))
 
     @classmethod
+    def for_run(cls, tracking: TrackingConfig, data: DataConfig,
+                cache: CacheConfig) -> CacheSettings:
+        """The settings (part of every key) of a run's tracker, clips and cache section: the
+        same for ``motionmae extract-tracks`` and for training."""
+        return cls(tracker=tracking.tracker, tracker_settings=tracking.tracker_settings(),
+                   decode_size=data.size, layout=cache.layout(data),
+                   frame_step=tracking.frame_step)
+
+    @classmethod
     def from_any(cls, settings: CacheSettings | Mapping[str, Any]) -> CacheSettings:
-        """``settings`` itself, or a :class:`CacheSettings` built from a mapping of its fields
-        (unknown keys raise ``ValueError``)."""
+        """``settings`` itself, or a :class:`CacheSettings` built from a mapping in the form
+        of :meth:`to_dict` (the layout's fields flat; unknown keys raise ``ValueError``)."""
         if isinstance(settings, CacheSettings):
             return settings
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)} - {"layout"} | set(_LAYOUT_KEYS)
         unknown = sorted(set(settings) - names)
         if unknown:
             raise ValueError(f"CacheSettings: unknown key(s) {unknown}; known: {sorted(names)}")
-        return cls(**dict(settings))
+        values = {k: v for k, v in settings.items() if k not in _LAYOUT_KEYS}
+        layout = {field: settings[key] for key, field in _LAYOUT_KEYS.items() if key in settings}
+        return cls(**values, layout=ClipLayout(**layout))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (what the key hashes and ``settings.json`` shows)."""
@@ -131,9 +138,7 @@ class CacheSettings:
             "tracker": self.tracker,
             "tracker_settings": json.loads(json.dumps(self.tracker_settings, sort_keys=True)),
             "decode_size": self.decode_size,
-            "frames": self.frames,
-            "stride": self.stride,
-            "cache_clips": self.cache_clips,
+            **{key: getattr(self.layout, field) for key, field in _LAYOUT_KEYS.items()},
             "grid_spacing": float(self.grid_spacing),
         }
         if self.frame_step != 1:
@@ -143,6 +148,11 @@ class CacheSettings:
     def fingerprint(self) -> str:
         """sha256 hex of :meth:`to_dict` (canonical JSON)."""
         return sha256_json(self.to_dict())
+
+
+# The layout's fields as the key records them (flat, under the names they had before the
+# layout was its own class: existing caches' keys stay valid).
+_LAYOUT_KEYS = {"frames": "frames", "stride": "stride", "cache_clips": "clips"}
 
 
 def _resolve_tracker_settings(tracker: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +217,7 @@ class TrackCache:
 
     def shard_path(self, key: str) -> Path:
         """``root/ab/abcdef....npz`` for key ``abcdef...``."""
-        return self.root / key[:2] / f"{key}.npz"
+        return shard_path(self.root, key)
 
     def contains(self, video_path: str | Path) -> bool:
         """Whether a shard exists for the video as it is now (not verified; see :meth:`get`).

@@ -1,7 +1,7 @@
 """One video's cached tracks: :class:`CachedTracks` in memory and as a shard's arrays.
 
 In memory the tracks are absolute positions (float32). In the shard
-(:func:`~motionmae.motion.shards.write_shard`, ``np.savez_compressed``, read with
+(:func:`~motionmae.cache.shards.write_shard`, ``np.savez_compressed``, read with
 ``allow_pickle=False``) they are:
 
 ========================  ===========================  ===========================================

@@ -1,6 +1,6 @@
 """The ``tracking`` section: which registered tracker makes the point tracks (motion targets,
-motion-aware masking), the offline track cache, and one sub-section per tracker with its own
-settings (``tracking.flow.method``, ``tracking.cotracker.checkpoint``)."""
+motion-aware masking) and one sub-section per tracker with its own settings
+(``tracking.flow.method``, ``tracking.cotracker.checkpoint``)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ class TrackingConfig(ComponentSections):
     """Where point tracks come from.
 
     Tracks are computed in the data-loader workers on the very frames the model sees, or read
-    from a track cache (``motionmae extract-tracks``) when ``cache`` is set; cache misses fall
-    back to online tracking.
+    from the track cache (``motionmae extract-tracks``) when the ``cache`` section names a
+    folder (``cache.path``); cache misses fall back to online tracking.
 
     ``tracker: cotracker`` (:mod:`motionmae.motion.cotracker`) needs ``cotracker.checkpoint``,
     the local ``scaled_offline.pth`` (``scaled_online.pth`` with ``cotracker.variant:
@@ -43,8 +43,6 @@ class TrackingConfig(ComponentSections):
                    "cotracker_variant": "cotracker.variant", "cotracker_code": "cotracker.code"}
 
     tracker: str = "lk"
-    cache: str | None = None
-    cache_clips: int = 4
     grid: str = "patch_centres"
     frame_step: int = 1
 
@@ -59,7 +57,6 @@ class TrackingConfig(ComponentSections):
     def validate(self, key: str = "tracking") -> None:
         check(self.tracker in TRACKERS, f"{key}.tracker",
               f"must be one of {TRACKERS.names()}, got {self.tracker!r}")
-        check(self.cache_clips >= 1, f"{key}.cache_clips", "must be >= 1")
         check(self.grid in QUERY_GRIDS, f"{key}.grid",
               f"must be one of {list(QUERY_GRIDS)}, got {self.grid!r}")
         check(self.frame_step >= 1, f"{key}.frame_step", f"must be >= 1, got {self.frame_step}")

@@ -33,8 +33,9 @@ import torch
 from motionmae.data.transforms import transform_points
 from motionmae.data.video import output_size
 
-from .cache import CacheSettings, TrackCache, interpolate_grid_tracks
+from .cache import CacheSettings, TrackCache
 from .frame_step import track_every
+from .grid_tracks import interpolate_grid_tracks
 from .protocol import QUERY_GRIDS, PointTracker, in_frame, query_grid
 from .registry import make_tracker
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from motionmae.data.hooks import HookInput
     from motionmae.data.transforms import Geometry
 
-    from .cache import CachedTracks
+    from .cached_tracks import CachedTracks
 
 __all__ = ["HookStats", "TracksHook", "cached_tracks_for_geometry"]
 
@@ -87,7 +88,7 @@ class TracksHook:
         decode_size: short side, pixels, at which the dataset decodes the frames the
             geometry's crop box refers to; default: the cache's ``decode_size``.
         min_visible_weight: visibility rule of cached tracks, see
-            :func:`~motionmae.motion.cache.interpolate_grid_tracks` (``None``: a point is
+            :func:`~motionmae.motion.grid_tracks.interpolate_grid_tracks` (``None``: a point is
             visible when all 4 grid neighbours are).
 
     Picklable; the tracker is built lazily in each worker process.
@@ -192,7 +193,7 @@ def cached_tracks_for_geometry(entry: CachedTracks, clip: int, rows: np.ndarray,
         geometry: the sample's crop box (in frames decoded at ``decode_size``), size, flip.
         out_hw: the clip's ``(height, width)``, pixels.
         decode_size: the dataset's decode short side (``None``: the cache's frame size).
-        min_visible_weight: see :func:`~motionmae.motion.cache.interpolate_grid_tracks`.
+        min_visible_weight: see :func:`~motionmae.motion.grid_tracks.interpolate_grid_tracks`.
 
     Returns:
         ``(tracks [T, N, 2] float32 clip pixels, visible [T, N] bool)``.

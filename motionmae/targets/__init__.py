@@ -65,7 +65,7 @@ __all__ = [
 def build_targets(cfg: TargetsConfig, grid: TokenGrid, data_cfg: DataConfig,
                   cache: str | None = None) -> dict[str, Target]:
     """The targets named in ``cfg.names``, in that order, keyed by name (``cache``: the
-    offline cache folder, ``tracking.cache``); a null weight becomes the target's default
+    offline cache folder, ``cache.path``); a null weight becomes the target's default
     for this run's targets."""
     ctx = TargetContext(grid, data_cfg, tuple(cfg.names), cache)
     return {name: TARGETS.get(name).build(cfg.section_to_build(name), ctx) for name in cfg.names}

@@ -29,7 +29,7 @@ class TargetContext:
     """What a target is built from besides its own section.
 
     ``names``: every target of the run, in order (a default weight may depend on them);
-    ``cache``: the offline cache folder (``tracking.cache``), or None.
+    ``cache``: the offline cache folder (``cache.path``), or None.
     """
 
     grid: TokenGrid

@@ -1,12 +1,12 @@
-"""Teacher features in the track cache: stored per cached clip, mapped to each sample's crop.
+"""Teacher features in the offline cache: stored per cached clip, mapped to each sample's crop.
 
 ``motionmae extract-teacher`` (:mod:`motionmae.targets.teacher_extract`) runs the teacher on
-the cached clips of every video (the clips the track cache holds: ``tracking.cache_clips``
-evenly spaced starts, :func:`~motionmae.motion.cache.cached_clip_indices`) and stores, per
+the cached clips of every video (the clips every cache holds: ``cache.clips`` evenly spaced
+starts, :class:`~motionmae.cache.layout.ClipLayout`) and stores, per
 clip, the features of its tubelet frames over the **whole decoded frame** (decoded at
 ``data.size`` short side, aspect kept; the teacher input is that frame resized to the
 teacher's input side, long side rounded to whole patches, position embeddings interpolated).
-During training, when ``tracking.cache`` is set, the clip sampler draws only cached clips and
+During training, when ``cache.path`` is set, the clip sampler draws only cached clips and
 :class:`TeacherFeaturesHook` (in the loader workers) maps each sample's crop, resize and flip
 onto the stored feature map with the same footprint weights as the online target
 (:func:`~motionmae.targets.teacher.footprint_weights`), so a token takes the teacher cells
@@ -24,11 +24,12 @@ flip, cached and online features agree up to float16 storage (tested). Use the o
 (no cache) when this matters more than the teacher's compute.
 
 **Layout.** One shard per (video, clip) under the cache root, ``root/ab/abcdef....npz``
-(the track cache's fan-out; keys never collide, they hash a ``kind``). The key hashes the
+(:func:`~motionmae.cache.shards.shard_path`, beside the track cache's shards; keys never
+collide, they hash a ``kind``). The key hashes the
 video's absolute path, size and ``mtime_ns``, the clip's source frame indices and
 :class:`TeacherCacheSettings` (teacher identity: :func:`~motionmae.targets.teacher_models.
 teacher_fingerprint`; input side, tubelet frame, precision, decode size). Written and
-verified like track shards (:func:`~motionmae.motion.cache.write_shard`, uncompressed: float
+verified like track shards (:func:`~motionmae.cache.shards.write_shard`, uncompressed: float
 features barely compress). Shard arrays: ``features`` float16 ``[t, g_h, g_w, D]``,
 ``frame_indices`` int64 ``[T]``, ``frame_size`` (decoded ``(H, W)``), ``source_size``.
 Size per clip: ``2 * t * g_h * g_w * D`` bytes (ViT-B/16, 16 frames at 224 px, 4:3 video:
@@ -46,10 +47,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from motionmae.cache.shards import FORMAT_VERSION, read_shard, shard_path, video_key, write_shard
 from motionmae.config_loading import ConfigError
 from motionmae.data.transforms import Geometry
 from motionmae.data.video import output_size
-from motionmae.motion.cache import FORMAT_VERSION, read_shard, video_key, write_shard
 from motionmae.targets.registry import TargetContext, register_target
 from motionmae.targets.teacher import (
     TeacherTarget,
@@ -167,7 +168,7 @@ class CachedFeatures:
 
 
 class TeacherFeatureCache:
-    """Cached teacher features under ``root`` (the track cache's folder) for one
+    """Cached teacher features under ``root`` (the cache folder, ``cache.path``) for one
     :class:`TeacherCacheSettings`. Picklable; many readers and writers may share a root."""
 
     def __init__(self, root: str | Path, settings: TeacherCacheSettings) -> None:
@@ -186,7 +187,7 @@ class TeacherFeatureCache:
 
     def shard_path(self, key: str) -> Path:
         """``root/ab/abcdef....npz`` for key ``abcdef...``."""
-        return self.root / key[:2] / f"{key}.npz"
+        return shard_path(self.root, key)
 
     def contains(self, video_path: str | Path, frame_indices: np.ndarray) -> bool:
         """Whether a shard exists for the clip (not verified); ``False`` for a missing video."""
@@ -197,7 +198,7 @@ class TeacherFeatureCache:
 
     def get(self, video_path: str | Path, frame_indices: np.ndarray) -> CachedFeatures | None:
         """The clip's verified features, or ``None`` (a miss; corrupt shards are reported and
-        deleted, see :func:`~motionmae.motion.cache.read_shard`)."""
+        deleted, see :func:`~motionmae.cache.shards.read_shard`)."""
         try:
             key = self.key(video_path, frame_indices)
         except OSError:

@@ -1,52 +1,32 @@
 """Fill the teacher feature cache: ``motionmae extract-teacher`` as a library call.
 
-For each video of this shard (``i % n == k``, as ``extract-tracks``), :func:`extract_teacher`
-skips it when every cached clip has a valid entry (resumable), else decodes the teacher frames
-of its cached clips (:func:`~motionmae.motion.cache.cached_clip_indices`; frame ``frame`` of
-each tubelet) at the cache's ``decode_size``, runs the teacher on whole frames (short side at
-the teacher's input side, :func:`~motionmae.targets.teacher_cache.frame_input_size`) in
-batches of ``batch_size`` frames and stores one shard per clip. A video that cannot be read
-is reported in :attr:`~motionmae.motion.extract.ExtractStats.failed` and does not stop the
-run. One process holds the teacher (on ``device``); run several shards for several devices.
+:func:`extract_teacher` runs the cache's extraction driver (:func:`motionmae.cache.extract`:
+sharded as ``extract-tracks``, resumable, with progress) with a :class:`TeacherJob`: for each
+video whose cached clips (:class:`~motionmae.cache.layout.ClipLayout`) are not all cached, it
+decodes their teacher frames (frame ``frame`` of each tubelet) at the cache's
+``decode_size``, runs the teacher on whole frames (short side at the teacher's input side,
+:func:`~motionmae.targets.teacher_cache.frame_input_size`) in batches of ``batch_size`` frames
+and stores one shard per clip. One process holds the teacher (on ``device``); run several
+shards for several devices.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
-from motionmae.data.video import VideoReader, VideoReadError
-from motionmae.motion.cache import cached_clip_indices
-from motionmae.motion.extract import ExtractStats, ProgressFn, shard_videos
+from motionmae.cache.extraction import ExtractStats, ProgressFn, extract
+from motionmae.cache.layout import ClipLayout
+from motionmae.data.video_reader import VideoReader
 from motionmae.targets.teacher import run_teacher, use_bf16
 from motionmae.targets.teacher_cache import CachedFeatures, TeacherFeatureCache, frame_input_size
 from motionmae.targets.teacher_models import FrozenTeacher
 
-__all__ = ["ClipLayout", "extract_teacher", "teacher_clip_features"]
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClipLayout:
-    """Which clips of a video are cached: ``cache_clips`` evenly spaced clips of ``frames``
-    frames ``stride`` source frames apart (the track cache's layout; a run's ``data.frames``,
-    ``data.stride`` and ``tracking.cache_clips``: the clips training draws when
-    ``tracking.cache`` is set)."""
-
-    frames: int
-    stride: int
-    cache_clips: int
-
-    def clips(self, num_frames: int) -> np.ndarray:
-        """``[C, frames]`` source frame indices of the cached clips."""
-        return cached_clip_indices(num_frames, self.frames, self.stride, self.cache_clips)
+__all__ = ["TeacherJob", "extract_teacher", "teacher_clip_features"]
 
 
 def teacher_clip_features(reader: VideoReader, clips: np.ndarray, cache: TeacherFeatureCache,
@@ -80,24 +60,35 @@ def teacher_clip_features(reader: VideoReader, clips: np.ndarray, cache: Teacher
             for clip, rows in zip(clips, teacher_frames, strict=True)]
 
 
-def _process(path: Path, cache: TeacherFeatureCache, layout: ClipLayout, teacher: FrozenTeacher,
-             device: torch.device, batch_size: int) -> tuple[str, str]:
-    """One video: ``("skipped" | "done" | "failed", reason)``."""
-    try:
-        with VideoReader(path) as reader:
-            clips = layout.clips(reader.info.num_frames)
-            if all(cache.get(path, clip) is not None for clip in clips):
-                return "skipped", ""
-            keys = [cache.key(path, clip) for clip in clips]  # the video as read
-            entries = teacher_clip_features(reader, clips, cache, teacher, device, batch_size)
+class TeacherJob:
+    """Extraction of one video's teacher features into ``cache`` (an
+    :class:`~motionmae.cache.extraction.ExtractJob`, run in this process: it holds the
+    teacher on ``device``)."""
+
+    name = "extract-teacher"
+
+    def __init__(self, cache: TeacherFeatureCache, layout: ClipLayout, teacher: FrozenTeacher,
+                 device: torch.device, batch_size: int) -> None:
+        self.cache = cache
+        self.layout = layout
+        self.teacher = teacher
+        self.device = device
+        self.batch_size = batch_size
+
+    def start(self) -> None:
+        self.teacher.to(self.device)
+
+    def __call__(self, video: Path) -> Literal["done", "skipped"]:
+        with VideoReader(video) as reader:
+            clips = self.layout.indices(reader.info.num_frames)
+            if all(self.cache.get(video, clip) is not None for clip in clips):
+                return "skipped"
+            keys = [self.cache.key(video, clip) for clip in clips]  # the video as read
+            entries = teacher_clip_features(reader, clips, self.cache, self.teacher,
+                                            self.device, self.batch_size)
         for key, entry in zip(keys, entries, strict=True):
-            cache.put(path, entry, key=key)
-        return "done", ""
-    except VideoReadError as error:
-        return "failed", error.reason or str(error)
-    except (OSError, ValueError, RuntimeError) as error:  # one bad video must not stop the run
-        logger.debug("extract-teacher: %s failed", path, exc_info=True)
-        return "failed", f"{type(error).__name__}: {error}"
+            self.cache.put(video, entry, key=key)
+        return "done"
 
 
 def extract_teacher(
@@ -126,31 +117,12 @@ def extract_teacher(
         on_progress: called after each video as ``(completed, total, video, status)``.
 
     Returns:
-        :class:`~motionmae.motion.extract.ExtractStats` (``done``: videos computed).
+        :class:`~motionmae.cache.extraction.ExtractStats` (``done``: videos computed).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if teacher.spec.fingerprint != cache.settings.teacher:
         raise ValueError(f"teacher {teacher.spec.path} is not the one the cache settings name "
                          f"(fingerprint {cache.settings.teacher[:12]}...)")
-    device = torch.device(device)
-    teacher.to(device)
-    paths = shard_videos([Path(v) for v in videos], shard)
-    stats = ExtractStats()
-    started = time.perf_counter()
-    for completed, path in enumerate(paths, start=1):
-        status, reason = _process(path, cache, layout, teacher, device, batch_size)
-        if status == "done":
-            stats.done += 1
-        elif status == "skipped":
-            stats.skipped_existing += 1
-        else:
-            stats.failed.append((path, reason))
-            logger.warning("extract-teacher: %s failed: %s", path, reason)
-        if on_progress is not None:
-            on_progress(completed, len(paths), path, status)
-    stats.seconds = time.perf_counter() - started
-    logger.info("extract-teacher: shard %d/%d: %d computed, %d already cached, %d failed in "
-                "%.1f s", shard[0], shard[1], stats.done, stats.skipped_existing,
-                len(stats.failed), stats.seconds)
-    return stats
+    job = TeacherJob(cache, layout, teacher, torch.device(device), batch_size)
+    return extract(videos, job, shard=shard, on_progress=on_progress)

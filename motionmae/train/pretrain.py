@@ -16,7 +16,7 @@ from motionmae.config_loading import to_dict
 from motionmae.data import VideoDataset, build_loader, read_video_list
 from motionmae.masking import DecoderMask, LearnedSampler, build_mask_generator
 from motionmae.models import MaskedVideoModel
-from motionmae.motion.cache import CacheSettings, TrackCache, sample_cached_clip
+from motionmae.motion.cache import CacheSettings, TrackCache
 from motionmae.motion.hooks import TracksHook
 from motionmae.targets import (
     TARGETS,
@@ -25,9 +25,6 @@ from motionmae.targets import (
     masked_mse,
     per_token_error,
 )
-from motionmae.targets.teacher_cache import TeacherCacheSettings
-from motionmae.targets.teacher_extract import ClipLayout
-from motionmae.targets.teacher_models import TeacherSpec
 from motionmae.tokens import TokenGrid, mask_to_indices
 from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, train
@@ -45,29 +42,6 @@ def token_grid(cfg: PretrainConfig) -> TokenGrid:
     return cfg.token_grid()
 
 
-def track_cache_settings(cfg: PretrainConfig) -> CacheSettings:
-    """The cache settings (part of every cache key) that match this config's clips; the same
-    for ``motionmae extract-tracks`` and for training."""
-    return CacheSettings(tracker=cfg.tracking.tracker,
-                         tracker_settings=cfg.tracking.tracker_settings(),
-                         decode_size=cfg.data.size,
-                         frames=cfg.data.frames, stride=cfg.data.stride,
-                         cache_clips=cfg.tracking.cache_clips,
-                         frame_step=cfg.tracking.frame_step)
-
-
-def teacher_cache_settings(cfg: PretrainConfig, spec: TeacherSpec) -> TeacherCacheSettings:
-    """The teacher-feature cache settings matching this config; the same for ``motionmae
-    extract-teacher`` and for training (whose hook derives them from the same sections)."""
-    return TeacherCacheSettings.for_run(cfg.targets.teacher, cfg.model.resolved().tubelet_size,
-                                        cfg.data.size, spec)
-
-
-def cached_clip_layout(cfg: PretrainConfig) -> ClipLayout:
-    """The clips the caches hold and training draws when ``tracking.cache`` is set."""
-    return ClipLayout(cfg.data.frames, cfg.data.stride, cfg.tracking.cache_clips)
-
-
 def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
     """The loader-worker hooks the run needs: point tracks of the query grid when a
     target or the masking kind reads them, then each target's own hooks (M3Video
@@ -75,13 +49,14 @@ def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
     hooks: list = []
     if cfg.needs_tracks:
         cache = None
-        if cfg.tracking.cache is not None:
-            cache = TrackCache(Path(cfg.tracking.cache), track_cache_settings(cfg))
+        if cfg.cache.path is not None:
+            cache = TrackCache(Path(cfg.cache.path),
+                               CacheSettings.for_run(cfg.tracking, cfg.data, cfg.cache))
         hooks.append(TracksHook(patch=grid.patch, tracker=cfg.tracking.tracker, cache=cache,
                                 tracker_settings=cfg.tracking.tracker_settings(),
                                 decode_size=cfg.data.size, grid=cfg.tracking.grid,
                                 frame_step=cfg.tracking.frame_step))
-    ctx = TargetContext(grid, cfg.data, tuple(cfg.targets.names), cfg.tracking.cache)
+    ctx = TargetContext(grid, cfg.data, tuple(cfg.targets.names), cfg.cache.path)
     for name in cfg.targets.names:
         spec = TARGETS.get(name)
         if spec.hooks is not None:
@@ -110,7 +85,7 @@ class PretrainTask:
     def __init__(self, cfg: PretrainConfig, world_size: int = 1) -> None:
         self.cfg = cfg
         self.grid = token_grid(cfg)
-        self.targets = build_targets(cfg.targets, self.grid, cfg.data, cfg.tracking.cache)
+        self.targets = build_targets(cfg.targets, self.grid, cfg.data, cfg.cache.path)
         self.masking = build_mask_generator(cfg.masking, self.grid)
         # A trained generator (the learned sampler) lives in the model as ``sampler``.
         self.sampler: LearnedSampler | None = getattr(self.masking, "sampler", None)
@@ -205,12 +180,10 @@ def pretrain(
     torch.manual_seed(cfg.run.seed)  # model initialisation
     task = PretrainTask(cfg, world_size=dist.world_size)
     clip_sampler = None
-    if (cfg.needs_tracks or cfg.targets.cacheable) and cfg.tracking.cache is not None:
+    if (cfg.needs_tracks or cfg.targets.cacheable) and cfg.cache.path is not None:
         # Training clips start where tracks (teacher features) are cached (crop and flip stay
         # fully random).
-        clip_sampler = functools.partial(
-            sample_cached_clip, frames=cfg.data.frames, stride=cfg.data.stride,
-            cache_clips=cfg.tracking.cache_clips)
+        clip_sampler = cfg.cache.layout(cfg.data).sample
     dataset = VideoDataset(videos, cfg.data, train=True, seed=cfg.run.seed,
                            sample_hooks=build_sample_hooks(cfg, task.grid),
                            clip_sampler=clip_sampler)

@@ -219,7 +219,7 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
     config["model"] = saved_model_dict(config.get("model", {}))
     cfg = from_dict(PretrainConfig, config)
     # One clip: track it online rather than requiring the training run's track cache.
-    cfg.tracking.cache = None
+    cfg.cache.path = None
     task = PretrainTask(cfg)
     task.model.load_state_dict(ckpt.weights())
     task.model.eval()

@@ -294,11 +294,12 @@ def test_list_with_duplicate_entries(tmp_path: Path, caplog: pytest.LogCaptureFi
 
 def test_corrupt_track_cache_entry_is_recomputed_and_counted(
         media: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from motionmae.motion.cache import CacheSettings, TrackCache, sample_cached_clip
+    from motionmae.cache import ClipLayout
+    from motionmae.motion.cache import CacheSettings, TrackCache
     from motionmae.motion.extract import track_video
     from motionmae.motion.hooks import TracksHook
 
-    settings = CacheSettings(decode_size=SIZE, frames=FRAMES, stride=STRIDE, cache_clips=1)
+    settings = CacheSettings(decode_size=SIZE, layout=ClipLayout(FRAMES, STRIDE, clips=1))
     cache = TrackCache(tmp_path / "cache", settings)
     video = media / "good.mp4"
     shard = cache.put(video, track_video(video, settings))
@@ -309,8 +310,8 @@ def test_corrupt_track_cache_entry_is_recomputed_and_counted(
     hook = TracksHook(patch=16, cache=cache, decode_size=SIZE)
     dataset = VideoDataset(
         VideoList([VideoEntry(video)]), _config(), train=True, sample_hooks=[hook],
-        clip_sampler=lambda n, rng: sample_cached_clip(n, FRAMES, STRIDE, 1, rng=rng))
-    with caplog.at_level(logging.WARNING, logger="motionmae.motion.cache"):
+        clip_sampler=settings.layout.sample)
+    with caplog.at_level(logging.WARNING, logger="motionmae.cache.shards"):
         sample = dataset[0]
     assert f"track cache: corrupt entry {shard}" in caplog.text
     assert not shard.exists()  # removed, so a later extract-tracks recomputes it

@@ -12,18 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from motionmae.motion.cache import (
-    CachedTracks,
-    CacheSettings,
-    TrackCache,
-    cached_clip_indices,
-    cached_clip_starts,
-    dense_grid,
-    interpolate_grid_tracks,
-    sample_cached_clip,
-)
+from motionmae.cache import ClipLayout
+from motionmae.motion.cache import CacheSettings, TrackCache
+from motionmae.motion.cached_tracks import CachedTracks
+from motionmae.motion.grid_tracks import dense_grid, interpolate_grid_tracks
 
-SETTINGS = CacheSettings(decode_size=64, frames=4, stride=2, cache_clips=3, grid_spacing=8)
+SETTINGS = CacheSettings(decode_size=64, layout=ClipLayout(frames=4, stride=2, clips=3),
+                         grid_spacing=8)
 
 
 def fake_entry(seed: int = 0, clips: int = 3, frames: int = 4,
@@ -37,7 +32,7 @@ def fake_entry(seed: int = 0, clips: int = 3, frames: int = 4,
     tracks[:, 0] = q
     visible = rng.random((clips, frames, len(q))) > 0.1
     visible[:, 0] = True
-    indices = cached_clip_indices(40, frames, 2, clips)
+    indices = ClipLayout(frames, 2, clips).indices(40)
     return CachedTracks(clip_starts=indices[:, 0].copy(), frame_indices=indices, grid_x=xs,
                         grid_y=ys, grid_spacing=8.0, tracks=tracks.astype(np.float32),
                         visible=visible, frame_size=size, source_size=(144, 180))
@@ -48,26 +43,6 @@ def video(tmp_path: Path) -> Path:
     path = tmp_path / "clip.mp4"
     path.write_bytes(b"not decoded by the cache, only stat'ed")
     return path
-
-
-# -- clip layout ----------------------------------------------------------------------------
-
-
-def test_cached_clip_starts_are_evenly_spaced_and_fit() -> None:
-    starts = cached_clip_starts(250, 16, 4, 4)  # span 61, room 189
-    assert starts.tolist() == [0, 63, 126, 189]
-    assert cached_clip_starts(250, 16, 4, 1).tolist() == [94]  # centred
-    assert cached_clip_starts(30, 16, 4, 4).tolist() == [0]  # shorter than a span
-    assert cached_clip_starts(62, 16, 4, 4).tolist() == [0, 1]  # duplicates dropped
-    clips = cached_clip_indices(30, 16, 4, 2)
-    assert clips.shape == (1, 16) and clips.max() == 29  # clamped like the dataset pads
-
-
-def test_sample_cached_clip_draws_a_cached_row() -> None:
-    rng = np.random.default_rng(0)
-    rows = {tuple(r) for r in cached_clip_indices(250, 16, 4, 4)}
-    drawn = {tuple(sample_cached_clip(250, 16, 4, 4, rng)) for _ in range(40)}
-    assert drawn == rows
 
 
 def test_find_clip_matches_start_and_subsets() -> None:
@@ -221,7 +196,7 @@ def test_corrupt_entry_is_reported_removed_and_missed(damage, video: Path, tmp_p
     cache = TrackCache(tmp_path / "cache", SETTINGS)
     shard = cache.put(video, fake_entry())
     damage(shard)
-    with caplog.at_level(logging.WARNING, logger="motionmae.motion.cache"):
+    with caplog.at_level(logging.WARNING, logger="motionmae.cache.shards"):
         assert cache.get(video) is None
     assert str(shard) in caplog.text and "corrupt" in caplog.text
     assert not shard.exists()

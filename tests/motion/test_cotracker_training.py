@@ -16,13 +16,12 @@ import pytest
 from motionmae.cli import main
 from motionmae.config import ConfigError, PretrainConfig, load_config, to_dict
 from motionmae.data import VideoDataset, make_synthetic_dataset, read_video_list
-from motionmae.motion import TrackCache
+from motionmae.motion import CacheSettings, TrackCache
 from motionmae.motion.protocol import patch_center_queries
 from motionmae.train.pretrain import (
     build_sample_hooks,
     pretrain,
     token_grid,
-    track_cache_settings,
 )
 
 VELOCITY = {"offline": (1.0, 0.5), "online": (-0.5, 2.0)}  # pixels per frame
@@ -164,8 +163,8 @@ def test_code_folder_without_the_package_says_what_to_provide(videos, code_base,
 
 
 def test_extract_tracks_then_pretrain_from_the_cache(videos, code_base, tmp_path):
-    cfg = _config(videos, code_base, "tracking.cache_clips=1")
-    sets = ["data.size=32", "data.frames=4", "data.stride=1", "tracking.cache_clips=1",
+    cfg = _config(videos, code_base, "cache.clips=1")
+    sets = ["data.size=32", "data.frames=4", "data.stride=1", "cache.clips=1",
             "tracking.tracker=cotracker",
             f"tracking.cotracker.checkpoint={cfg.tracking.cotracker.checkpoint}",
             f"tracking.cotracker.code={cfg.tracking.cotracker.code}"]
@@ -174,8 +173,8 @@ def test_extract_tracks_then_pretrain_from_the_cache(videos, code_base, tmp_path
                  "--workers", "1", *[a for s in sets for a in ("--set", s)]]) == 0
     assert _calls(code_base) == ["offline"] * 4  # one cached clip per video
 
-    cfg.tracking.cache = str(cache_dir)
-    cache = TrackCache(cache_dir, track_cache_settings(cfg))
+    cfg.cache.path = str(cache_dir)
+    cache = TrackCache(cache_dir, CacheSettings.for_run(cfg.tracking, cfg.data, cfg.cache))
     assert cache.settings.tracker_settings["checkpoint"] == cfg.tracking.cotracker.checkpoint
     for entry in read_video_list(cfg.data.train).entries:
         tracks = cache.get(entry.path).tracks[0]  # [T, N, 2] of the one cached clip

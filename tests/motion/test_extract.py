@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from motionmae.cache import ClipLayout, shard_videos
 from motionmae.data.video import write_video
 from motionmae.motion import CacheSettings, TrackCache, extract_tracks, make_tracker
-from motionmae.motion.cache import cached_clip_indices
-from motionmae.motion.extract import shard_videos, track_video
+from motionmae.motion.extract import track_video
 from motionmae.motion.synthetic import translation_clip
 
-SETTINGS = CacheSettings(decode_size=96, frames=4, stride=2, cache_clips=2, grid_spacing=16)
+SETTINGS = CacheSettings(decode_size=96, layout=ClipLayout(frames=4, stride=2, clips=2),
+                         grid_spacing=16)
 VELOCITIES = [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.5)]
 
 
@@ -34,7 +35,7 @@ def videos(bunny: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> list[
 
 def test_track_video_layout_and_motion(videos: list[Path]) -> None:
     entry = track_video(videos[0], SETTINGS)
-    np.testing.assert_array_equal(entry.frame_indices, cached_clip_indices(14, 4, 2, 2))
+    np.testing.assert_array_equal(entry.frame_indices, SETTINGS.layout.indices(14))
     assert entry.frame_size == (96, 128) and entry.source_size == (96, 128)
     assert entry.grid_x[0] == 0 and entry.grid_x[-1] == 127 and entry.grid_y[-1] == 95
     n = len(entry.grid_x) * len(entry.grid_y)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from motionmae.cache import ClipLayout
 from motionmae.data.hooks import HookInput, SampleHook
 from motionmae.data.lists import VideoEntry
 from motionmae.data.transforms import CropBox, Geometry, apply_geometry
@@ -26,7 +27,8 @@ from motionmae.motion.synthetic import translation_clip
 
 VELOCITY = (1.5, 0.75)  # scene motion, source pixels per source frame
 PATCH = 16
-SETTINGS = CacheSettings(decode_size=192, frames=8, stride=2, cache_clips=2, grid_spacing=8)
+SETTINGS = CacheSettings(decode_size=192, layout=ClipLayout(frames=8, stride=2, clips=2),
+                         grid_spacing=8)
 
 GEOMETRIES = {
     "full": Geometry(CropBox(0, 0, 192, 192), 192, False),

@@ -13,15 +13,16 @@ import pytest
 import torch
 from teacher_folders import IMAGE, write_teacher
 
+from motionmae.cache import ClipLayout
 from motionmae.cli import main
 from motionmae.config import PretrainConfig, load_config
 from motionmae.data import VideoDataset, make_synthetic_dataset, read_video_list
 from motionmae.data.dataset import collate_samples
 from motionmae.data.transforms import CropBox, Geometry, transform_points
-from motionmae.motion.cache import cached_clip_indices, sample_cached_clip
 from motionmae.targets.teacher import TeacherTarget
 from motionmae.targets.teacher_cache import (
     CachedFeatures,
+    TeacherCacheSettings,
     TeacherFeatureCache,
     cached_features_for_geometry,
     frame_input_size,
@@ -30,7 +31,7 @@ from motionmae.targets.teacher_cache import (
 from motionmae.targets.teacher_extract import extract_teacher
 from motionmae.targets.teacher_models import load_teacher, read_teacher_spec
 from motionmae.tokens import TokenGrid
-from motionmae.train.pretrain import cached_clip_layout, teacher_cache_settings, token_grid
+from motionmae.train.pretrain import token_grid
 
 pytest.importorskip("transformers")
 
@@ -50,16 +51,22 @@ def videos(tmp_path_factory: pytest.TempPathFactory):
 
 def config(teacher_dir: Path, videos, cache: Path, *extra: str) -> PretrainConfig:
     return load_config(PretrainConfig, overrides=[
-        f"data.train={videos.train_list}", f"tracking.cache={cache}",
+        f"data.train={videos.train_list}", f"cache.path={cache}",
         "targets.names=[teacher]", f"targets.teacher.path={teacher_dir}",
         "targets.teacher.norm=none", f"data.frames={FRAMES}", f"data.size={SIZE}",
-        "data.stride=2", "tracking.cache_clips=2", "data.workers=0", *extra])
+        "data.stride=2", "cache.clips=2", "data.workers=0", *extra])
+
+
+def settings_of(cfg: PretrainConfig, spec) -> TeacherCacheSettings:
+    """The cache settings ``extract-teacher`` writes under for ``cfg``."""
+    return TeacherCacheSettings.for_run(cfg.targets.teacher, token_grid(cfg).tubelet,
+                                        cfg.data.size, spec)
 
 
 def fill(cfg: PretrainConfig, videos: list[Path]):
     spec = read_teacher_spec(cfg.targets.teacher.path)
-    cache = TeacherFeatureCache(cfg.tracking.cache, teacher_cache_settings(cfg, spec))
-    return cache, extract_teacher(videos, cache, load_teacher(spec), cached_clip_layout(cfg))
+    cache = TeacherFeatureCache(cfg.cache.path, settings_of(cfg, spec))
+    return cache, extract_teacher(videos, cache, load_teacher(spec), cfg.cache.layout(cfg.data))
 
 
 # -- geometry -------------------------------------------------------------------------------
@@ -125,17 +132,16 @@ def test_cached_equals_online_on_the_whole_frame_and_misses_fall_back(teacher_di
     paths = [entry.path for entry in read_video_list(videos.train_list).entries]
     _, stats = fill(cfg, paths[:2])
     assert (stats.done, stats.skipped_existing, stats.failed) == (2, 0, [])
-    layout = cached_clip_layout(cfg)
+    layout = cfg.cache.layout(cfg.data)
     shards = list((tmp_path / "cache").rglob("*.npz"))
-    assert len(shards) == 2 * len(layout.clips(12))  # one shard per (video, cached clip)
+    assert len(shards) == 2 * len(layout.indices(12))  # one shard per (video, cached clip)
     _, again = fill(cfg, paths)
     assert (again.done, again.skipped_existing) == (1, 2)  # resumable: only the new video
 
     grid = token_grid(cfg)
-    hook = teacher_features_hook(cfg.targets.teacher, cfg.tracking.cache, grid, cfg.data.size)
+    hook = teacher_features_hook(cfg.targets.teacher, cfg.cache.path, grid, cfg.data.size)
     dataset = VideoDataset(read_video_list(videos.train_list), cfg.data, train=True,
-                           sample_hooks=[hook], clip_sampler=lambda n, rng: sample_cached_clip(
-                               n, FRAMES, 2, 2, rng))
+                           sample_hooks=[hook], clip_sampler=layout.sample)
     batch = collate_samples([dataset[i] for i in range(3)])
     assert batch["teacher_cached"] == [True, True, True] and hook.cached == 3
     target = TeacherTarget(cfg.targets.teacher, grid, cfg.data.mean, cfg.data.std)
@@ -161,23 +167,23 @@ def test_key_covers_teacher_identity_and_settings(teacher_dir, videos, tmp_path)
     cfg = config(teacher_dir, videos, tmp_path / "cache")
     video = Path(read_video_list(videos.train_list).entries[0].path)
     cache, _ = fill(cfg, [video])
-    clip = cached_clip_indices(12, FRAMES, 2, 2)[0]
+    clip = ClipLayout(FRAMES, 2, 2).indices(12)[0]
     entry = cache.get(video, clip)
     assert entry is not None and entry.features.shape == (2, IMAGE // 8, IMAGE // 8, 32)
     np.testing.assert_array_equal(entry.frame_indices, clip)
     assert cache.get(video, clip + 1) is None  # another clip
 
     spec = read_teacher_spec(teacher_dir)
-    other_frame = teacher_cache_settings(
+    other_frame = settings_of(
         config(teacher_dir, videos, tmp_path / "cache", "targets.teacher.frame=1"), spec)
-    assert TeacherFeatureCache(cfg.tracking.cache, other_frame).get(video, clip) is None
+    assert TeacherFeatureCache(cfg.cache.path, other_frame).get(video, clip) is None
 
     retrained = tmp_path / "retrained"  # same config, other weights: another fingerprint
     write_teacher(retrained, "clip_vision_model", seed=1)
     assert read_teacher_spec(retrained).fingerprint != spec.fingerprint
-    other_teacher = teacher_cache_settings(
+    other_teacher = settings_of(
         config(retrained, videos, tmp_path / "cache"), read_teacher_spec(retrained))
-    assert TeacherFeatureCache(cfg.tracking.cache, other_teacher).get(video, clip) is None
+    assert TeacherFeatureCache(cfg.cache.path, other_teacher).get(video, clip) is None
 
     shard = cache.shard_path(cache.key(video, clip))
     payload = bytearray(shard.read_bytes())
@@ -194,14 +200,14 @@ def test_cli_extract_teacher_then_pretrain_teacher_and_tracks(teacher_dir, video
     """``extract-teacher`` fills the cache; ``pretrain --targets teacher,tracks`` trains on it
     (tracks online, weight 0.25) and logs both losses; without a cache it runs the teacher."""
     common = ["--set", "data.frames=4", "--set", "data.size=32", "--set", "data.stride=2",
-              "--set", "tracking.cache_clips=2"]
+              "--set", "tracking.cache_clips=2"]  # the old key still works
     cache = tmp_path / "cache"
     assert main(["extract-teacher", "--data", str(videos.train_list), "--cache", str(cache),
                  "--teacher", str(teacher_dir), "--device", "cpu", *common]) == 0
     assert len(list(cache.rglob("*.npz"))) == 3 * 2
     for cached in (True, False):
         out = tmp_path / f"run-{cached}"
-        extra = ["--set", f"tracking.cache={cache}"] if cached else []
+        extra = ["--set", f"tracking.cache={cache}"] if cached else []  # the old key
         with caplog.at_level(logging.WARNING):
             code = main([
                 "pretrain", "--data", str(videos.train_list), "--out", str(out), "--steps", "2",

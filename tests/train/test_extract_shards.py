@@ -11,10 +11,9 @@ from pathlib import Path
 
 from motionmae.config import PretrainConfig, load_config
 from motionmae.data import make_synthetic_dataset, read_video_list
-from motionmae.motion.cache import TrackCache
-from motionmae.train.pretrain import track_cache_settings
+from motionmae.motion.cache import CacheSettings, TrackCache
 
-SETTINGS = ["data.size=32", "data.frames=4", "data.stride=2", "tracking.cache_clips=1"]
+SETTINGS = ["data.size=32", "data.frames=4", "data.stride=2", "cache.clips=1"]
 
 
 def test_two_shards_in_parallel_cover_every_video_once(tmp_path):
@@ -39,8 +38,8 @@ def test_two_shards_in_parallel_cover_every_video_once(tmp_path):
     # Videos 0, 2, 4, 6 and 1, 3, 5: each tracked by one shard, none twice or skipped.
     assert [tuple(map(int, s)) for s in summaries] == [(4, 0, 0), (3, 0, 0)]
 
-    cfg = load_config(PretrainConfig, overrides=[f"tracking.cache={cache_dir}", *SETTINGS])
-    cache = TrackCache(cache_dir, track_cache_settings(cfg))
+    cfg = load_config(PretrainConfig, overrides=[f"cache.path={cache_dir}", *SETTINGS])
+    cache = TrackCache(cache_dir, CacheSettings.for_run(cfg.tracking, cfg.data, cfg.cache))
     paths = [entry.path for entry in read_video_list(videos.train_list).entries]
     assert all(cache.get(path) is not None for path in paths)  # every entry verifies
     shard_files = sorted(cache_dir.rglob("*.npz"))

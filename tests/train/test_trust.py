@@ -104,12 +104,14 @@ def test_export_of_a_poisoned_checkpoint_does_not_run_it(tmp_path):
 
 
 def test_track_cache_entry_with_a_pickle_is_a_corrupt_miss(tmp_path, caplog):
+    from motionmae.cache import ClipLayout
     from motionmae.data.video import write_video
     from motionmae.motion.cache import CacheSettings, TrackCache
 
     video = tmp_path / "clip.mp4"
     write_video(video, np.zeros((4, 32, 32, 3), np.uint8))
-    cache = TrackCache(tmp_path / "cache", CacheSettings(decode_size=32, frames=2, stride=1))
+    cache = TrackCache(tmp_path / "cache", CacheSettings(decode_size=32,
+                                                                layout=ClipLayout(2, 1)))
     shard = cache.shard_path(cache.key(video))
     shard.parent.mkdir(parents=True)
     marker = tmp_path / "pwned"

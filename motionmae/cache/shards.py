@@ -1,7 +1,11 @@
-"""Shards: verified, atomically written ``.npz`` files, one per video and cache.
+"""Shards: verified, atomically written ``.npz`` files, one per cache entry, and their keys.
 
-The on-disk unit of the track cache (:class:`~motionmae.motion.cache.TrackCache`) and of the
-teacher feature cache (:mod:`motionmae.targets.teacher_cache`). A shard holds named arrays, a
+The on-disk unit of every offline cache: the track cache
+(:class:`~motionmae.motion.cache.TrackCache`, one shard per video) and the teacher feature
+cache (:class:`~motionmae.targets.teacher_cache.TeacherFeatureCache`, one per cached clip).
+Both share one folder: a shard lives at :func:`shard_path` (``root/ab/abcdef....npz``, a
+2-character fan-out of its key) and the keys never collide (each cache hashes its own
+record). A shard holds named arrays, a
 ``meta`` record (JSON as a uint8 array, with the format version and the key it was written
 for) and a ``checksum`` (sha256 of every other array's name, dtype, shape and bytes). Keys
 come from :func:`video_key`, so a changed video or setting is a miss, never a stale hit.
@@ -26,7 +30,8 @@ import numpy as np
 
 from motionmae.fileio import atomic_write_bytes
 
-__all__ = ["FORMAT_VERSION", "read_shard", "sha256_json", "video_key", "write_shard"]
+__all__ = ["FORMAT_VERSION", "read_shard", "sha256_json", "shard_path", "video_key",
+           "write_shard"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +65,11 @@ def video_key(video_path: str | Path, settings: Mapping[str, Any]) -> str:
     stat = path.stat()
     return sha256_json({"video": str(path), "size": stat.st_size,
                         "mtime_ns": stat.st_mtime_ns, **settings})
+
+
+def shard_path(root: Path, key: str) -> Path:
+    """``root/ab/abcdef....npz`` for key ``abcdef...``."""
+    return root / key[:2] / f"{key}.npz"
 
 
 def write_shard(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any],
