@@ -27,12 +27,17 @@ resolution is ``align_corners=True``), so coordinates pass through unchanged. Th
 Points are tracked in both time directions: the offline predictor's ``backward_tracking`` is
 switched on when any query starts after frame 0; the online predictor only runs forwards, so
 the time-reversed clip is tracked too and used for frames before each query frame.
+
+Queries that are exactly the offline predictor's own grid (``tracking.grid=cotracker``,
+TrackMAE's official queries) are asked for as ``grid_size``, as TrackMAE does: the predictor
+then tracks them alone, without the 6x6 support points it adds to queries it is given.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import validate_inputs
+from .protocol import cotracker_grid_queries, validate_inputs
 from .registry import register_tracker
 
 __all__ = ["SETUP_HELP", "CoTrackerConfig", "CoTrackerTracker"]
@@ -153,6 +158,16 @@ def _to_numpy(tracks: Any, visibility: Any, t_len: int, n: int,
     return tr[0].astype(np.float32), visible[0]
 
 
+def _own_grid_size(queries: np.ndarray, height: int, width: int) -> int:
+    """``g`` when ``queries [N, 3]`` are exactly the predictor's own ``grid_size=g`` grid at
+    frame 0 (:func:`~motionmae.motion.protocol.cotracker_grid_queries`), else 0."""
+    side = math.isqrt(len(queries))
+    if side < 2 or side * side != len(queries):
+        return 0
+    grid = cotracker_grid_queries(height, width, side, side)
+    return side if np.allclose(queries, grid, atol=1e-4) else 0
+
+
 @register_tracker("cotracker", CoTrackerConfig, required={
     "checkpoint": "give the path of the local CoTracker3 checkpoint (scaled_offline.pth; "
                   "scaled_online.pth with variant online; from "
@@ -175,6 +190,11 @@ class CoTrackerTracker:
 
     def _run(self, video: Any, queries: Any, backward: bool) -> tuple[Any, Any]:
         if self.config.variant == "offline":
+            grid_size = _own_grid_size(queries[0].cpu().numpy(), video.shape[-2], video.shape[-1])
+            if grid_size:
+                # As TrackMAE calls it: the predictor lays its own grid and tracks it alone
+                # (given queries, it would add its 6x6 support points to them).
+                return self.predictor(video, grid_size=grid_size)
             return self.predictor(video, queries=queries, backward_tracking=backward)
         return self._run_online(video, queries)
 

@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from motionmae.motion import CoTrackerConfig, CoTrackerTracker, make_tracker, track
+from motionmae.motion import (
+    CoTrackerConfig,
+    CoTrackerTracker,
+    cotracker_grid_queries,
+    make_tracker,
+    track,
+)
 
 VELOCITY = np.array([1.5, -0.5], np.float32)  # pixels per frame of every point
 
@@ -53,9 +59,12 @@ class FakeOffline:
     def eval(self):
         return self
 
-    def __call__(self, video, queries=None, backward_tracking=False):
+    def __call__(self, video, queries=None, backward_tracking=False, grid_size=0):
         FakeOffline.calls.append({"video": video, "queries": queries,
-                                  "backward": backward_tracking})
+                                  "backward": backward_tracking, "grid_size": grid_size})
+        if queries is None:  # the predictor lays its own grid (no support points) at frame 0
+            h, w = video.shape[-2:]
+            queries = torch.from_numpy(cotracker_grid_queries(h, w, grid_size, grid_size))[None]
         ids = video[0, :, 0, 0, 0] - 100  # frame index of each model time step
         qids = ids[queries[0, :, 0].long()]
         tracks = _truth(ids, queries, qids)
@@ -201,3 +210,19 @@ def test_config_errors(fake_cotracker):
     with pytest.raises(ValueError, match=r"CoTrackerConfig\.variant"):
         make_tracker("cotracker", checkpoint=fake_cotracker / "scaled_offline.pth",
                      variant="streaming")
+
+
+def test_its_own_grid_is_asked_for_as_grid_size_as_trackmae_does(fake_cotracker):
+    tracker = make_tracker("cotracker", checkpoint=str(fake_cotracker / "scaled_offline.pth"))
+    frames = _video(t_len=8, h=48, w=64)
+    grid = cotracker_grid_queries(48, 64, 4, 4)
+    tracks, _ = tracker.track(frames, grid)
+    (call,) = FakeOffline.calls
+    assert call["grid_size"] == 4 and call["queries"] is None  # no support points added
+    np.testing.assert_allclose(tracks, _expected(grid, 8), atol=1e-4)
+    FakeOffline.calls.clear()
+    shifted = grid.copy()
+    shifted[:, 1] += 0.5  # not the predictor's grid: passed as queries
+    tracker.track(frames, shifted)
+    (call,) = FakeOffline.calls
+    assert call["grid_size"] == 0 and call["queries"] is not None
