@@ -153,6 +153,26 @@ def exclusive(lock: Path, busy: str, advice: str = "") -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def lock_holder(lock: Path) -> str | None:
+    """Who holds ``lock`` now (``PID 4242 on node1 since ...``), or ``None`` when nobody does;
+    asks without writing anything (a read-only probe of :func:`exclusive`'s lock)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        handle = lock.open()
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder_text(lock)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
 def _read_holder(handle: IO[str]) -> dict | None:
     handle.seek(0)
     text = handle.read().strip()

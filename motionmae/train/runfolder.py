@@ -34,7 +34,14 @@ from motionmae.checkpoints.format import list_checkpoints
 from motionmae.config_loading import to_dict
 from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
 from motionmae.errors import UsageError
-from motionmae.fileio import StorageError, atomic_write_bytes, cannot_write, exclusive
+from motionmae.fileio import (
+    FolderInUseError,
+    StorageError,
+    atomic_write_bytes,
+    cannot_write,
+    exclusive,
+    lock_holder,
+)
 from motionmae.train.distributed import DistInfo, any_across_ranks
 from motionmae.train.preflight import prepare_output_folder
 from motionmae.train.records import METRICS_FILE
@@ -45,6 +52,8 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 CHECKPOINTS = "checkpoints"
 LOCK_FILE = ".run.lock"
+BUSY, WAIT = ("another training run is writing here",
+              "wait for it to end, or train into another --out")
 # Any of these makes a folder hold a run.
 RUN_MARKERS = (CONFIG_FILE, METRICS_FILE, CHECKPOINTS)
 # Everything a run writes into its folder, and what motionmae writes there about it (the
@@ -96,9 +105,7 @@ def claim_run_folder(folder: Path, *, resume: bool, overwrite: bool,
                 if not (resume or overwrite):  # refused before the lock writes anything
                     _refuse_a_run(folder)
                 prepare_output_folder(folder)
-                held.enter_context(exclusive(
-                    folder / LOCK_FILE, "another training run is writing here",
-                    "wait for it to end, or train into another --out"))
+                held.enter_context(exclusive(folder / LOCK_FILE, BUSY, WAIT))
                 from_checkpoint = _start(folder, resume, overwrite)
             except Exception as error:  # raised below, after the other ranks hear of it
                 problem = error
@@ -118,6 +125,9 @@ def _refuse_a_run(folder: Path) -> None:
     """Raise :class:`UsageError` if ``folder`` holds a run (naming ``--resume`` and
     ``--overwrite``)."""
     present = run_files(folder)
+    holder = lock_holder(folder / LOCK_FILE) if present else None
+    if holder is not None:  # the run is going on: say who runs it
+        raise FolderInUseError(f"{folder}: {BUSY} ({holder}); {WAIT}")
     if present:
         raise UsageError(f"{folder} already holds a run ({', '.join(present)}): continue it "
                          "with --resume, or delete it and start again with --overwrite")

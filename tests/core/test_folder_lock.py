@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from motionmae.errors import USAGE
-from motionmae.fileio import FolderInUseError, exclusive
+from motionmae.fileio import FolderInUseError, exclusive, lock_holder
 
 HOLDER = """
 import sys, time
@@ -64,3 +64,17 @@ def test_the_lock_of_a_killed_holder_is_taken_over_with_a_warning(tmp_path, capl
         pass
     assert f"taking over the lock of PID {holder.pid} on {socket.gethostname()}" in caplog.text
     assert "ended without releasing it" in caplog.text
+
+
+def test_lock_holder_names_a_live_holder_and_writes_nothing(tmp_path):
+    lock = tmp_path / "run" / ".lock"
+    assert lock_holder(lock) is None  # no lock file: nobody
+    holder = _hold(lock)
+    try:
+        record = lock.read_bytes()
+        assert lock_holder(lock).startswith(f"PID {holder.pid} on {socket.gethostname()}")
+        assert lock.read_bytes() == record
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock_holder(lock) is None  # released with its process
