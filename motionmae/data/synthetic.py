@@ -275,7 +275,7 @@ def make_synthetic_dataset(
 
     Layout: ``root/train/NNNNNN.mp4``, ``root/val/NNNNNN.mp4``, ``root/train.txt``,
     ``root/val.txt`` (``path class_name`` lines) and ``root/manifest.json``. ``size`` must be
-    even (4:2:0 video). About 25 ms per 32x128x128 clip on one core.
+    even (4:2:0 video).
     """
     root = Path(root)
     if size < 16 or size % 2:

@@ -212,8 +212,8 @@ class VideoReader:
             seek: seek to the keyframe before the first needed frame (``False`` decodes
                 from the start; same pixels, slower; kept for benchmarks and tests).
             skip_unneeded: do not decode unneeded frames that no other frame references
-                (non-reference B-frames; same pixels, ~35 % faster on bikes.mp4 at stride 4;
-                single-threaded decoding only).
+                (non-reference B-frames; same pixels, faster: docs/benchmarks.md, "Data
+                pipeline"; single-threaded decoding only).
 
         Raises:
             VideoReadError: the stream ends more than ``tolerance`` frames before its
@@ -249,8 +249,8 @@ class VideoReader:
         shown at that time, the last one before it. Returns ``None`` when ``seek`` landed
         after ``needed[0]``.
         """
-        # Area averaging when shrinking (antialiased, as fast as the default bilinear here:
-        # ~0.6 ms per frame to 224 px on one core), bilinear when enlarging.
+        # Area averaging when shrinking (antialiased, as fast as the default bilinear here),
+        # bilinear when enlarging.
         shrinking = height * width < self.info.height * self.info.width
         interpolation = "AREA" if shrinking else "BILINEAR"
         cache: list[Any] = [None, None]  # [frame, its array]: a frame is converted once
@@ -259,7 +259,7 @@ class VideoReader:
             if cache[0] is not frame:
                 cache[0] = frame
                 # A reused reformatter keeps its libswscale context: building one per frame
-                # (what ``frame.to_ndarray(...)`` does) costs 1-6 ms, more than the work.
+                # (what ``frame.to_ndarray(...)`` does) costs more than the conversion.
                 cache[1] = _reformatter().reformat(
                     frame, width=width, height=height, format="rgb24",
                     interpolation=interpolation, threads=1).to_ndarray()

@@ -87,7 +87,7 @@ def _decode_needed(path: Path, info: VideoInfo, needed: np.ndarray, size: int,
     """
     height, width = output_size(info.height, info.display_width, size)
     interpolation = "AREA" if height * width < info.height * info.width else "BILINEAR"
-    reformatter = VideoReformatter()  # one per video: building one per frame costs 1-6 ms
+    reformatter = VideoReformatter()  # one per video: one per frame costs more than the work
     tolerance = max(2, math.ceil(0.02 * info.num_frames))
     pending = 0
     previous: tuple[int, Any] | None = None
