@@ -38,7 +38,7 @@ import numpy as np
 
 from motionmae.data.config import DataConfig
 from motionmae.data.lists import VideoEntry, read_video_list, write_video_list
-from motionmae.data.video import write_video
+from motionmae.data.video_writer import write_video
 
 logger = logging.getLogger(__name__)
 

@@ -41,12 +41,15 @@ from pathlib import Path
 from typing import Any
 
 from motionmae.fileio import atomic_write_bytes
-
-from .cached_clips import cached_clip_indices, cached_clip_starts, sample_cached_clip
-from .cached_tracks import CachedTracks
-from .grid_tracks import dense_grid, interpolate_grid_tracks
-from .registry import TRACKERS
-from .shards import FORMAT_VERSION, read_shard, sha256_json, video_key, write_shard
+from motionmae.motion.cached_clips import (
+    cached_clip_indices,
+    cached_clip_starts,
+    sample_cached_clip,
+)
+from motionmae.motion.cached_tracks import CachedTracks
+from motionmae.motion.grid_tracks import dense_grid, interpolate_grid_tracks
+from motionmae.motion.registry import TRACKERS
+from motionmae.motion.shards import FORMAT_VERSION, read_shard, sha256_json, video_key, write_shard
 
 __all__ = [
     "FORMAT_VERSION",
@@ -77,7 +80,7 @@ class CacheSettings:
         tracker_settings: fields of the backend's config dataclass; stored with every default
             filled in, so a changed default in the code is a changed key.
         decode_size: short side, pixels, at which frames are decoded (the dataset's working
-            size; aspect kept, as :class:`~motionmae.data.video.VideoReader` does).
+            size; aspect kept, as :class:`~motionmae.data.video_reader.VideoReader` does).
         frames: frames per clip ``T``.
         stride: source frames between consecutive clip frames.
         cache_clips: evenly spaced clips per video (fewer when the video is short).
@@ -153,7 +156,7 @@ def _resolve_tracker_settings(tracker: str, settings: dict[str, Any]) -> dict[st
         raise ValueError(f"CacheSettings.tracker_settings: unknown setting(s) {unknown} for "
                          f"tracker {tracker!r}; valid: {sorted(names)}")
     if isinstance(settings.get("camera"), Mapping):  # FlowConfig.camera given as a dict
-        from .camera import CameraConfig
+        from motionmae.motion.camera import CameraConfig
 
         settings["camera"] = CameraConfig(**settings["camera"])
     config = config_cls(**settings)

@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import validate_inputs
-from .registry import register_tracker
+from motionmae.motion.protocol import validate_inputs
+from motionmae.motion.registry import register_tracker
 
 __all__ = ["SETUP_HELP", "CoTrackerConfig", "CoTrackerTracker"]
 

@@ -35,12 +35,18 @@ from typing import Any
 import cv2
 import numpy as np
 
-from motionmae.data.video import VideoReader, VideoReadError
-
-from .cache import CachedTracks, CacheSettings, TrackCache, cached_clip_indices, dense_grid
-from .frame_step import track_every
-from .protocol import PointTracker
-from .registry import make_tracker
+from motionmae.data.video_info import VideoReadError
+from motionmae.data.video_reader import VideoReader
+from motionmae.motion.cache import (
+    CachedTracks,
+    CacheSettings,
+    TrackCache,
+    cached_clip_indices,
+    dense_grid,
+)
+from motionmae.motion.frame_step import track_every
+from motionmae.motion.protocol import PointTracker
+from motionmae.motion.registry import make_tracker
 
 __all__ = ["ExtractStats", "extract_tracks", "shard_videos", "track_video"]
 

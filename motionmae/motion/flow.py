@@ -37,10 +37,15 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ._common import apply_homography, sample_bilinear, to_gray
-from .camera import CameraConfig, cumulative_homographies, estimate_camera_motion
-from .protocol import in_frame, patch_grid_queries, validate_inputs, validate_queries
-from .registry import register_tracker
+from motionmae.motion._common import apply_homography, sample_bilinear, to_gray
+from motionmae.motion.camera import CameraConfig, cumulative_homographies, estimate_camera_motion
+from motionmae.motion.protocol import (
+    in_frame,
+    patch_grid_queries,
+    validate_inputs,
+    validate_queries,
+)
+from motionmae.motion.registry import register_tracker
 
 __all__ = [
     "FlowConfig",

@@ -31,18 +31,16 @@ import numpy as np
 import torch
 
 from motionmae.data.transforms import transform_points
-from motionmae.data.video import output_size
-
-from .cache import CacheSettings, TrackCache, interpolate_grid_tracks
-from .frame_step import track_every
-from .protocol import QUERY_GRIDS, PointTracker, in_frame, query_grid
-from .registry import make_tracker
+from motionmae.data.video_info import output_size
+from motionmae.motion.cache import CacheSettings, TrackCache, interpolate_grid_tracks
+from motionmae.motion.frame_step import track_every
+from motionmae.motion.protocol import QUERY_GRIDS, PointTracker, in_frame, query_grid
+from motionmae.motion.registry import make_tracker
 
 if TYPE_CHECKING:
     from motionmae.data.hooks import HookInput
     from motionmae.data.transforms import Geometry
-
-    from .cache import CachedTracks
+    from motionmae.motion.cache import CachedTracks
 
 __all__ = ["HookStats", "TracksHook", "cached_tracks_for_geometry"]
 

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ._common import appearance_match, sample_patches, to_gray
-from .protocol import in_frame, validate_inputs
-from .registry import register_tracker
+from motionmae.motion._common import appearance_match, sample_patches, to_gray
+from motionmae.motion.protocol import in_frame, validate_inputs
+from motionmae.motion.registry import register_tracker
 
 __all__ = ["LKConfig", "LKTracker", "track_lk"]
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motionmae.data.video import VideoReader, VideoReadError
+from motionmae.data.video_info import VideoReadError
+from motionmae.data.video_reader import VideoReader
 from motionmae.motion.cache import cached_clip_indices
 from motionmae.motion.extract import ExtractStats, ProgressFn, shard_videos
 from motionmae.targets.teacher import run_teacher, use_bf16

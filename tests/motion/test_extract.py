@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from motionmae.data.video import write_video
+from motionmae.data.video_writer import write_video
 from motionmae.motion import CacheSettings, TrackCache, extract_tracks, make_tracker
 from motionmae.motion.cache import cached_clip_indices
 from motionmae.motion.extract import shard_videos, track_video
