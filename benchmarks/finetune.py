@@ -34,7 +34,7 @@ from motionmae.checkpoints.format import latest_checkpoint
 from motionmae.config import FinetuneConfig, PretrainConfig, load_config, to_dict
 from motionmae.data import make_synthetic_dataset
 from motionmae.demo import DemoConfig, demo_pretrain_config
-from motionmae.evaluate import eval_data_config, list_features, run_probe
+from motionmae.eval import eval_data_config, list_features, run_probe
 from motionmae.models import VideoEncoder
 from motionmae.train.finetune import data_defaults, evaluate_finetuned, finetune
 from motionmae.train.pretrain import pretrain, token_grid

@@ -52,7 +52,7 @@ from motionmae.checkpoints.format import latest_checkpoint
 from motionmae.config import PretrainConfig
 from motionmae.data import make_synthetic_dataset
 from motionmae.demo import DemoConfig, default_cache_dir, demo_pretrain_config
-from motionmae.evaluate import list_features, run_probe
+from motionmae.eval import list_features, run_probe
 from motionmae.train.optim import build_optimizer, set_lr
 from motionmae.train.pretrain import PretrainTask, pretrain
 

@@ -47,7 +47,7 @@ from motion_suite import (
 )
 
 from motionmae.data import VideoDataset, read_video_list
-from motionmae.evaluate import list_features, run_probe
+from motionmae.eval import list_features, run_probe
 from motionmae.targets import build_targets
 from motionmae.train.pretrain import build_sample_hooks, token_grid
 

@@ -5,7 +5,7 @@ Five tasks whose classes differ only in motion, four of them made from real foot
 occlusion, arrow of time, playback speed) and the demo's synthetic dataset. Each encoder
 (row) is pretrained ONCE on the pooled unlabelled ``pretrain`` splits of all five tasks, then
 its frozen tokens are extracted once per split and probed on every task: linear and kNN on
-the mean token, attentive on all tokens (``motionmae.evaluate``, as
+the mean token, attentive on all tokens (``motionmae.eval``, as
 ``benchmarks/representation.py``). Reference rows: a random-init encoder; ``single frame``
 (a linear probe on the appearance of the clip's middle frame, ``motion_descriptors.py``: it
 must stay near chance, the proof that a task needs motion); ``HOF`` (histograms of DIS optical
@@ -65,8 +65,7 @@ from motionmae.data import VideoDataset, make_synthetic_dataset, read_video_list
 from motionmae.data.lists import VideoEntry, write_video_list
 from motionmae.data.sampling import clip_span
 from motionmae.data.synthetic import CLASSES as DEMO_CLASSES
-from motionmae.eval import FeatureSet
-from motionmae.evaluate import PROBES, eval_data_config, list_features, run_probe
+from motionmae.eval import PROBES, FeatureSet, eval_data_config, list_features, run_probe
 from motionmae.models import VideoEncoder
 from motionmae.train.pretrain import token_grid
 

@@ -56,7 +56,8 @@ import numpy as np
 from footage import footage_dir
 
 from motionmae.data.lists import VideoEntry, read_video_list, write_video_list
-from motionmae.data.video import probe_video, read_frames, write_video
+from motionmae.data.video_reader import probe_video, read_frames
+from motionmae.data.video_writer import write_video
 
 log = logging.getLogger(__name__)
 

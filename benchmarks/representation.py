@@ -25,7 +25,7 @@ import torch
 from motionmae.api import load_encoder
 from motionmae.data import make_synthetic_dataset
 from motionmae.demo import DemoConfig, demo_pretrain_config
-from motionmae.evaluate import list_features, run_probe
+from motionmae.eval import list_features, run_probe
 from motionmae.models import VideoEncoder
 from motionmae.train.pretrain import pretrain, token_grid
 

@@ -114,9 +114,8 @@ class OptimConfig:
     lr: float | None = None
     lr_scaling: str = "sqrt"
     reference_batch: int = 256
-    # Interim: 64x the papers' batch-8 rate; on 250-step batch-8 runs of synthetic clips
-    # 1.5e-4, 3e-4 and 1e-3 ended alike, 4.7e-6 short of even the batch mean (a sweep on
-    # real clips should set it).
+    # Interim, from short batch-8 runs (docs/benchmarks.md, "Figures behind defaults"): a
+    # sweep on real clips should set it.
     min_peak_lr: float | None = 3e-4
     min_lr: float = 1e-6
     weight_decay: float = 0.05

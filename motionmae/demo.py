@@ -20,8 +20,7 @@ from motionmae.config import PretrainConfig
 from motionmae.config_loading import load_config
 from motionmae.data import make_synthetic_dataset
 from motionmae.data.config import DataConfig
-from motionmae.eval import ProbeResult
-from motionmae.evaluate import eval_data_config, list_features, run_probe
+from motionmae.eval import ProbeResult, eval_data_config, list_features, run_probe
 from motionmae.models import VideoEncoder
 from motionmae.train.pretrain import pretrain, token_grid
 

@@ -33,6 +33,7 @@ USAGE = 2
 DATA = 3
 ENVIRONMENT = 4
 DIVERGED = 5
+PREEMPTED = 143  # 128 + SIGTERM: a scheduler sees the job was preempted, not that it failed
 
 
 class MotionMAEError(Exception):

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from motionmae.cli import main
 from motionmae.data import make_synthetic_dataset
-from motionmae.data.video import write_video
+from motionmae.data.video_writer import write_video
 from motionmae.errors import DATA, ENVIRONMENT, USAGE
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
@@ -290,7 +290,7 @@ def test_batch_size_not_a_multiple_of_num_sample_is_a_config_error(
 
 def test_debug_and_verbose_after_the_command(corpus: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture) -> None:
-    from motionmae.data.video import VideoReadError
+    from motionmae.data.video_info import VideoReadError
 
     argv = ["tracks", str(corpus / "text.mp4"), "--out", str(tmp_path / "t.npz")]
     assert main(argv) == DATA

@@ -117,7 +117,7 @@ LAYERS: list[list[str]] = [
     ["motionmae.targets"],
     ["motionmae.config"],
     ["motionmae.eval", "motionmae.interop"],
-    ["motionmae.api", "motionmae.evaluate"],
+    ["motionmae.api"],
     ["motionmae.train"],
     ["motionmae.viz", "motionmae.demo"],
     ["motionmae.cli", "motionmae.cli_doc", "motionmae.__main__", "motionmae"],

@@ -15,12 +15,25 @@ features):
 
 from typing import TYPE_CHECKING, Any
 
-from .config import CacheConfig
-from .layout import ClipLayout
-from .shards import FORMAT_VERSION, read_shard, sha256_json, shard_path, video_key, write_shard
+from motionmae.cache.config import CacheConfig
+from motionmae.cache.layout import ClipLayout
+from motionmae.cache.shards import (
+    FORMAT_VERSION,
+    read_shard,
+    sha256_json,
+    shard_path,
+    video_key,
+    write_shard,
+)
 
 if TYPE_CHECKING:
-    from .extraction import ExtractJob, ExtractStats, ProgressFn, extract, shard_videos
+    from motionmae.cache.extraction import (
+        ExtractJob,
+        ExtractStats,
+        ProgressFn,
+        extract,
+        shard_videos,
+    )
 
 # Lazy: the driver imports OpenCV and the data package (torch); the cache's readers in the
 # loader workers need neither.

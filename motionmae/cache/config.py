@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from motionmae.cache.layout import ClipLayout
 from motionmae.config_loading import check
-
-from .layout import ClipLayout
 
 if TYPE_CHECKING:  # importing motionmae.data at run time would load torch
     from motionmae.data.config import DataConfig

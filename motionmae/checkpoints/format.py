@@ -4,7 +4,7 @@ Layout of a run folder::
 
     RUN/checkpoints/step_00000500/model.safetensors   weights (safetensors)
                                   config.json         what the weights are (model, grid, run)
-                                  state.pt            optimizer, step, RNG, data position
+                                  state.pt            optimizer, step, data position, log window
                                   manifest.json       sha256 + size of the files above
     RUN/checkpoints/latest                            name of the newest complete checkpoint
 
@@ -15,6 +15,9 @@ would read: on load every file is checked against the manifest, and the newest f
 passes wins (a damaged newest one is passed over with a warning; a complete one the pointer
 never reached is used). A write that fails (disk full) raises ``OSError`` and leaves the
 folder as it was: no temporary files, ``latest`` on the previous checkpoint.
+:func:`recover_latest` is what a resume reads: the folder cleared of what killed writes left,
+``latest`` on the newest complete checkpoint. What ``state.pt`` holds is the training loop's
+(:mod:`motionmae.train.save_resume`); this module only writes, verifies and finds the files.
 """
 
 from __future__ import annotations
@@ -38,7 +41,14 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from motionmae.errors import DataError, unpickling_error
-from motionmae.fileio import atomic_write_text, fsync_dir, sha256_file, write_file
+from motionmae.fileio import (
+    StorageError,
+    atomic_write_text,
+    cannot_write,
+    fsync_dir,
+    sha256_file,
+    write_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +227,26 @@ def latest_checkpoint(root: Path) -> Checkpoint | None:
                         checkpoint.path.name)
         return checkpoint
     return None
+
+
+def recover_latest(root: Path) -> Checkpoint | None:
+    """The checkpoint a resume continues from (None if there is none), with ``root`` repaired
+    for it: what killed writes left is removed (each logged) and ``latest`` is pointed at
+    the newest complete checkpoint if a damaged or killed write left it elsewhere. One
+    process repairs (rank 0); the others read :func:`latest_checkpoint`.
+
+    Raises:
+        StorageError: ``latest`` could not be rewritten (disk full); it is as it was.
+    """
+    for leftover in remove_leftovers(root):
+        log.info("removed %s, left by a checkpoint write that was killed", leftover)
+    checkpoint = latest_checkpoint(root)
+    if checkpoint is not None and read_latest(root) != checkpoint.path.name:
+        try:
+            mark_latest(checkpoint.path)
+        except OSError as error:
+            raise StorageError(cannot_write(root / LATEST, error)) from error
+    return checkpoint
 
 
 def remove_leftovers(root: Path) -> list[Path]:

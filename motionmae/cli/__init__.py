@@ -70,7 +70,7 @@ def _add_global_flags(parser: argparse.ArgumentParser, after_command: bool) -> N
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit status says how it ended (see :mod:`motionmae.errors`)."""
     args = build_parser().parse_args(argv)
-    # OpenMP threads that spin while waiting are ~16x slower per training step on a CPU
+    # OpenMP threads that spin while waiting make a training step many times slower on a CPU
     # shared with loader workers (tracking, decoding) or another job (docs/benchmarks.md);
     # a sleeping wait costs little when the cores are free. Read once, at the first torch
     # import, which happens after this line; a user's own setting wins.

@@ -27,7 +27,7 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
 
 def _features(args: argparse.Namespace, videos: str | VideoList, pool: bool = True):
     """Features of ``videos`` (a list file, a dataset spec, or a list read already)."""
-    from motionmae.evaluate import eval_data_config, list_features
+    from motionmae.eval import eval_data_config, list_features
     from motionmae.interop import load_any_encoder
     from motionmae.train.loop import resolve_device
 
@@ -78,8 +78,8 @@ def _window_features(args: argparse.Namespace) -> int:
 
     from motionmae.checkpoints.format import resolve_checkpoint
     from motionmae.data import read_video_list
+    from motionmae.eval import eval_data_config
     from motionmae.eval.windows import extract_windows
-    from motionmae.evaluate import eval_data_config
     from motionmae.interop import detect_format, load_any_encoder
     from motionmae.train.loop import resolve_device
 
@@ -140,8 +140,8 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from motionmae.eval import load_features
-    from motionmae.evaluate import PROBES, baselines, read_probe_lists, run_probe
+    from motionmae.eval import PROBES, load_features, read_probe_lists, run_probe
+    from motionmae.eval.probing import baselines
 
     kinds = [k.strip() for k in args.kind.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in PROBES]
@@ -192,8 +192,13 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from motionmae.data import read_video_list
-    from motionmae.eval import align_labels, evaluate_videos, load_classifier, save_evaluation
-    from motionmae.evaluate import eval_data_config
+    from motionmae.eval import (
+        align_labels,
+        eval_data_config,
+        evaluate_videos,
+        load_classifier,
+        save_evaluation,
+    )
     from motionmae.train.loop import resolve_device
 
     device = resolve_device(args.device)

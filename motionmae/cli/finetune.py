@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from motionmae.cli.common import add_training_options, load_training_config, log, run_training
-from motionmae.errors import UsageError
+from motionmae.errors import PREEMPTED, UsageError
 
 
 def add_finetune(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +69,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     outcome = run_training("finetune", train_then_evaluate, cfg, args)
     if outcome is None:
-        return 143  # 128 + SIGTERM: a scheduler sees the job was preempted
+        return PREEMPTED  # a checkpoint was saved: continue with --resume
     result, evaluation = outcome
     log.info("done: %d steps, checkpoints in %s", result.train.state.step,
              Path(cfg.run.out) / "checkpoints")

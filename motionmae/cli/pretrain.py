@@ -16,7 +16,7 @@ from motionmae.cli.common import (
     parse_shard,
     run_training,
 )
-from motionmae.errors import DATA
+from motionmae.errors import DATA, PREEMPTED
 
 if TYPE_CHECKING:
     from motionmae.cache.extraction import ExtractStats
@@ -70,7 +70,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     cfg = load_training_config(PretrainConfig, args, pretrain_overrides(args))
     result = run_training("pretrain", pretrain, cfg, args)
     if result is None:
-        return 143  # 128 + SIGTERM: a scheduler sees the job was preempted
+        return PREEMPTED  # a checkpoint was saved: continue with --resume
     log.info("done: %d steps, checkpoints in %s", result.state.step,
              Path(cfg.run.out) / "checkpoints")
     return 0

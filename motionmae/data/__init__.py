@@ -1,7 +1,8 @@
 """Data: video files -> decoded frames -> sampled, augmented, normalised clips.
 
-* :mod:`~motionmae.data.video`: PyAV probing and reading (seek + decode only the needed
-  frames, at the working size: :mod:`~motionmae.data.video_reader`), writing.
+* :mod:`~motionmae.data.video_reader`: PyAV probing and reading (seek + decode only the
+  needed frames, at the working size); :mod:`~motionmae.data.video_info` (what a stream
+  declares, ``VideoReadError``); :mod:`~motionmae.data.video_writer` (``write_video``).
 * :mod:`~motionmae.data.sampling`: which frame indices make a clip.
 * :mod:`~motionmae.data.transforms`: geometric augmentation on uint8 frames (as explicit
   parameters), point mapping, normalisation.
@@ -35,9 +36,8 @@ from motionmae.data.transforms import (
     sample_train_geometry,
     transform_points,
 )
-from motionmae.data.video import probe_video, read_frames
 from motionmae.data.video_info import VideoInfo, VideoReadError
-from motionmae.data.video_reader import VideoReader
+from motionmae.data.video_reader import VideoReader, probe_video, read_frames
 from motionmae.data.video_writer import write_video
 
 __all__ = [

@@ -42,7 +42,8 @@ from motionmae.data.transforms import (
     normalize,
     sample_train_geometry,
 )
-from motionmae.data.video import VideoReader, VideoReadError
+from motionmae.data.video_info import VideoReadError
+from motionmae.data.video_reader import VideoReader
 
 logger = logging.getLogger(__name__)
 

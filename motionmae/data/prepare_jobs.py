@@ -23,7 +23,7 @@ from typing import Any
 
 from motionmae.data.config import PrepareConfig
 from motionmae.data.transcode import transcode
-from motionmae.data.video import VideoReadError
+from motionmae.data.video_info import VideoReadError
 from motionmae.fileio import fsync_dir, sha256_file
 
 __all__ = ["Job", "Outcome", "encode_job", "run_inline", "run_pool", "verify_job"]

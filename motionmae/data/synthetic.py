@@ -38,7 +38,7 @@ import numpy as np
 
 from motionmae.data.config import DataConfig
 from motionmae.data.lists import VideoEntry, read_video_list, write_video_list
-from motionmae.data.video import write_video
+from motionmae.data.video_writer import write_video
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def make_synthetic_dataset(
 
     Layout: ``root/train/NNNNNN.mp4``, ``root/val/NNNNNN.mp4``, ``root/train.txt``,
     ``root/val.txt`` (``path class_name`` lines) and ``root/manifest.json``. ``size`` must be
-    even (4:2:0 video). About 25 ms per 32x128x128 clip on one core.
+    even (4:2:0 video).
     """
     root = Path(root)
     if size < 16 or size % 2:

@@ -18,7 +18,8 @@ import av
 from av.video.reformatter import VideoReformatter
 
 from motionmae.data.config import PrepareConfig
-from motionmae.data.video import VideoReadError, probe_video
+from motionmae.data.video_info import VideoReadError
+from motionmae.data.video_reader import probe_video
 
 __all__ = ["Encoded", "prepared_size", "transcode"]
 

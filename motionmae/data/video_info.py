@@ -1,10 +1,10 @@
 """What a video stream declares, the size it is read at, and the error for an unreadable video.
 
 :class:`VideoInfo` (frame count, rate, coded size, sample aspect) is what the reader and
-:func:`~motionmae.data.video.probe_video` report; :func:`output_size` is the frame size a read
-at a given short side produces (display aspect kept). :class:`VideoReadError` is raised for
-every failure to produce frames; it names the file and the reason and survives the trip back
-from a ``DataLoader`` worker.
+:func:`~motionmae.data.video_reader.probe_video` report; :func:`output_size` is the frame
+size a read at a given short side produces (display aspect kept). :class:`VideoReadError` is
+raised for every failure to produce frames; it names the file and the reason and survives the
+trip back from a ``DataLoader`` worker.
 """
 
 from __future__ import annotations

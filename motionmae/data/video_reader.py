@@ -1,4 +1,8 @@
-"""The video reader: seek, decode only the frames a clip needs, convert straight to size.
+"""Reading video files with PyAV: seek, decode only the frames a clip needs, convert straight
+to size. :func:`probe_video` (what the first video stream declares) and :func:`read_frames`
+(frames by index) open a :class:`VideoReader` for one call; every failure to produce frames
+raises :class:`~motionmae.data.video_info.VideoReadError` naming the file and the reason
+(missing, empty, not a video, no video stream, no frames, truncated or damaged).
 
 A clip needs a handful of frames from a short span, so :class:`VideoReader` seeks (by
 timestamp) to the keyframe at or before the first needed frame, decodes forward (skipping
@@ -15,6 +19,7 @@ an index no frame maps to gets the frame shown at that time (the last one before
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -29,7 +34,7 @@ from av.video.reformatter import VideoReformatter
 
 from motionmae.data.video_info import PathLike, VideoInfo, VideoReadError, output_size
 
-__all__ = ["VideoReader"]
+__all__ = ["VideoReader", "probe_video", "read_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -207,8 +212,8 @@ class VideoReader:
             seek: seek to the keyframe before the first needed frame (``False`` decodes
                 from the start; same pixels, slower; kept for benchmarks and tests).
             skip_unneeded: do not decode unneeded frames that no other frame references
-                (non-reference B-frames; same pixels, ~35 % faster on bikes.mp4 at stride 4;
-                single-threaded decoding only).
+                (non-reference B-frames; same pixels, faster: docs/benchmarks.md, "Data
+                pipeline"; single-threaded decoding only).
 
         Raises:
             VideoReadError: the stream ends more than ``tolerance`` frames before its
@@ -244,8 +249,8 @@ class VideoReader:
         shown at that time, the last one before it. Returns ``None`` when ``seek`` landed
         after ``needed[0]``.
         """
-        # Area averaging when shrinking (antialiased, as fast as the default bilinear here:
-        # ~0.6 ms per frame to 224 px on one core), bilinear when enlarging.
+        # Area averaging when shrinking (antialiased, as fast as the default bilinear here),
+        # bilinear when enlarging.
         shrinking = height * width < self.info.height * self.info.width
         interpolation = "AREA" if shrinking else "BILINEAR"
         cache: list[Any] = [None, None]  # [frame, its array]: a frame is converted once
@@ -254,7 +259,7 @@ class VideoReader:
             if cache[0] is not frame:
                 cache[0] = frame
                 # A reused reformatter keeps its libswscale context: building one per frame
-                # (what ``frame.to_ndarray(...)`` does) costs 1-6 ms, more than the work.
+                # (what ``frame.to_ndarray(...)`` does) costs more than the conversion.
                 cache[1] = _reformatter().reformat(
                     frame, width=width, height=height, format="rgb24",
                     interpolation=interpolation, threads=1).to_ndarray()
@@ -313,6 +318,44 @@ class VideoReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def probe_video(path: PathLike, *, exact: bool = False) -> VideoInfo:
+    """Frame count, rate and size of the first video stream of ``path``.
+
+    ``num_frames`` comes from the stream header; when the header has no count it is
+    ``round(duration * fps)``; when there is no duration either, the frames are counted by
+    decoding. Headers can lie (a truncated file keeps its header, some muxers overstate by
+    a frame): ``exact=True`` always counts by decoding (slow: decodes the whole stream), and
+    :meth:`VideoReader.read` detects the lie when it runs out of frames.
+
+    Raises:
+        VideoReadError: missing, empty, non-media or video-less file, or no frames.
+    """
+    with VideoReader(path) as reader:
+        info = reader.info
+        if exact:
+            count = reader.count_frames()
+            if count <= 0:
+                raise VideoReadError.for_file(path, "video stream has no frames")
+            info = dataclasses.replace(info, num_frames=count)
+        return info
+
+
+def read_frames(path: PathLike, indices: Sequence[int] | np.ndarray,
+                size: int | None = None, *, seek: bool = True, skip_unneeded: bool = True,
+                threads: int = 1) -> np.ndarray:
+    """Frames ``indices`` of ``path`` as ``[len(indices), H', W', 3]`` uint8 RGB.
+
+    ``size`` is the output short side in pixels (aspect kept); ``None`` keeps the coded
+    size. Indices past the end are clamped (the last frame repeats). See
+    :meth:`VideoReader.read`.
+
+    Raises:
+        VideoReadError: the file cannot be read; the message names it and the reason.
+    """
+    with VideoReader(path, threads=threads) as reader:
+        return reader.read(indices, size, seek=seek, skip_unneeded=skip_unneeded)
 
 
 _local = threading.local()

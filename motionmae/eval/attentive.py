@@ -78,9 +78,9 @@ def attentive_probe(
     """Train an :class:`AttentivePooler` on frozen tokens ``[N, L, D]``; score on validation.
 
     Tokens are standardised per channel with the training set's statistics, as the linear
-    probe standardises its features: on motion-pretrained tokens this alone took the probe
-    from 74.5% to 79.0% on a hold-out of the demo data (docs/benchmarks.md). AdamW, linear
-    warmup then cosine; deterministic for a given ``seed``.
+    probe standardises its features: on motion-pretrained tokens this alone raised the
+    probe's accuracy on a hold-out of the demo data (docs/benchmarks.md, "Fine-tuning and
+    probes"). AdamW, linear warmup then cosine; deterministic for a given ``seed``.
     """
     classes = _check(train_tokens.reshape(len(train_tokens), -1), train_y,
                      val_tokens.reshape(len(val_tokens), -1), val_y)

@@ -1,6 +1,6 @@
 """Frozen-feature extraction: every token visible, mean-pooled after the encoder's final norm
-(or all tokens, for the attentive probe), and the ``.npz`` files that let several probes be
-trained from one extraction pass."""
+(or all tokens, for the attentive probe), of a loader's clips or of a whole list, and the
+``.npz`` files that let several probes be trained from one extraction pass."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from motionmae.data import VideoDataset, VideoList, build_loader, read_video_list
+from motionmae.data.config import DataConfig
 from motionmae.data.entries import LabelError, relabel
 from motionmae.errors import DataError
 from motionmae.eval.multiview import views_per_item
@@ -100,6 +102,32 @@ def extract_features(
         labels=torch.cat(labels).numpy().astype(np.int64) if labels else np.zeros(0, np.int64),
         paths=[paths[i] for i in order],
     )
+
+
+def list_features(
+    encoder: nn.Module,
+    videos: str | Path | VideoList,
+    data: DataConfig,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    on_batch: Callable[[int], None] | None = None,
+    pool: bool = True,
+) -> FeatureSet:
+    """Frozen features of every video of a list (a list file, a dataset spec, or a list read
+    already), evaluation views averaged, with the list's class names; all tokens instead of
+    their mean when ``pool`` is false. ``data``: the checkpoint's evaluation clips
+    (:func:`~motionmae.eval.clips.eval_data_config`)."""
+    source = "" if isinstance(videos, VideoList) else str(videos)
+    if not isinstance(videos, VideoList):
+        videos = read_video_list(videos)
+    dataset = VideoDataset(videos, data, train=False, seed=0)
+    loader = build_loader(dataset, batch_size=batch_size, workers=data.workers, shuffle=False,
+                          seed=0, drop_last=False)
+    paths = [str(entry.path) for entry in videos.entries]
+    features = extract_features(encoder, loader, paths, device, precision, on_batch, pool)
+    dataset.warn_short_clips()  # padded clips silently change what the probe sees
+    return dataclasses.replace(features, classes=videos.classes, source=source)
 
 
 def save_features(features: FeatureSet, path: str | Path) -> None:

@@ -6,8 +6,8 @@ apart, covering ``frames * stride`` source frames; window ``k`` starts at source
 ``(num_frames - frames * stride) % step`` frames are not covered; a video shorter than one
 window gets a single window at frame 0, padded by repeating its last frame (as evaluation
 clips are). Times are in seconds, ``frame / fps``, the mapping the reader uses from timestamps
-to frame indices (:mod:`motionmae.data.video`); a window ends where its last frame's display
-time ends (``(start + frames * stride) / fps``, at most the video's length).
+to frame indices (:mod:`motionmae.data.video_reader`); a window ends where its last frame's
+display time ends (``(start + frames * stride) / fps``, at most the video's length).
 
 Each video is decoded once, front to back, at the working short side, and every needed frame
 is centre-cropped and normalised once, however many windows share it: the pixels are those of
@@ -31,7 +31,8 @@ from av.video.reformatter import VideoReformatter
 
 from motionmae.data.config import DataConfig
 from motionmae.data.transforms import apply_geometry, eval_geometries, normalize
-from motionmae.data.video import VideoInfo, VideoReader, VideoReadError, output_size
+from motionmae.data.video_info import VideoInfo, VideoReadError, output_size
+from motionmae.data.video_reader import VideoReader
 
 __all__ = ["WindowPlan", "plan_windows", "window_clips"]
 
@@ -80,14 +81,14 @@ def _decode_needed(path: Path, info: VideoInfo, needed: np.ndarray, size: int,
     """``(index, frame [H, W, 3] uint8)`` for each of ``needed`` (sorted, unique), in order,
     from one front-to-back decode at short side ``size``.
 
-    Same pixels and frame indices as :meth:`~motionmae.data.video.VideoReader.read`: index
+    Same pixels and frame indices as :meth:`~motionmae.data.video_reader.VideoReader.read`: index
     from the timestamp at the stream's average rate, an index no frame maps to gets the last
     frame before it, a stream that ends at most the reader's tolerance early repeats its last
     frame.
     """
     height, width = output_size(info.height, info.display_width, size)
     interpolation = "AREA" if height * width < info.height * info.width else "BILINEAR"
-    reformatter = VideoReformatter()  # one per video: building one per frame costs 1-6 ms
+    reformatter = VideoReformatter()  # one per video: one per frame costs more than the work
     tolerance = max(2, math.ceil(0.02 * info.num_frames))
     pending = 0
     previous: tuple[int, Any] | None = None

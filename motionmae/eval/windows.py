@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from motionmae.data.config import DataConfig
-from motionmae.data.video import VideoInfo, VideoReadError
+from motionmae.data.video_info import VideoInfo, VideoReadError
 from motionmae.eval.window_clips import WindowPlan, plan_windows, window_clips
 from motionmae.eval.window_files import (
     VideoWindows,

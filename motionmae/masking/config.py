@@ -11,9 +11,8 @@ from motionmae.config_loading import ComponentSections, check
 from motionmae.masking.registry import MASKINGS
 
 # VideoMAE's 0.9 was chosen at 16 x 224 x 224 with 2 x 16 x 16 tubelets (1,568 tokens). On
-# smaller clips 0.75 did better on every geometry measured: 392 tokens (16 x 112) and 256
-# (8 x 64, 8 px patches), mean linear probe over the five motion-suite tasks +3.9 and +4.2
-# (docs/benchmarks.md).
+# smaller clips 0.75 did better on every geometry the motion suite tried (docs/benchmarks.md,
+# "Motion probe suite": masking ratio at 16x112 and at the demo geometry).
 PAPER_TOKENS, PAPER_RATIO, SMALL_CLIP_RATIO = 1568, 0.9, 0.75
 
 

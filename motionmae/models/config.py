@@ -37,8 +37,9 @@ class ModelConfig:
     # successive differences times this gain; 0 reads the frames as they are (VideoMAE's).
     # A change of basis of the same linear map (exports fold it into VideoMAE's kernel), but
     # it decides what learns first: with plain frames a tiny ViT on 2x16x16 tubelets of real
-    # footage learned no motion in 500-1,500 steps (a frame difference is ~15% of a frame's
-    # norm and the gradient follows appearance); with gain 4 it did (docs/benchmarks.md).
+    # footage learned no motion (a frame difference is a small part of a frame's norm and
+    # the gradient follows appearance); with gain 4 it did (docs/benchmarks.md, "The tubelet
+    # read in the frame-difference basis").
     difference_gain: float = 4.0
     # Targets predicted by one joint decoder (M3Video's default): one set of blocks and one
     # linear head whose output is split into the targets' values; each target keeps its own

@@ -156,8 +156,8 @@ class Attention(nn.Module):
         qkv = self.qkv(x).view(batch, tokens, 3, self.num_heads, dim // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, heads, N, head_dim]
         if x.device.type == "cpu" and q.dtype == torch.bfloat16:
-            # PyTorch's CPU flash-attention backward is ~3x slower in bf16 than in fp32 on
-            # CPUs without bf16 matrix units (measured on AVX-512); its accumulation is fp32
+            # PyTorch's CPU flash-attention backward is much slower in bf16 than in fp32 on
+            # CPUs without bf16 matrix units (docs/benchmarks.md); its accumulation is fp32
             # either way, so compute attention in fp32 there (autocast off: it would cast the
             # inputs back). GPUs keep bf16.
             with torch.autocast("cpu", enabled=False):

@@ -18,19 +18,32 @@ clips per video, filled by :func:`extract_tracks`; training clips are then drawn
 
 from typing import TYPE_CHECKING, Any
 
-from .cache import CacheSettings, TrackCache
-from .cached_tracks import CachedTracks
-from .camera import (
+from motionmae.motion.cache import CacheSettings, TrackCache
+from motionmae.motion.cached_tracks import CachedTracks
+from motionmae.motion.camera import (
     CameraConfig,
     cumulative_homographies,
     estimate_camera_motion,
     estimate_homography,
 )
-from .cotracker import CoTrackerConfig, CoTrackerTracker
-from .flow import FlowConfig, FlowTracker, chain_dense_grid, chain_flow, dense_flow, track_flow
-from .lk import LKConfig, LKTracker, track_lk
-from .metrics import average_jaccard, delta_avg, median_epe, occlusion_accuracy, tapvid_metrics
-from .protocol import (
+from motionmae.motion.cotracker import CoTrackerConfig, CoTrackerTracker
+from motionmae.motion.flow import (
+    FlowConfig,
+    FlowTracker,
+    chain_dense_grid,
+    chain_flow,
+    dense_flow,
+    track_flow,
+)
+from motionmae.motion.lk import LKConfig, LKTracker, track_lk
+from motionmae.motion.metrics import (
+    average_jaccard,
+    delta_avg,
+    median_epe,
+    occlusion_accuracy,
+    tapvid_metrics,
+)
+from motionmae.motion.protocol import (
     PointTracker,
     cotracker_grid_queries,
     grid_queries,
@@ -39,11 +52,11 @@ from .protocol import (
     query_grid,
     validate_inputs,
 )
-from .registry import TRACKERS, TrackerSpec, make_tracker, register_tracker, track
+from motionmae.motion.registry import TRACKERS, TrackerSpec, make_tracker, register_tracker, track
 
 if TYPE_CHECKING:
-    from .extract import extract_tracks
-    from .hooks import TracksHook
+    from motionmae.motion.extract import extract_tracks
+    from motionmae.motion.hooks import TracksHook
 
 # Lazy: these import torch / the data package; ``import motionmae.motion`` stays light.
 _LAZY = {"TracksHook": "hooks", "extract_tracks": "extract"}

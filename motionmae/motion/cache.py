@@ -49,15 +49,13 @@ from motionmae.cache.shards import (
     write_shard,
 )
 from motionmae.fileio import atomic_write_bytes
-
-from .cached_tracks import CachedTracks
-from .registry import TRACKERS
+from motionmae.motion.cached_tracks import CachedTracks
+from motionmae.motion.registry import TRACKERS
 
 if TYPE_CHECKING:
     from motionmae.cache.config import CacheConfig
     from motionmae.data.config import DataConfig
-
-    from .config import TrackingConfig
+    from motionmae.motion.config import TrackingConfig
 
 __all__ = ["CacheSettings", "TrackCache"]
 
@@ -75,7 +73,7 @@ class CacheSettings:
         tracker_settings: fields of the backend's config dataclass; stored with every default
             filled in, so a changed default in the code is a changed key.
         decode_size: short side, pixels, at which frames are decoded (the dataset's working
-            size; aspect kept, as :class:`~motionmae.data.video.VideoReader` does).
+            size; aspect kept, as :class:`~motionmae.data.video_reader.VideoReader` does).
         layout: which clips of each video (``frames`` per clip ``T``, ``stride`` source
             frames apart, ``clips`` evenly spaced clips per video, fewer when the video is
             short); hashed as the flat fields ``frames``, ``stride``, ``cache_clips``.
@@ -163,7 +161,7 @@ def _resolve_tracker_settings(tracker: str, settings: dict[str, Any]) -> dict[st
         raise ValueError(f"CacheSettings.tracker_settings: unknown setting(s) {unknown} for "
                          f"tracker {tracker!r}; valid: {sorted(names)}")
     if isinstance(settings.get("camera"), Mapping):  # FlowConfig.camera given as a dict
-        from .camera import CameraConfig
+        from motionmae.motion.camera import CameraConfig
 
         settings["camera"] = CameraConfig(**settings["camera"])
     config = config_cls(**settings)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .grid_tracks import grid_points
+from motionmae.motion.grid_tracks import grid_points
 
 __all__ = ["CachedTracks"]
 

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from motionmae.config_loading import ComponentSections, check, to_dict
-
-from .protocol import QUERY_GRIDS
-from .registry import TRACKERS
+from motionmae.motion.protocol import QUERY_GRIDS
+from motionmae.motion.registry import TRACKERS
 
 
 @dataclass(init=False, eq=False)

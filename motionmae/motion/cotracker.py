@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import cotracker_grid_queries, validate_inputs
-from .registry import register_tracker
+from motionmae.motion.protocol import cotracker_grid_queries, validate_inputs
+from motionmae.motion.registry import register_tracker
 
 __all__ = ["SETUP_HELP", "CoTrackerConfig", "CoTrackerTracker"]
 

@@ -21,13 +21,12 @@ import numpy as np
 
 from motionmae.cache.extraction import ExtractStats, ProgressFn, extract
 from motionmae.data.video_reader import VideoReader
-
-from .cache import CacheSettings, TrackCache
-from .cached_tracks import CachedTracks
-from .frame_step import track_every
-from .grid_tracks import dense_grid
-from .protocol import PointTracker
-from .registry import make_tracker
+from motionmae.motion.cache import CacheSettings, TrackCache
+from motionmae.motion.cached_tracks import CachedTracks
+from motionmae.motion.frame_step import track_every
+from motionmae.motion.grid_tracks import dense_grid
+from motionmae.motion.protocol import PointTracker
+from motionmae.motion.registry import make_tracker
 
 __all__ = ["TrackJob", "extract_tracks", "track_video"]
 

@@ -37,10 +37,15 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ._common import apply_homography, sample_bilinear, to_gray
-from .camera import CameraConfig, cumulative_homographies, estimate_camera_motion
-from .protocol import in_frame, patch_grid_queries, validate_inputs, validate_queries
-from .registry import register_tracker
+from motionmae.motion._common import apply_homography, sample_bilinear, to_gray
+from motionmae.motion.camera import CameraConfig, cumulative_homographies, estimate_camera_motion
+from motionmae.motion.protocol import (
+    in_frame,
+    patch_grid_queries,
+    validate_inputs,
+    validate_queries,
+)
+from motionmae.motion.registry import register_tracker
 
 __all__ = [
     "FlowConfig",
@@ -76,13 +81,11 @@ class FlowConfig:
             motion; see the module docstring for what tracks mean then.
         camera: settings of the homography estimator.
 
-    Measured on ``benchmarks/tracking.py`` (16 x 224 x 224, 14 x 14 grid, one core), DIS
-    delta_avg / clips/s by preset and finest scale: ultrafast 0.81 / 34 (scale 2), 0.93 / 13.5
-    (1), 0.98 / 3.2 (0); fast 0.88 / 24 (2), 0.96 / 7.4 (1), 0.99 / 1.8 (0); medium (default
-    scale 1) 0.97 / 5.7. The default, fast at scale 1, drifts by about 0.5 px over 15 frames on
-    fine texture (grass); ``dis_finest_scale=0`` cuts that to about 0.15 px at 4x the cost.
-    Farneback (these settings; others tried were no better) is biased by 0.2-0.5 px per frame
-    on textured content and stalls in flat areas: delta_avg 0.76.
+    The defaults were chosen on ``benchmarks/tracking.py`` (docs/benchmarks.md, "Figures
+    behind defaults"): DIS ``fast`` at finest scale 1 trades accuracy against speed among the
+    presets and scales; it drifts a little on fine texture (grass), which
+    ``dis_finest_scale=0`` reduces at several times the cost. Farneback (these settings;
+    others tried were no better) is biased on textured content and stalls in flat areas.
     """
 
     method: str = "dis"

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .protocol import PointTracker, validate_inputs
-from .registry import track
+from motionmae.motion.protocol import PointTracker, validate_inputs
+from motionmae.motion.registry import track
 
 __all__ = ["fill_skipped_frames", "track_every"]
 

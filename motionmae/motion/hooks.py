@@ -31,19 +31,17 @@ import numpy as np
 import torch
 
 from motionmae.data.transforms import transform_points
-from motionmae.data.video import output_size
-
-from .cache import CacheSettings, TrackCache
-from .frame_step import track_every
-from .grid_tracks import interpolate_grid_tracks
-from .protocol import QUERY_GRIDS, PointTracker, in_frame, query_grid
-from .registry import make_tracker
+from motionmae.data.video_info import output_size
+from motionmae.motion.cache import CacheSettings, TrackCache
+from motionmae.motion.frame_step import track_every
+from motionmae.motion.grid_tracks import interpolate_grid_tracks
+from motionmae.motion.protocol import QUERY_GRIDS, PointTracker, in_frame, query_grid
+from motionmae.motion.registry import make_tracker
 
 if TYPE_CHECKING:
     from motionmae.data.hooks import HookInput
     from motionmae.data.transforms import Geometry
-
-    from .cached_tracks import CachedTracks
+    from motionmae.motion.cached_tracks import CachedTracks
 
 __all__ = ["HookStats", "TracksHook", "cached_tracks_for_geometry"]
 

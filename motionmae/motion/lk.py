@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ._common import appearance_match, sample_patches, to_gray
-from .protocol import in_frame, validate_inputs
-from .registry import register_tracker
+from motionmae.motion._common import appearance_match, sample_patches, to_gray
+from motionmae.motion.protocol import in_frame, validate_inputs
+from motionmae.motion.registry import register_tracker
 
 __all__ = ["LKConfig", "LKTracker", "track_lk"]
 
@@ -69,11 +69,10 @@ class LKConfig:
         neighbours: how many tracked points ``"carry"`` takes the median motion of.
         reacquire: each step, try to find lost points again by LK from their query frame.
 
-    The defaults were chosen on ``benchmarks/tracking.py`` (16 x 224 x 224 clips, 14 x 14
-    grid, one core): window 13 is as accurate as 15 or 21 there (delta_avg 0.97) at 26 instead
-    of 21 or 12 clips/s; OpenCV's default ``min_eigen=1e-4`` loses many points in weakly
-    textured areas (delta_avg 0.92 instead of 0.97); ``reacquire`` gains about 0.005
-    occlusion accuracy for about 15 % more time, so it is off.
+    The defaults were chosen on ``benchmarks/tracking.py`` (docs/benchmarks.md, "Figures
+    behind defaults"): window 13 is as accurate as 15 or 21 there and faster; OpenCV's
+    default ``min_eigen=1e-4`` loses many points in weakly textured areas; ``reacquire``
+    gains little occlusion accuracy for its time, so it is off.
     """
 
     window: int = 13

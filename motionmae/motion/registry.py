@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from motionmae.motion.camera import CameraConfig
+from motionmae.motion.protocol import PointTracker, validate_inputs
 from motionmae.registry import Registry
-
-from .camera import CameraConfig
-from .protocol import PointTracker, validate_inputs
 
 __all__ = ["TRACKERS", "TrackerSpec", "make_tracker", "register_tracker", "track"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .protocol import in_frame
+from motionmae.motion.protocol import in_frame
 
 __all__ = [
     "SyntheticClip",

@@ -117,9 +117,9 @@ class M3TrajTargetConfig:
     or ``none`` (pixels, raw HOG). ``hog_channels``: ``rgb`` (a histogram per colour channel,
     the paper's appendix) or ``grey``.
 
-    With ``hog`` and ``path_length`` the HOG values held ~96% of the target's variance, and on
-    the demo data they drowned the motion (49.8% linear probe vs 80.8% with ``hog=False``:
-    docs/benchmarks.md)."""
+    With ``hog`` and ``path_length`` the HOG values held nearly all of the target's variance,
+    and on the demo data they drowned the motion (docs/benchmarks.md, "Targets and masking
+    at equal budget")."""
 
     weight: float = 1.0
     points_per_side: int = 2

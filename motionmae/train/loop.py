@@ -31,7 +31,7 @@ previous complete checkpoint. A resumed run logs the records an uninterrupted on
 
 :class:`Trainer` runs it in named steps: its constructor builds the run, :meth:`Trainer.fit`
 loops over step, probe, log and checkpoint. The device side of a step is in
-:mod:`motionmae.train.step`, checkpoints and resume in :mod:`motionmae.train.checkpointing`,
+:mod:`motionmae.train.step`, checkpoints and resume in :mod:`motionmae.train.save_resume`,
 the records and their sinks in :mod:`motionmae.train.records`.
 """
 
@@ -55,12 +55,6 @@ from motionmae.config import OptimConfig, RunConfig
 from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
 from motionmae.data.badvideos import BadVideoLog
 from motionmae.schedule import lr_at, planned_steps, resumed_length_warning
-from motionmae.train.checkpointing import (
-    Checkpoints,
-    TrainState,
-    check_resumed_model,
-    stop_on_sigterm,
-)
 from motionmae.train.distributed import DistInfo, any_across_ranks, shard_model, sum_across_ranks
 from motionmae.train.optim import build_optimizer, set_lr
 from motionmae.train.preflight import (
@@ -77,6 +71,12 @@ from motionmae.train.records import (
     write_environment,
 )
 from motionmae.train.sampler import EpochSampler, batches_per_epoch
+from motionmae.train.save_resume import (
+    Checkpoints,
+    TrainState,
+    check_resumed_model,
+    stop_on_sigterm,
+)
 from motionmae.train.step import OptimizerStep
 
 __all__ = [

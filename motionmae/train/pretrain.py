@@ -14,6 +14,7 @@ from torch import nn
 from motionmae.config import PretrainConfig
 from motionmae.config_loading import to_dict
 from motionmae.data import VideoDataset, build_loader, read_video_list
+from motionmae.eval.probing import TrainingProbe
 from motionmae.masking import DecoderMask, LearnedSampler, build_mask_generator
 from motionmae.models import MaskedVideoModel
 from motionmae.motion.cache import CacheSettings, TrackCache
@@ -29,7 +30,6 @@ from motionmae.tokens import TokenGrid, mask_to_indices
 from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, train
 from motionmae.train.optim import parameter_groups
-from motionmae.train.probing import TrainingProbe
 from motionmae.train.runfolder import write_run_config
 from motionmae.train.sampler import batches_per_epoch
 from motionmae.train.trivial import explained_fraction, trivial_mse

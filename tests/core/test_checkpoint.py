@@ -10,11 +10,13 @@ from motionmae.checkpoints.format import (
     latest_checkpoint,
     list_checkpoints,
     prune_checkpoints,
+    recover_latest,
     remove_leftovers,
     resolve_checkpoint,
     save_checkpoint,
     verify,
 )
+from motionmae.fileio import StorageError
 
 
 def _save(root, step, value):
@@ -152,3 +154,36 @@ def test_remove_leftovers_takes_only_what_killed_writes_left(tmp_path):
     removed = remove_leftovers(root)
     assert sorted(p.name for p in removed) == [".latest.x9.tmp", ".step_00000020.abc123.tmp"]
     assert sorted(p.name for p in root.iterdir()) == ["latest", "notes.txt", ckpt.path.name]
+
+
+def test_recover_latest_repairs_the_folder_a_resume_reads(tmp_path, caplog):
+    """What a resume continues from: the leftovers of a killed write removed, ``latest``
+    moved to the newest complete checkpoint, the other files left alone."""
+    root = tmp_path / "checkpoints"
+    assert recover_latest(root) is None  # no folder yet: nothing to resume
+    _save(root, 10, 1.0)
+    newest = _save(root, 20, 2.0)
+    (root / "latest").write_text("step_00000010\n")  # killed before the pointer moved
+    (root / ".step_00000030.abc123.tmp").mkdir()
+    (root / "notes.txt").write_text("mine\n")
+    caplog.set_level("INFO")
+    assert recover_latest(root) == newest
+    assert (root / "latest").read_text() == "step_00000020\n"
+    assert sorted(p.name for p in root.iterdir()) == [
+        "latest", "notes.txt", "step_00000010", "step_00000020"]
+    assert ".step_00000030.abc123.tmp, left by a checkpoint write that was killed" in caplog.text
+
+
+def test_recover_latest_on_a_full_disk_is_a_storage_error_naming_the_pointer(tmp_path,
+                                                                              monkeypatch):
+    root = tmp_path / "checkpoints"
+    _save(root, 10, 1.0)
+    _save(root, 20, 2.0)
+    (root / "latest").write_text("step_00000010\n")
+    monkeypatch.setattr(checkpoint_format, "atomic_write_text",
+                        lambda path, text: (_ for _ in ()).throw(
+                            OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(StorageError, match=f"^could not write {root / 'latest'}: No space "
+                       "left on device$"):
+        recover_latest(root)
+    assert (root / "latest").read_text() == "step_00000010\n"

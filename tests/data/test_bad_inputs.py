@@ -22,7 +22,8 @@ from motionmae.config import DataConfig
 from motionmae.data import dataset as dataset_module
 from motionmae.data.dataset import VideoDataset
 from motionmae.data.lists import ListFormatError, VideoEntry, VideoList, read_video_list
-from motionmae.data.video import VideoReader, VideoReadError, read_frames
+from motionmae.data.video_info import VideoReadError
+from motionmae.data.video_reader import VideoReader, read_frames
 
 FRAMES, STRIDE, SIZE = 8, 3, 32  # a clip spans 22 source frames
 

@@ -97,7 +97,7 @@ def test_a_checkpoint_saving_the_draws_as_bad_videos_resumes(
 
     from motionmae.checkpoints.format import MANIFEST, STATE, latest_checkpoint
     from motionmae.fileio import sha256_file
-    from motionmae.train.checkpointing import TrainState
+    from motionmae.train.save_resume import TrainState
 
     assert TrainState.from_saved({"step": 3, "bad_videos": 5}) == TrainState(
         step=3, bad_video_draws=5)

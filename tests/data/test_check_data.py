@@ -12,7 +12,7 @@ from datatest_helpers import make_audio_only
 from motionmae.cli import main
 from motionmae.data.check import check_video
 from motionmae.data.lists import read_video_list
-from motionmae.data.video import write_video
+from motionmae.data.video_writer import write_video
 from motionmae.errors import DATA
 
 

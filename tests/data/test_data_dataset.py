@@ -18,7 +18,7 @@ from motionmae.data.lists import VideoEntry, VideoList, read_video_list
 from motionmae.data.loader import build_loader, set_epoch
 from motionmae.data.synthetic import SyntheticDataset
 from motionmae.data.transforms import CropBox, Geometry, denormalize, transform_points
-from motionmae.data.video import VideoReadError
+from motionmae.data.video_info import VideoReadError
 
 
 def _config(**overrides: object) -> DataConfig:

@@ -20,7 +20,7 @@ from motionmae.data.synthetic import (
     sample_appearance,
     sample_motion,
 )
-from motionmae.data.video import probe_video, read_frames
+from motionmae.data.video_reader import probe_video, read_frames
 
 
 def test_files_lists_and_balance(synthetic: SyntheticDataset) -> None:

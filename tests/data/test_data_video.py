@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 from datatest_helpers import decode_all, make_audio_only, make_faststart
 
-from motionmae.data.video import (
-    VideoReader,
-    VideoReadError,
-    output_size,
-    probe_video,
-    read_frames,
-    write_video,
-)
+from motionmae.data.video_info import VideoReadError, output_size
+from motionmae.data.video_reader import VideoReader, probe_video, read_frames
+from motionmae.data.video_writer import write_video
 
 FOOTAGE = {  # name: (frames, width, height)
     "bikes.mp4": (250, 640, 272),

@@ -25,7 +25,8 @@ from motionmae.data.formats import (
 )
 from motionmae.data.lists import ListFormatError, VideoEntry, read_video_list, write_video_list
 from motionmae.data.prepare import write_list
-from motionmae.data.video import probe_video, write_video
+from motionmae.data.video_reader import probe_video
+from motionmae.data.video_writer import write_video
 
 FRAMES = 8
 

@@ -24,7 +24,8 @@ from motionmae.data.prepare import (
     prepared_size,
     transcode,
 )
-from motionmae.data.video import probe_video, read_frames, write_video
+from motionmae.data.video_reader import probe_video, read_frames
+from motionmae.data.video_writer import write_video
 
 
 def _video(path: Path, frames: int, height: int, width: int, fps: float = 10.0) -> Path:

@@ -8,9 +8,8 @@ import pytest
 
 from motionmae.data.entries import LabelError
 from motionmae.errors import DATA
-from motionmae.eval import FeatureSet, load_features, save_features
+from motionmae.eval import FeatureSet, load_features, run_probe, save_features
 from motionmae.eval.features import FeatureFileError
-from motionmae.evaluate import run_probe
 
 CLASSES = ["a", "b", "c"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from motionmae.cli import main
-from motionmae.data.video import probe_video
+from motionmae.data.video_reader import probe_video
 from motionmae.eval import load_features
 from motionmae.eval.windows import load_video_windows, output_paths, plan_windows
 
@@ -174,7 +174,7 @@ def test_windows_flag_errors(checkpoint, footage, tmp_path, capsys):
 
 
 def test_videos_shorter_than_a_window_are_padded_and_said_so(checkpoint, tmp_path, caplog):
-    from motionmae.data.video import write_video
+    from motionmae.data.video_writer import write_video
 
     short, longer = tmp_path / "short.mp4", tmp_path / "longer.mp4"
     write_video(short, np.full((5, 32, 32, 3), 90, np.uint8))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from motionmae.cache import ClipLayout, shard_videos
-from motionmae.data.video import write_video
+from motionmae.data.video_writer import write_video
 from motionmae.motion import CacheSettings, TrackCache, extract_tracks, make_tracker
 from motionmae.motion.extract import track_video
 from motionmae.motion.synthetic import translation_clip

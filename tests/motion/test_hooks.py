@@ -14,7 +14,8 @@ from motionmae.cache import ClipLayout
 from motionmae.data.hooks import HookInput, SampleHook
 from motionmae.data.lists import VideoEntry
 from motionmae.data.transforms import CropBox, Geometry, apply_geometry
-from motionmae.data.video import read_frames, write_video
+from motionmae.data.video_reader import read_frames
+from motionmae.data.video_writer import write_video
 from motionmae.motion import (
     CacheSettings,
     TrackCache,

@@ -169,8 +169,8 @@ def test_run_with_probe_every_logs_probe_accuracy(videos, tmp_path):
 def test_probe_restores_the_encoder_mode(videos):
     import torch
 
+    from motionmae.eval.probing import TrainingProbe
     from motionmae.train.pretrain import PretrainTask
-    from motionmae.train.probing import TrainingProbe
 
     task = PretrainTask(_config(videos, "unused"))
     probe = TrainingProbe.for_pretraining(task.describe(), videos.train_list, videos.val_list,

@@ -14,11 +14,11 @@ import torch
 from motionmae.checkpoints.format import latest_checkpoint
 from motionmae.config import PretrainConfig, load_config
 from motionmae.data.lists import VideoEntry, read_video_list, write_video_list
-from motionmae.data.video import VideoReadError
+from motionmae.data.video_info import VideoReadError
 from motionmae.train import preflight
-from motionmae.train.checkpointing import Checkpoints
 from motionmae.train.distributed import DistInfo
 from motionmae.train.pretrain import PretrainTask, pretrain
+from motionmae.train.save_resume import Checkpoints
 
 SETTINGS = ["data.frames=4", "data.stride=2", "data.size=32", "data.flip=false",
             "data.workers=0", "model.depth=1", "model.decoder_depth=1", "model.embed_dim=64",

@@ -105,7 +105,7 @@ def test_export_of_a_poisoned_checkpoint_does_not_run_it(tmp_path):
 
 def test_track_cache_entry_with_a_pickle_is_a_corrupt_miss(tmp_path, caplog):
     from motionmae.cache import ClipLayout
-    from motionmae.data.video import write_video
+    from motionmae.data.video_writer import write_video
     from motionmae.motion.cache import CacheSettings, TrackCache
 
     video = tmp_path / "clip.mp4"

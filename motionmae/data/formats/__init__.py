@@ -14,8 +14,13 @@ A dataset is named by a spec string ``FORMAT:PATH[,key=value...]`` (:mod:`.spec`
 wherever a list file is.
 """
 
-from ._common import AnnotationError, DatasetFormat, MissingVideosError, VideoFinder
-from .spec import (
+from motionmae.data.formats._common import (
+    AnnotationError,
+    DatasetFormat,
+    MissingVideosError,
+    VideoFinder,
+)
+from motionmae.data.formats.spec import (
     FORMATS,
     DatasetSpec,
     DatasetSpecError,

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._common import AnnotationError, DatasetFormat, Parsed, Row, json_array
+from motionmae.data.formats._common import AnnotationError, DatasetFormat, Parsed, Row, json_array
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._common import (
+from motionmae.data.formats._common import (
     AnnotationError,
     DatasetFormat,
     Parsed,

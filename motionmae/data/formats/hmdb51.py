@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._common import AnnotationError, DatasetFormat, Parsed, Row, text_lines
+from motionmae.data.formats._common import AnnotationError, DatasetFormat, Parsed, Row, text_lines
 
 SUBSETS = {"train": 1, "test": 2}
 _SPLIT_FILE = re.compile(r"^(?P<name>.+)_test_split(?P<split>[1-3])\.txt$")

@@ -22,7 +22,14 @@ import io
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._common import AnnotationError, DatasetFormat, Parsed, Row, read_text, text_lines
+from motionmae.data.formats._common import (
+    AnnotationError,
+    DatasetFormat,
+    Parsed,
+    Row,
+    read_text,
+    text_lines,
+)
 
 REQUIRED = ("youtube_id", "time_start", "time_end")
 

@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from motionmae.data.entries import VideoList
+from motionmae.data.formats import diving48, finegym, hmdb51, kinetics, ssv2, ucf101
+from motionmae.data.formats._common import DatasetFormat, build_list
 from motionmae.errors import DataError
-
-from . import diving48, finegym, hmdb51, kinetics, ssv2, ucf101
-from ._common import DatasetFormat, build_list
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._common import (
+from motionmae.data.formats._common import (
     AnnotationError,
     DatasetFormat,
     Parsed,

@@ -1,16 +1,19 @@
-"""A training run's checkpoints: the position they save (:class:`TrainState`), resuming from
-the newest complete one, writing one from every rank, and ``SIGTERM`` as the request to write
-one and stop. Rank 0 writes the full weights and optimizer state (gathered from the shards
-under FSDP), so a run resumes on any world size. The newest ``run.keep_last`` checkpoints are
-kept (two by default: a damaged newest one leaves the one before to resume from). A file of
-the run that rank 0 cannot write (disk full: a checkpoint, ``metrics.jsonl``,
-``bad_videos.tsv``) stops every rank with one :class:`~motionmae.fileio.StorageError` saying
-which checkpoint ``--resume`` continues from."""
+"""A training run's save and resume: the position a checkpoint saves (:class:`TrainState`),
+the model and optimizer written from every rank and loaded back from the newest complete
+checkpoint, and ``SIGTERM`` as the request to save and stop. The files themselves (write,
+verify, find the newest, prune, clear what killed writes left) are
+:mod:`motionmae.checkpoints.format`'s.
+
+Rank 0 writes the full weights and optimizer state (gathered from the shards under FSDP), so
+a run resumes on any world size. The newest ``run.keep_last`` checkpoints are kept (two by
+default: a damaged newest one leaves the one before to resume from). A file of the run that
+rank 0 cannot write (disk full: a checkpoint, ``metrics.jsonl``, ``bad_videos.tsv``) stops
+every rank with one :class:`~motionmae.fileio.StorageError` saying which checkpoint
+``--resume`` continues from."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -22,22 +25,18 @@ import torch
 from torch import nn
 
 from motionmae.checkpoints.format import (
-    LATEST,
     CheckpointError,
     latest_checkpoint,
     list_checkpoints,
-    mark_latest,
     prune_checkpoints,
     read_latest,
-    remove_leftovers,
+    recover_latest,
     save_checkpoint,
 )
 from motionmae.errors import UsageError
-from motionmae.fileio import StorageError, cannot_write
+from motionmae.fileio import StorageError
 from motionmae.models.config import SAVED_MODEL_DEFAULTS, saved_model_dict
 from motionmae.train.distributed import DistInfo, any_across_ranks, full_state, load_full_state
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,20 +102,12 @@ class Checkpoints:
 
     def load_latest(self, device: torch.device) -> tuple[TrainState, Path]:
         """Load the newest complete checkpoint into the model and optimizer; returns the state
-        it saved and its path. Rank 0 removes what a killed checkpoint write left and points
-        ``latest`` at the checkpoint resumed from (if a damaged or killed write left it
-        elsewhere)."""
-        if self.dist.is_main:
-            for leftover in remove_leftovers(self.root):
-                log.info("removed %s, left by a checkpoint write that was killed", leftover)
-        checkpoint = latest_checkpoint(self.root)
+        it saved and its path. Rank 0 repairs the folder for it first
+        (:func:`~motionmae.checkpoints.format.recover_latest`)."""
+        checkpoint = (recover_latest(self.root) if self.dist.is_main
+                      else latest_checkpoint(self.root))
         if checkpoint is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {self.root}")
-        if self.dist.is_main and read_latest(self.root) != checkpoint.path.name:
-            try:
-                mark_latest(checkpoint.path)
-            except OSError as error:
-                raise StorageError(cannot_write(self.root / LATEST, error)) from error
         check_resumed_model(checkpoint.config(), self.describe(), checkpoint.path)
         saved = checkpoint.state()
         load_full_state(self.model, self.optimizer,
