@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from motionmae.registry import Registry
+from motionmae.registry import Registry, RunCheck
 
 from .camera import CameraConfig
 from .protocol import PointTracker, validate_inputs
@@ -22,19 +22,22 @@ __all__ = ["TRACKERS", "TrackerSpec", "make_tracker", "register_tracker", "track
 @dataclass(frozen=True)
 class TrackerSpec:
     """One registered tracker: ``build(config) -> PointTracker``. ``required``: settings a
-    run must give (not null), each with the hint its error shows."""
+    run must give (not null), each with the hint its error shows; ``check(section, run)``: its
+    rules across the run config's sections, checked when a selected target or masking kind
+    needs tracks (:data:`~motionmae.registry.RunCheck`)."""
 
     name: str
     config: type
     build: Callable[[Any], PointTracker]
     required: dict[str, str] = field(default_factory=dict)
+    check: RunCheck | None = None
 
 
 TRACKERS: Registry[TrackerSpec] = Registry("tracker", "tracking.tracker")
 
 
 def register_tracker(name: str, config: type, *, required: dict[str, str] | None = None,
-                     ) -> Callable[[type], type]:
+                     check: RunCheck | None = None) -> Callable[[type], type]:
     """Register the decorated tracker class (built as ``cls(config)``) as ``name``::
 
         @register_tracker("still", StillConfig)
@@ -44,7 +47,7 @@ def register_tracker(name: str, config: type, *, required: dict[str, str] | None
     """
 
     def decorate(cls: type) -> type:
-        TRACKERS.add(TrackerSpec(name, config, cls, dict(required or {})))
+        TRACKERS.add(TrackerSpec(name, config, cls, dict(required or {}), check))
         return cls
 
     return decorate
