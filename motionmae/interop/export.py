@@ -220,11 +220,10 @@ def _training_lines(config: dict[str, Any], state: dict[str, Any],
     masking = config.get("masking", {})
     components = _saved_components(config)
     if masking:
-        kind = masking.get("kind")
-        settings = (to_dict(getattr(components.masking, kind))
-                    if components is not None else {})
+        settings = ({} if components is None
+                    else to_dict(getattr(components.masking, components.masking.kind)))
         detail = ", ".join(f"{k}={_fmt(v)}" for k, v in settings.items())
-        lines.append(f"- Masking: `{kind}`, ratio {_fmt(masking.get('ratio'))}"
+        lines.append(f"- Masking: `{masking.get('kind')}`, ratio {_fmt(masking.get('ratio'))}"
                      + (f"; {detail}" if detail else ""))
     tracking = config.get("tracking", {})
     # A selected target or the masking kind, as configured, read tracks (the specs say).
