@@ -35,7 +35,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from footage import footage_dir  # noqa: E402
 
-from motionmae.config import M3TrajTargetConfig  # noqa: E402
+from motionmae.targets import M3TrajTargetConfig  # noqa: E402
 from motionmae.targets.m3traj import m3traj_targets  # noqa: E402
 from motionmae.tokens import TokenGrid  # noqa: E402
 

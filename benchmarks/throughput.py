@@ -44,15 +44,10 @@ from dataclasses import dataclass
 
 import torch
 
-from motionmae.config import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    MaskingConfig,
-    PixelTargetConfig,
-)
+from motionmae.config import IMAGENET_MEAN, IMAGENET_STD, MaskingConfig
 from motionmae.masking import build_mask_generator
 from motionmae.models import create_model
-from motionmae.targets import PixelTarget, masked_mse
+from motionmae.targets import PixelTarget, PixelTargetConfig, masked_mse
 from motionmae.tokens import TokenGrid, mask_to_indices
 
 log = logging.getLogger("throughput")

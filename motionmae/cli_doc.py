@@ -151,9 +151,11 @@ def _components() -> list[str]:
     for title, registry, section, flags in (
             ("Targets", TARGETS, "targets", lambda s: ", ".join(
                 f for f, on in (("needs tracks", s.needs_tracks), ("cacheable", s.cacheable),
-                                ("loader hooks", s.hooks is not None)) if on)),
-            ("Masking kinds", MASKINGS, "masking",
-             lambda s: "needs tracks" if s.needs_tracks(s.config()) else ""),
+                                ("loader hooks", s.hooks is not None),
+                                ("predicts features", s.predicts_features)) if on)),
+            ("Masking kinds", MASKINGS, "masking", lambda s: ", ".join(
+                f for f, on in (("needs tracks", s.needs_tracks(s.config())),
+                                ("trained with the model", s.trainable)) if on)),
             ("Trackers", TRACKERS, "tracking", lambda s: "")):
         out += ["", f"### {title}", "", "| name | section | settings (defaults) | notes |",
                 "|---|---|---|---|"]

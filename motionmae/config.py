@@ -4,8 +4,12 @@ configs composed of their sections, loaded from YAML plus ``key=value`` override
 Each section's dataclass lives beside what it configures (``data/config.py``,
 ``models/config.py``; a target's, masking kind's or tracker's in its own module, found by
 name through its registry); this module composes them and checks the rules that span
-sections. Loading checks every key and type and names the dotted key of an error
-(:mod:`motionmae.config_loading`). Every section class is importable from here.
+sections, a component's own such rules by asking its spec (``check``, ``trainable``), never
+its name. Loading checks every key and type and names the dotted key of an error
+(:mod:`motionmae.config_loading`). Every section class is importable from here; a
+component's config class (``TracksTargetConfig``, ``LearnedMaskingConfig``, a plugin's) is
+found here by its class name in the registries (:func:`__getattr__`), its home being the
+component's module.
 """
 
 from __future__ import annotations
@@ -34,23 +38,16 @@ from motionmae.data.config import (
     PrepareConfig,
     RandAugmentConfig,
 )
-from motionmae.masking import (
-    LearnedMaskingConfig,
-    MaskingConfig,
-    MotionMaskingConfig,
-    default_mask_ratio,
+from motionmae.masking import MASKINGS, MaskingConfig, default_mask_ratio
+from motionmae.models.config import (
+    MODEL_SIZES,
+    SAVED_MODEL_DEFAULTS,
+    ModelConfig,
+    saved_model_dict,
 )
-from motionmae.models.config import MODEL_SIZES, SAVED_MODEL_DEFAULTS, ModelConfig, saved_model_dict
+from motionmae.motion import TRACKERS
 from motionmae.motion.config import TrackingConfig
-from motionmae.targets import (
-    HogTargetConfig,
-    M3TrajTargetConfig,
-    PixelTargetConfig,
-    TargetsConfig,
-    TeacherTargetConfig,
-    TracksTargetConfig,
-)
-from motionmae.targets.tracks import frames_read
+from motionmae.targets import TARGETS, TargetsConfig
 from motionmae.tokens import TokenGrid
 
 __all__ = [
@@ -65,22 +62,15 @@ __all__ = [
     "ErasingConfig",
     "FinetuneConfig",
     "FinetuneSettings",
-    "HogTargetConfig",
-    "LearnedMaskingConfig",
-    "M3TrajTargetConfig",
     "MaskingConfig",
     "ModelConfig",
-    "MotionMaskingConfig",
     "OptimConfig",
-    "PixelTargetConfig",
     "PrepareConfig",
     "PretrainConfig",
     "RandAugmentConfig",
     "RunConfig",
     "TargetsConfig",
-    "TeacherTargetConfig",
     "TrackingConfig",
-    "TracksTargetConfig",
     "apply_overrides",
     "from_dict",
     "load_config",
@@ -91,6 +81,17 @@ __all__ = [
 
 
 LR_SCALINGS = ("linear", "sqrt")
+
+
+def __getattr__(name: str) -> type:
+    """A registered component's config class by its class name (``from motionmae.config
+    import TracksTargetConfig``): generated from the registries, so it names every target,
+    masking kind and tracker, plugins included, and never goes stale."""
+    for registry in (TARGETS, MASKINGS, TRACKERS):
+        for spec in registry:
+            if spec.config.__name__ == name:
+                return spec.config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -278,25 +279,24 @@ class PretrainConfig:
         for name in model.joint_targets:
             check(name in self.targets.names, "model.joint_targets",
                    f"{name!r} is not one of targets.names {self.targets.names}")
-        if "tracks" in self.targets.names and self.tracking.frame_step > 1:
-            # The tracker sees every frame_step-th frame only: the target must read no other.
-            read = frames_read(self.data.frames, model.tubelet_size, self.targets.tracks.windows)
-            unseen = [f for f in read if f % self.tracking.frame_step]
-            check(not unseen, "tracking.frame_step",
-                  f"the tracker sees clip frames 0, {self.tracking.frame_step}, "
-                  f"{2 * self.tracking.frame_step}, ... only, but targets.tracks.windows="
-                  f"{self.targets.tracks.windows} reads frames {unseen} too; use windows: "
-                  "official with model.tubelet_size a multiple of tracking.frame_step (and "
-                  "data.frames > model.tubelet_size)")
-        if "teacher" in self.targets.names:
-            check(self.targets.teacher.frame < model.tubelet_size, "targets.teacher.frame",
-                   f"must be < model.tubelet_size {model.tubelet_size}, "
-                   f"got {self.targets.teacher.frame}")
+        self.check_components()
         if self.masking.ratio is None:  # picked once here, so the run saves the number
             self.masking.ratio = default_mask_ratio(self.token_grid().num_tokens)
-        # The sampler runs outside the model's forward, where FSDP keeps parameters sharded.
-        check(not (self.masking.kind == "learned" and self.run.parallel == "fsdp"),
-               "masking.kind", "learned masking does not run under run.parallel=fsdp; use ddp")
+        # A trained sampler runs outside the model's forward, where FSDP keeps parameters
+        # sharded.
+        check(not (MASKINGS.get(self.masking.kind).trainable and self.run.parallel == "fsdp"),
+               "masking.kind", f"{self.masking.kind} masking does not run under "
+               "run.parallel=fsdp (its sampler is trained outside the model's forward); use ddp")
+
+    def check_components(self) -> None:
+        """Each selected component's own rules across sections (its spec's ``check``): the
+        targets', the masking kind's, and the tracker's when a component needs tracks."""
+        sections = [self.targets, self.masking, *([self.tracking] if self.needs_tracks else [])]
+        for selection in sections:
+            for name in selection.selected():
+                spec = selection.REGISTRY.get(name)
+                if spec.check is not None:
+                    spec.check(getattr(selection, name), self)
 
     def token_grid(self) -> TokenGrid:
         """The token grid of the clips this config trains on."""
@@ -306,11 +306,11 @@ class PretrainConfig:
 
     def fixed_on_resume(self) -> list[str]:
         """Keys a resumed run keeps (:func:`resume_config`): what its weights are - the model,
-        the targets its decoders predict, the masking kind (and the learned sampler's
+        the targets its decoders predict, the masking kind (and a trained sampler's
         settings) - and the clips' token grid."""
         keys = ["model", "targets", "masking.kind", "data.frames", "data.size"]
-        if self.masking.kind == "learned":
-            keys.append("masking.learned")
+        if MASKINGS.get(self.masking.kind).trainable:
+            keys.append(f"masking.{self.masking.kind}")
         return keys
 
     @property

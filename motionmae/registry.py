@@ -10,17 +10,24 @@ config that names it is loaded (``docs/architecture.md``, "Add a component").
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, Protocol, TypeVar
 
 from motionmae.config_loading import ConfigError
 
+# ``check(section, run)``: a component's own rules across the run config's sections, given its
+# section and the whole run config; it reports a broken rule through
+# ``motionmae.config_loading.check`` (a ConfigError naming the key). The run config's
+# validation calls it for each selected component, so no reader tests a component's name.
+RunCheck = Callable[[Any, Any], None]
+
 
 class ComponentSpec(Protocol):
-    """What every registered spec has: its name and its config dataclass."""
+    """What every registered spec has: its name, its config dataclass and its run checks."""
 
     name: str
     config: type
+    check: RunCheck | None
 
 
 SpecT = TypeVar("SpecT", bound=ComponentSpec)

@@ -42,7 +42,7 @@ _LAZY = ("ExtractJob", "ExtractStats", "ProgressFn", "extract", "shard_videos")
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import extraction
+        from motionmae.cache import extraction
 
         return getattr(extraction, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,9 +4,15 @@ Layout of a run folder::
 
     RUN/checkpoints/step_00000500/model.safetensors   weights (safetensors)
                                   config.json         what the weights are (model, grid, run)
-                                  state.pt            optimizer, step, data position, log window
+                                  state.pt            optimizer, train state (step, epoch,
+                                                      data position, counts, log window)
                                   manifest.json       sha256 + size of the files above
     RUN/checkpoints/latest                            name of the newest complete checkpoint
+
+``state.pt`` holds no RNG state: every draw is seeded from the run's seed and where the run
+is (the data order from ``(seed, epoch)``, a sample's augmentation from ``(seed, epoch,
+index)``, a step's masks and module randomness from ``(seed, step, micro-batch, rank)``), so
+a resumed run redraws what an uninterrupted run would have drawn.
 
 A checkpoint is written into a temporary folder, fsynced, verified and renamed into place, and
 only then is ``latest`` replaced (also by rename). A process killed at any point leaves either

@@ -33,6 +33,8 @@ from motionmae.checkpoints.format import (
     Checkpoint,
     resolve_checkpoint,
 )
+from motionmae.config import PretrainConfig
+from motionmae.config_loading import ConfigError, from_dict, to_dict
 from motionmae.errors import UsageError
 from motionmae.fileio import sha256_file
 from motionmae.interop.auto import detect_format, load_any_encoder
@@ -187,6 +189,22 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _saved_components(config: dict[str, Any]) -> PretrainConfig | None:
+    """The ``targets`` and ``masking`` sections of a saved run config, built through the
+    registries (legacy keys moved), so the card asks the specs, not the names; None when a
+    component of the run is not registered here (a plugin that is not loaded)."""
+    try:
+        run = from_dict(PretrainConfig, {key: config[key] for key in ("targets", "masking")
+                                         if isinstance(config.get(key), dict)})
+        for sections in (run.targets, run.masking):
+            for name in sections.selected():
+                sections.REGISTRY.get(name)
+        return run
+    except ConfigError as error:
+        log.info("model card: the run's components are not all registered here (%s)", error)
+        return None
+
+
 def _training_lines(config: dict[str, Any], state: dict[str, Any],
                     metrics: dict[str, Any]) -> list[str]:
     lines = []
@@ -200,15 +218,16 @@ def _training_lines(config: dict[str, Any], state: dict[str, Any],
     if parts:
         lines.append(f"- Targets: {', '.join(parts)}")
     masking = config.get("masking", {})
+    components = _saved_components(config)
     if masking:
-        # masking.motion.rho; configs saved before the kinds had sections kept it flat
-        rho = masking.get("motion", {}).get("rho", masking.get("rho"))
-        extra = f", rho {_fmt(rho)}" if masking.get("kind") == "motion" else ""
+        settings = ({} if components is None
+                    else to_dict(getattr(components.masking, components.masking.kind)))
+        detail = ", ".join(f"{k}={_fmt(v)}" for k, v in settings.items())
         lines.append(f"- Masking: `{masking.get('kind')}`, ratio {_fmt(masking.get('ratio'))}"
-                     f"{extra}")
+                     + (f"; {detail}" if detail else ""))
     tracking = config.get("tracking", {})
-    names = set(targets.get("names", []))
-    if tracking and (names & {"tracks", "m3traj"} or masking.get("kind") == "motion"):
+    # A selected target or the masking kind, as configured, read tracks (the specs say).
+    if tracking and components is not None and components.needs_tracks:
         lines.append(f"- Point tracks: `{tracking.get('tracker')}` tracker")
     data = config.get("data", {})
     if data:

@@ -7,8 +7,10 @@ and returns a bool mask ``[B, L]`` (True = hidden) on the clip's device, with ex
 built-in ones (``random``, ``tube``, ``cube``, ``motion``, ``learned``), and
 :func:`build_mask_generator` builds the configured one.
 
-``learned``'s generator wraps a trained module (:class:`~motionmae.masking.learned.
-LearnedSampler`, as ``generator.sampler``) that the pretraining task trains inside the model.
+A kind whose spec is ``trainable`` (``learned``) has a generator that wraps a trained module
+(a :class:`~motionmae.masking.registry.TrainableSampler` as ``generator.sampler``, for
+``learned`` the :class:`~motionmae.masking.learned.LearnedSampler`) that the pretraining task
+trains inside the model.
 :class:`~motionmae.masking.decoder.DecoderMask` picks which hidden tokens the decoders
 reconstruct (``masking.decoder_ratio``).
 """
@@ -31,6 +33,8 @@ from motionmae.masking.registry import (
     MaskGenerator,
     MaskingSpec,
     NoSettings,
+    SamplerDraw,
+    TrainableSampler,
     register_masking,
 )
 from motionmae.tokens import TokenGrid
@@ -48,6 +52,8 @@ __all__ = [
     "MotionMaskingConfig",
     "NoSettings",
     "RatioMask",
+    "SamplerDraw",
+    "TrainableSampler",
     "build_mask_generator",
     "cube_mask",
     "decoded_subset",

@@ -389,7 +389,7 @@ class LearnedMask:
 
 
 @register_masking("learned", LearnedMaskingConfig,
-                  needs_tracks=lambda cfg: cfg.use_tracks)
+                  needs_tracks=lambda cfg: cfg.use_tracks, trainable=True)
 def build_learned_mask(cfg: LearnedMaskingConfig, grid: TokenGrid, ratio: float) -> LearnedMask:
     """A fresh sampler's view: the pretraining task trains ``mask.sampler`` with the model."""
     return LearnedMask(LearnedSampler(cfg, grid, ratio))

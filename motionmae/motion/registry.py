@@ -13,7 +13,7 @@ import numpy as np
 
 from motionmae.motion.camera import CameraConfig
 from motionmae.motion.protocol import PointTracker, validate_inputs
-from motionmae.registry import Registry
+from motionmae.registry import Registry, RunCheck
 
 __all__ = ["TRACKERS", "TrackerSpec", "make_tracker", "register_tracker", "track"]
 
@@ -21,19 +21,22 @@ __all__ = ["TRACKERS", "TrackerSpec", "make_tracker", "register_tracker", "track
 @dataclass(frozen=True)
 class TrackerSpec:
     """One registered tracker: ``build(config) -> PointTracker``. ``required``: settings a
-    run must give (not null), each with the hint its error shows."""
+    run must give (not null), each with the hint its error shows; ``check(section, run)``: its
+    rules across the run config's sections, checked when a selected target or masking kind
+    needs tracks (:data:`~motionmae.registry.RunCheck`)."""
 
     name: str
     config: type
     build: Callable[[Any], PointTracker]
     required: dict[str, str] = field(default_factory=dict)
+    check: RunCheck | None = None
 
 
 TRACKERS: Registry[TrackerSpec] = Registry("tracker", "tracking.tracker")
 
 
 def register_tracker(name: str, config: type, *, required: dict[str, str] | None = None,
-                     ) -> Callable[[type], type]:
+                     check: RunCheck | None = None) -> Callable[[type], type]:
     """Register the decorated tracker class (built as ``cls(config)``) as ``name``::
 
         @register_tracker("still", StillConfig)
@@ -43,7 +46,7 @@ def register_tracker(name: str, config: type, *, required: dict[str, str] | None
     """
 
     def decorate(cls: type) -> type:
-        TRACKERS.add(TrackerSpec(name, config, cls, dict(required or {})))
+        TRACKERS.add(TrackerSpec(name, config, cls, dict(required or {}), check))
         return cls
 
     return decorate

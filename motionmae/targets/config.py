@@ -24,8 +24,10 @@ class TargetsConfig(ComponentSections):
 
     def loss_weight(self, name: str) -> float:
         """Target ``name``'s loss weight: its section's ``weight``, or when that is null the
-        target's default for this run's targets (tracks: 0.25 next to a teacher, else 1)."""
-        return TARGETS.get(name).loss_weight(getattr(self, name), self.names)
+        target's default next to this run's targets (tracks: 0.25 next to a target that
+        predicts features, a teacher; else 1)."""
+        return TARGETS.get(name).loss_weight(getattr(self, name),
+                                             [TARGETS.get(other) for other in self.names])
 
     def section_to_build(self, name: str) -> Any:
         """Target ``name``'s section as its builder gets it: a null ``weight`` replaced by

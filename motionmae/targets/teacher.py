@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,11 +94,23 @@ class TeacherTargetConfig:
         check(self.precision in TEACHER_PRECISIONS, f"{key}.precision",
                f"must be one of {list(TEACHER_PRECISIONS)}, got {self.precision!r}")
 
+    def check_frame(self, tubelet: int, key: str = "targets.teacher") -> None:
+        """``frame`` must be a frame of a ``tubelet``-frame tubelet (the one home of this rule:
+        training's run check and the teacher cache's settings both ask it)."""
+        check(self.frame < tubelet, f"{key}.frame",
+              f"must be < model.tubelet_size {tubelet}, got {self.frame}")
+
+
+def check_teacher_run(cfg: TeacherTargetConfig, run: Any) -> None:
+    """The teacher target's rule across sections (its spec's run check)."""
+    cfg.check_frame(run.model.resolved().tubelet_size)
+
 
 __all__ = [
     "TeacherStats",
     "TeacherTarget",
     "channel_affine",
+    "check_teacher_run",
     "footprint_weights",
     "normalize_features",
     "resample_grid",

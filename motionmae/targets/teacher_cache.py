@@ -55,6 +55,7 @@ from motionmae.targets.registry import TargetContext, register_target
 from motionmae.targets.teacher import (
     TeacherTarget,
     TeacherTargetConfig,
+    check_teacher_run,
     footprint_weights,
     teacher_input_side,
 )
@@ -108,9 +109,7 @@ class TeacherCacheSettings:
                 spec: TeacherSpec) -> TeacherCacheSettings:
         """The settings of a run's ``targets.teacher`` section, tubelet and clip size (one
         source for extraction and training)."""
-        if not 0 <= teacher.frame < tubelet:
-            raise ConfigError(f"targets.teacher.frame: must be in [0, {tubelet}), "
-                              f"got {teacher.frame}")
+        teacher.check_frame(tubelet)
         return cls(teacher=spec.fingerprint, model_type=spec.model_type,
                    input_size=teacher_input_side(teacher, spec), tubelet=tubelet,
                    frame=teacher.frame, precision=teacher.precision, decode_size=decode_size)
@@ -349,6 +348,7 @@ def teacher_hooks(cfg: TeacherTargetConfig, ctx: TargetContext) -> list[TeacherF
 
 # Registered here rather than in teacher.py: the online target and the cache hook are both
 # known only here (the cache reads teacher.py's geometry).
-@register_target("teacher", TeacherTargetConfig, hooks=teacher_hooks, cacheable=True)
+@register_target("teacher", TeacherTargetConfig, hooks=teacher_hooks, cacheable=True,
+                 predicts_features=True, check=check_teacher_run)
 def build_teacher_target(cfg: TeacherTargetConfig, ctx: TargetContext) -> TeacherTarget:
     return TeacherTarget(cfg, ctx.grid, ctx.data.mean, ctx.data.std)

@@ -78,16 +78,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from motionmae.config_loading import check
 from motionmae.targets.pixel import NORM_EPS
-from motionmae.targets.registry import TargetContext, register_target
+from motionmae.targets.registry import TargetContext, TargetSpec, register_target
 from motionmae.tokens import TokenGrid
 
 # TrackMAE's loss weight of the tracks target next to a feature (teacher) target.
-TRACKS_WEIGHT_WITH_TEACHER = 0.25
+TRACKS_WEIGHT_WITH_FEATURES = 0.25
 TRACK_NORMS = ("none", "scale", "patch", "patch_mean", "batch")
 # The default of targets.tracks.norm; TrackMAE's own is "patch" (its recipes say so).
 DEFAULT_TRACK_NORM = "batch"
@@ -398,12 +399,29 @@ class TracksTarget:
                 f"align_corners={self.align_corners}, visibility={self.use_visibility})")
 
 
-def tracks_default_weight(names: Sequence[str]) -> float:
-    """TrackMAE's lambda: 0.25 next to a feature (teacher) target, else 1."""
-    return TRACKS_WEIGHT_WITH_TEACHER if "teacher" in names else 1.0
+def tracks_default_weight(run_targets: Sequence[TargetSpec]) -> float:
+    """TrackMAE's lambda: 0.25 next to a target that predicts a frozen model's features (a
+    teacher), else 1."""
+    return (TRACKS_WEIGHT_WITH_FEATURES if any(spec.predicts_features for spec in run_targets)
+            else 1.0)
+
+
+def check_tracks_run(cfg: TracksTargetConfig, run: Any) -> None:
+    """The target's rule across sections: with ``tracking.frame_step > 1`` the tracker sees
+    every ``frame_step``-th clip frame only, so the target must read no other."""
+    step = run.tracking.frame_step
+    if step == 1:
+        return
+    read = frames_read(run.data.frames, run.model.resolved().tubelet_size, cfg.windows)
+    unseen = [f for f in read if f % step]
+    check(not unseen, "tracking.frame_step",
+          f"the tracker sees clip frames 0, {step}, {2 * step}, ... only, but "
+          f"targets.tracks.windows={cfg.windows} reads frames {unseen} too; use windows: "
+          "official with model.tubelet_size a multiple of tracking.frame_step (and "
+          "data.frames > model.tubelet_size)")
 
 
 @register_target("tracks", TracksTargetConfig, needs_tracks=True, cacheable=True,
-                 default_weight=tracks_default_weight)
+                 check=check_tracks_run, default_weight=tracks_default_weight)
 def build_tracks_target(cfg: TracksTargetConfig, ctx: TargetContext) -> TracksTarget:
     return TracksTarget(cfg, ctx.grid)

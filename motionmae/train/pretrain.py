@@ -15,7 +15,7 @@ from motionmae.config import PretrainConfig
 from motionmae.config_loading import to_dict
 from motionmae.data import VideoDataset, build_loader, read_video_list
 from motionmae.eval.probing import TrainingProbe
-from motionmae.masking import DecoderMask, LearnedSampler, build_mask_generator
+from motionmae.masking import MASKINGS, DecoderMask, TrainableSampler, build_mask_generator
 from motionmae.models import MaskedVideoModel
 from motionmae.motion.cache import CacheSettings, TrackCache
 from motionmae.motion.hooks import TracksHook
@@ -69,10 +69,10 @@ class PretrainTask:
 
     ``loss = sum_k weight_k * masked_mse_k`` over the configured targets, on the hidden
     tokens the decoders reconstruct (all of them, or the running-cell subset with
-    ``masking.decoder_ratio``). With ``masking.kind = learned`` the mask comes from a
-    :class:`~motionmae.masking.LearnedSampler` (``model.sampler``, its own parameter group
-    at ``masking.learned.lr``) and its loss, driven by the detached per-token errors
-    ``sum_k weight_k * token_weight_k * error_k``, is added at ``masking.learned.loss_weight``.
+    ``masking.decoder_ratio``). With a trainable masking kind (``learned``) the mask comes
+    from its :class:`~motionmae.masking.TrainableSampler` (``model.sampler``, its own parameter
+    group at its section's ``lr``) and its loss, driven by the detached per-token errors
+    ``sum_k weight_k * token_weight_k * error_k``, is added at its section's ``loss_weight``.
 
     Logged parts per target ``k``: ``loss/k``, ``trivial/k`` (the loss of predicting the
     batch mean per channel) and ``explained/k = 1 - loss/trivial``
@@ -87,8 +87,9 @@ class PretrainTask:
         self.grid = token_grid(cfg)
         self.targets = build_targets(cfg.targets, self.grid, cfg.data, cfg.cache.path)
         self.masking = build_mask_generator(cfg.masking, self.grid)
-        # A trained generator (the learned sampler) lives in the model as ``sampler``.
-        self.sampler: LearnedSampler | None = getattr(self.masking, "sampler", None)
+        # A trainable kind's sampler (the learned one) lives in the model as ``sampler``.
+        self.sampler: TrainableSampler | None = (
+            self.masking.sampler if MASKINGS.get(cfg.masking.kind).trainable else None)
         if self.sampler is not None:
             global_batch = cfg.run.batch_size * cfg.optim.accum_steps * world_size
             self.sampler_lr_scale = self.sampler.cfg.lr / cfg.optim.peak_lr(global_batch)

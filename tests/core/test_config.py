@@ -79,14 +79,8 @@ def test_exponent_without_dot_is_a_number(tmp_path):
 
 
 def test_component_sections_are_found_by_registered_name():
-    from motionmae.config import (
-        MaskingConfig,
-        PretrainConfig,
-        TargetsConfig,
-        TracksTargetConfig,
-        load_config,
-        to_dict,
-    )
+    from motionmae.config import MaskingConfig, PretrainConfig, TargetsConfig, load_config, to_dict
+    from motionmae.targets import TracksTargetConfig
 
     with pytest.raises(ConfigError, match=r"^targets\.trakcs: unknown key; known keys here: "
                                           r"\['names'\] and the registered targets \['hog', "):

@@ -91,6 +91,24 @@ def test_model_card_of_a_checkpoint_from_before_the_two_bad_video_counts():
     assert "Bad video files" not in card
 
 
+@pytest.mark.parametrize(("targets", "masking", "tracker"), [
+    (["pixel"], {"kind": "learned", "learned": {"use_tracks": True}}, True),
+    (["pixel"], {"kind": "learned"}, False),
+    (["pixel", "tracks"], {"kind": "tube"}, True),
+    (["pixel"], {"kind": "motion", "rho": 0.4}, True),  # saved before masking.motion.rho
+    (["pixel"], {"kind": "tube"}, False),
+])
+def test_model_card_names_the_tracker_when_a_selected_component_needs_tracks(
+        targets, masking, tracker):
+    """The specs say, as configured: learned masking reads tracks with use_tracks only."""
+    config = {"targets": {"names": targets}, "masking": {"ratio": 0.9, **masking},
+              "tracking": {"tracker": "flow"}}
+    card = model_card({"config": config}, "motionmae", "run")
+    assert ("- Point tracks: `flow` tracker" in card) == tracker
+    if masking["kind"] == "motion":
+        assert "- Masking: `motion`, ratio 0.9; rho=0.4" in card
+
+
 def test_export_refuses_to_overwrite_and_unknown_formats(tmp_path, run_dir):
     out = export(run_dir, "motionmae", tmp_path / "export")
     with pytest.raises(UsageError, match=r"already holds an export .*--overwrite"):

@@ -7,14 +7,8 @@ import math
 import pytest
 import torch
 
-from motionmae.config import (
-    ConfigError,
-    LearnedMaskingConfig,
-    MaskingConfig,
-    PretrainConfig,
-    load_config,
-)
-from motionmae.masking import LearnedMask, LearnedSampler
+from motionmae.config import ConfigError, MaskingConfig, PretrainConfig, load_config
+from motionmae.masking import LearnedMask, LearnedMaskingConfig, LearnedSampler
 from motionmae.masking.learned import Rollout
 from motionmae.masking.plackett_luce import (
     first_draw_entropy,

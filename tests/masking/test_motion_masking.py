@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from motionmae.config import MaskingConfig, MotionMaskingConfig
+from motionmae.config import MaskingConfig
 from motionmae.masking import (
     MotionAwareMask,
+    MotionMaskingConfig,
     build_mask_generator,
     motion_aware_mask,
     motion_per_position,

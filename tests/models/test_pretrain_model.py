@@ -7,14 +7,13 @@ from motionmae.config import (
     ConfigError,
     MaskingConfig,
     ModelConfig,
-    PixelTargetConfig,
     PretrainConfig,
     from_dict,
     to_dict,
 )
 from motionmae.masking import build_mask_generator
 from motionmae.models import MaskedVideoModel, create_model
-from motionmae.targets import PixelTarget, masked_mse
+from motionmae.targets import PixelTarget, PixelTargetConfig, masked_mse
 from motionmae.tokens import TokenGrid, mask_to_indices
 
 GRID = TokenGrid(frames=4, height=32, width=32)  # L = 2 * 2 * 2 = 8

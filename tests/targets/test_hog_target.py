@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from motionmae.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, HogTargetConfig, TargetsConfig
-from motionmae.targets import HogTarget, Target, build_targets
+from motionmae.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, TargetsConfig
+from motionmae.targets import HogTarget, HogTargetConfig, Target, build_targets
 from motionmae.targets.hog import hog_cells
 from motionmae.tokens import TokenGrid
 

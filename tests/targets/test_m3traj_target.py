@@ -10,7 +10,6 @@ import torch
 from motionmae.config import (
     ConfigError,
     DataConfig,
-    M3TrajTargetConfig,
     PretrainConfig,
     TargetsConfig,
     from_dict,
@@ -20,7 +19,14 @@ from motionmae.data.hooks import HookInput, SampleHook
 from motionmae.data.lists import VideoEntry
 from motionmae.data.transforms import CropBox, Geometry
 from motionmae.motion.synthetic import translation_clip, zoom_clip
-from motionmae.targets import M3TrajHook, M3TrajTarget, Target, build_targets, m3traj_dim
+from motionmae.targets import (
+    M3TrajHook,
+    M3TrajTarget,
+    M3TrajTargetConfig,
+    Target,
+    build_targets,
+    m3traj_dim,
+)
 from motionmae.targets.m3traj import m3traj_targets, normalize_patch_std
 from motionmae.targets.m3traj_hog import orientation_maps, point_hog
 from motionmae.tokens import TokenGrid

@@ -1,15 +1,10 @@
 import pytest
 import torch
 
-from motionmae.config import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    DataConfig,
-    PixelTargetConfig,
-    TargetsConfig,
-)
+from motionmae.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, TargetsConfig
 from motionmae.targets import (
     PixelTarget,
+    PixelTargetConfig,
     Target,
     build_targets,
     denormalize_prediction,

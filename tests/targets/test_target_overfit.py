@@ -5,19 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from motionmae.config import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    HogTargetConfig,
-    M3TrajTargetConfig,
-    MaskingConfig,
-    TracksTargetConfig,
-)
+from motionmae.config import IMAGENET_MEAN, IMAGENET_STD, MaskingConfig
 from motionmae.masking import build_mask_generator
 from motionmae.models import create_model
 from motionmae.motion import patch_center_queries
 from motionmae.motion.synthetic import translation_clip
-from motionmae.targets import HogTarget, M3TrajTarget, TracksTarget, masked_mse
+from motionmae.targets import (
+    HogTarget,
+    HogTargetConfig,
+    M3TrajTarget,
+    M3TrajTargetConfig,
+    TracksTarget,
+    TracksTargetConfig,
+    masked_mse,
+)
 from motionmae.targets.m3traj import m3traj_targets
 from motionmae.tokens import TokenGrid, mask_to_indices
 

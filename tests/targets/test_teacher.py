@@ -18,11 +18,10 @@ from motionmae.config import (
     ConfigError,
     PretrainConfig,
     TargetsConfig,
-    TeacherTargetConfig,
     load_config,
 )
 from motionmae.data.transforms import normalize
-from motionmae.targets import build_targets
+from motionmae.targets import TeacherTargetConfig, build_targets
 from motionmae.targets.teacher import (
     TeacherTarget,
     footprint_weights,

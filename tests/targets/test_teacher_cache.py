@@ -15,11 +15,11 @@ from teacher_folders import IMAGE, write_teacher
 
 from motionmae.cache import ClipLayout
 from motionmae.cli import main
-from motionmae.config import PretrainConfig, load_config
+from motionmae.config import ConfigError, PretrainConfig, load_config
 from motionmae.data import VideoDataset, make_synthetic_dataset, read_video_list
 from motionmae.data.dataset import collate_samples
 from motionmae.data.transforms import CropBox, Geometry, transform_points
-from motionmae.targets.teacher import TeacherTarget
+from motionmae.targets.teacher import TeacherTarget, TeacherTargetConfig
 from motionmae.targets.teacher_cache import (
     CachedFeatures,
     TeacherCacheSettings,
@@ -222,3 +222,14 @@ def test_cli_extract_teacher_then_pretrain_teacher_and_tracks(teacher_dir, video
         assert "not cached" not in caplog.text
         saved = load_config(PretrainConfig, out / "config.yaml")
         assert saved.targets.loss_weight("tracks") == 0.25
+
+
+def test_the_cache_settings_ask_the_teachers_own_frame_rule():
+    """One rule, one message: extract-teacher (whose config may not select the teacher) and
+    training's run check refuse a frame outside the tubelet alike."""
+    message = r"targets\.teacher\.frame: must be < model\.tubelet_size 2, got 2"
+    with pytest.raises(ConfigError, match=message):
+        TeacherCacheSettings.for_run(TeacherTargetConfig(frame=2), 2, 32, spec=None)
+    with pytest.raises(ConfigError, match=message):
+        load_config(PretrainConfig, overrides=["targets.names=[teacher]",
+                                               "targets.teacher.path=x", "targets.teacher.frame=2"])

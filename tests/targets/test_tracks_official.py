@@ -15,7 +15,7 @@ import torch
 import yaml
 from trackmae_reference import official_tracks_target
 
-from motionmae.config import ConfigError, PretrainConfig, TracksTargetConfig, load_config
+from motionmae.config import ConfigError, PretrainConfig, load_config
 from motionmae.data import make_synthetic_dataset
 from motionmae.data.hooks import HookInput
 from motionmae.data.lists import VideoEntry
@@ -24,7 +24,7 @@ from motionmae.motion import TracksHook, make_tracker, patch_center_queries
 from motionmae.motion.frame_step import fill_skipped_frames, track_every
 from motionmae.motion.protocol import query_grid
 from motionmae.motion.synthetic import translation_clip
-from motionmae.targets import TracksTarget
+from motionmae.targets import TracksTarget, TracksTargetConfig
 from motionmae.tokens import TokenGrid
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / \

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from trackmae_reference import official_tracks_target
 
-from motionmae.config import ConfigError, DataConfig, TargetsConfig, TracksTargetConfig
+from motionmae.config import ConfigError, DataConfig, TargetsConfig
 from motionmae.motion import patch_center_queries, patch_grid_queries
-from motionmae.targets import Target, TracksTarget, build_targets
+from motionmae.targets import Target, TracksTarget, TracksTargetConfig, build_targets
 from motionmae.targets.tracks import tubelet_windows, upsample_matrix
 from motionmae.tokens import TokenGrid
 

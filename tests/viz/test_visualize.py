@@ -99,7 +99,7 @@ def test_integrate_tracks_overlapping_last_window():
 @pytest.mark.parametrize("norm", ["none", "scale", "patch_mean", "batch", "patch"])
 def test_tubelet_displacements_recover_pixels_for_every_norm(norm):
     """A perfect prediction of each normalised target maps back to the true pixel motion."""
-    from motionmae.config import TracksTargetConfig
+    from motionmae.targets import TracksTargetConfig
     from motionmae.targets.tracks import TracksTarget
     from motionmae.viz.reconstruct import tubelet_displacements
 
