@@ -318,12 +318,14 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
         video_rows.append([heat])
         video_labels.append("mean displacement per position")
 
-    if task.sampler is not None:
-        visible = task.sampler.visible_probability(
-            batch, 256, torch.Generator().manual_seed(seed))[0].numpy()
+    # A trainable sampler may say how likely each token is to stay visible (the built-in
+    # learned sampler does; a plugin's need not).
+    visible_probability = getattr(task.sampler, "visible_probability", None)
+    if visible_probability is not None:
+        visible = visible_probability(batch, 256, torch.Generator().manual_seed(seed))[0].numpy()
         heat = overlay_token_values(frames, visible, grid, vmin=0.0)
-        label = (f"P(visible) per token, learned {cfg.masking.learned.policy} sampler "
-                 f"(0..{visible.max():.2f})")
+        name = getattr(task.sampler.cfg, "policy", cfg.masking.kind)
+        label = f"P(visible) per token, learned {name} sampler (0..{visible.max():.2f})"
         written.append(write_png(out / "sampler.png", make_grid(
             [list(heat), list(masked_frames)], [label, "drawn mask"])))
         video_rows.append([heat])
