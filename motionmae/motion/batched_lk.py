@@ -29,13 +29,18 @@ import torch.nn.functional as F
 
 from .lk import LKConfig
 
-__all__ = ["Pyramid", "build_pyramid", "gray_levels", "lk_step", "pyramid_depth", "to_gray"]
+__all__ = ["Pyramid", "constant_pair", "gray_levels", "lk_step", "pyramid_depth", "to_gray"]
 
 # OpenCV's constants: FLT_SCALE scales sums of (32 x grey level) x (Scharr gradient).
 _FLT_SCALE = 2.0 ** -20
 _FLT_EPSILON = 1.1920929e-07
 _LUMA = (4899.0, 9617.0, 1868.0)  # cvtColor RGB2GRAY, 14-bit fixed point (sum 16384)
-_BINOMIAL = (1.0, 4.0, 6.0, 4.0, 1.0)
+
+
+def constant_pair(first: float, second: float, device: torch.device) -> torch.Tensor:
+    """``[first, second]`` float32 made on ``device`` by a kernel: ``torch.tensor(values,
+    device="cuda")`` copies from host memory, which waits for the GPU (a host sync)."""
+    return torch.where(torch.arange(2, device=device) == 0, first, second).float()
 
 
 def to_gray(frames: torch.Tensor) -> torch.Tensor:
@@ -78,12 +83,19 @@ def _pad_reflect(image: torch.Tensor, pad: int) -> torch.Tensor:
 
 
 def _pyr_down(image: torch.Tensor) -> torch.Tensor:
-    """OpenCV's ``pyrDown`` of ``[M, 1, H, W]`` integer grey levels: binomial blur, every
-    second pixel, ``((H + 1) // 2, (W + 1) // 2)``, rounded as the 8-bit result is."""
-    k = torch.tensor(_BINOMIAL, device=image.device)
-    kernel = (k[:, None] * k[None, :]).view(1, 1, 5, 5)
-    total = F.conv2d(_pad_reflect(image, 2), kernel, stride=2)  # integer sums, exact in fp32
-    return torch.floor((total + 128.0) / 256.0)
+    """OpenCV's ``pyrDown`` of ``[M, 1, H, W]`` integer grey levels: 1-4-6-4-1 binomial blur
+    (reflected border) at every second pixel, ``((H + 1) // 2, (W + 1) // 2)``, rounded as the
+    8-bit result is. Shifted sums (integers, exact in float32) rather than a convolution,
+    which is many times slower on the CPU for one channel."""
+    p = _pad_reflect(image, 2)
+
+    def blur(x: torch.Tensor, dim: int) -> torch.Tensor:  # taps 1 4 6 4 1, stride 2
+        size = x.shape[dim] - 4
+        tap = [x.narrow(dim, i, size) for i in range(5)]
+        total = tap[0] + tap[4] + 4.0 * (tap[1] + tap[3]) + 6.0 * tap[2]
+        return total.index_select(dim, torch.arange(0, size, 2, device=x.device))
+
+    return torch.floor((blur(blur(p, -1), -2) + 128.0) / 256.0)
 
 
 def _scharr(image: torch.Tensor) -> torch.Tensor:
@@ -140,11 +152,6 @@ def gray_levels(gray: torch.Tensor, window: int, levels: int) -> Pyramid:
     return Pyramid(images, sizes, window)
 
 
-def build_pyramid(frames: torch.Tensor, config: LKConfig) -> Pyramid:
-    """:class:`Pyramid` of ``[M, H, W, 3]`` RGB frames (grey levels 0..255) for ``config``."""
-    return gray_levels(to_gray(frames), config.window, config.levels)
-
-
 class _Windows:
     """Bilinear ``window`` x ``window`` samples around points of a padded level
     (``[M, C, Hp, Wp]``, padded by ``pad``); zero beyond the padded image."""
@@ -155,20 +162,20 @@ class _Windows:
         r = torch.arange(window, device=device, dtype=torch.float32) - (window - 1) / 2.0
         dy, dx = torch.meshgrid(r, r, indexing="ij")
         # grid_sample's coordinates (align_corners): -1 .. 1 over the padded image
-        self.scale = torch.tensor([2.0 / (wp - 1), 2.0 / (hp - 1)], device=device)
+        self.scale = constant_pair(2.0 / (wp - 1), 2.0 / (hp - 1), device)
         self.offsets = (torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=-1)
                         * self.scale).reshape(1, -1)
         self.shift = pad * self.scale - 1.0
-        # (x, y) -> (x, y, x, y, ...): a matrix product, as broadcasting into a last
-        # dimension of 2 is several times slower on the CPU (and the result is exact)
-        self.spread = torch.eye(2, device=device).repeat(1, window * window)
+        # (x, y) -> (x, y, x, y, ...) by indexing: broadcasting into a last dimension of 2
+        # is several times slower on the CPU
+        self.spread = torch.arange(2 * window * window, device=device) % 2
 
     def __call__(self, image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Samples at ``points [M, N, 2]`` ``(x, y)`` pixels of the unpadded level:
         ``[M, C, N, window * window]``."""
         m, n = points.shape[:2]
         centre = (points * self.scale + self.shift).reshape(m * n, 2)
-        grid = torch.addmm(self.offsets, centre, self.spread).view(m, n, -1, 2)
+        grid = (centre.index_select(1, self.spread) + self.offsets).view(m, n, -1, 2)
         return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros",
                              align_corners=True)
 
@@ -200,13 +207,13 @@ def lk_step(first: Pyramid, second: Pyramid, points: torch.Tensor, guess: torch.
             found = found * 2.0
         h, w = first.sizes[level]
         # OpenCV's bounds: the window's integer corner floor(p - half) in [-win, size)
-        low = torch.tensor([half - win, half - win], device=points.device)
-        high = torch.tensor([w + half, h + half], device=points.device)
+        low = constant_pair(half - win, half - win, points.device)
+        high = constant_pair(w + half, h + half, points.device)
         windows = _Windows(win, pad, first.images[level].shape[-2:], points.device)
         prev = points / 2.0 ** level
         samples = windows(first.template(level), prev)  # [M, 3, N, P]
         # OpenCV keeps grey levels x 32 and gradients as integers (fixed point)
-        ival = torch.floor(samples[:, 0] * 32.0 + 0.5).reshape(m * n, -1, 1)
+        ival = torch.floor(samples[:, 0] * 32.0 + 0.5).reshape(m * n, 1, -1)
         grad = torch.floor(samples[:, 1:] + 0.5).movedim(1, 2).reshape(m * n, 2, -1)
         # products and sums written out (not bmm): a point's result must not depend on how
         # many points share the call (batch invariance)
@@ -223,8 +230,8 @@ def lk_step(first: Pyramid, second: Pyramid, points: torch.Tensor, guess: torch.
         inverse = torch.stack([-a22, a12, a12, -a11], dim=-1).view(m * n, 2, 2)
         inverse = inverse / torch.where(usable, det, torch.ones_like(det)).view(-1, 1, 1)
         gain = (inverse[..., None] * grad[:, None]).sum(2) * (32.0 * _FLT_SCALE)  # [M N, 2, P]
-        template = (grad * ival.view(m * n, 1, -1)).sum(-1)  # [M N, 2]
-        bias = (inverse * template[:, None, :]).sum(-1).view(m, n, 2) * _FLT_SCALE
+        weighted = (grad * ival).sum(-1)  # [M N, 2]
+        bias = (inverse * weighted[:, None, :]).sum(-1).view(m, n, 2) * _FLT_SCALE
         active = usable
         last = torch.zeros_like(found)
         for step in range(iterations):

@@ -14,11 +14,11 @@ own query frames needs per-point frame pairs: use the ``lk`` tracker).
 Queries may start at any frame: each point is tracked forwards and backwards from its own query
 frame, both time directions in one batch (a backward sweep is a forward sweep of the reversed
 clip). Whole clips and all their points move together; points not yet started (query frame
-ahead) or stopped are computed and masked, so the work is ``2 (T - 1)`` LK pairs per clip
-whatever the queries. When ``queries`` are on the CPU they are checked and a sweep no query
-needs (the backward one for queries at frame 0) is skipped: reading host memory is free.
-Queries on an accelerator are used as given and both sweeps run, which keeps the call free of
-host syncs.
+ahead) or stopped are computed and masked, so the work is ``T - 1`` LK pairs (a step and its
+check) per clip and time direction whatever the queries. When ``queries`` are on the CPU they
+are checked and a sweep no query needs (the backward one for queries at frame 0) is skipped:
+reading host memory is free. Queries on an accelerator are used as given and both sweeps run,
+which keeps the call free of host syncs.
 
 No Python loop over points or clips (loops over frames, pyramid levels and iterations only),
 no host sync, float32 inside whatever the autocast, deterministic.
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import appearance_match
-from .batched_lk import Pyramid, gray_levels, lk_step, to_gray
+from .batched_lk import Pyramid, constant_pair, gray_levels, lk_step, to_gray
 from .lk import LKConfig
 from .protocol import in_frame, validate_queries
 
@@ -84,7 +84,7 @@ def _patches(gray: torch.Tensor, points: torch.Tensor, size: int) -> torch.Tenso
     r = torch.arange(size, device=gray.device, dtype=torch.float32) - (size - 1) / 2.0
     dy, dx = torch.meshgrid(r, r, indexing="ij")
     pos = points[:, :, None, :] + torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=-1)
-    scale = torch.tensor([2.0 / (w - 1), 2.0 / (h - 1)], device=gray.device)
+    scale = constant_pair(2.0 / (w - 1), 2.0 / (h - 1), gray.device)
     return F.grid_sample(gray[:, None], pos * scale - 1.0, mode="bilinear",
                          padding_mode="border", align_corners=True)[:, 0]
 
@@ -202,8 +202,12 @@ def track_lk_batched(frames: torch.Tensor, queries: torch.Tensor,
                          "tracker, or reacquire=False")
     _check_inputs(frames, queries)
     forward, backward = _sweeps(queries, frames.shape[1])
+    if frames.device.type == "cuda" and queries.device.type == "cpu":
+        # from pinned memory the copy is queued; from pageable memory it waits for the GPU
+        queries = queries.pin_memory()
+    queries = queries.to(frames.device, torch.float32, non_blocking=True)
     with torch.no_grad(), torch.autocast(frames.device.type, enabled=False):
-        return _track(frames, queries.to(frames.device, torch.float32), cfg, forward, backward)
+        return _track(frames, queries, cfg, forward, backward)
 
 
 def _track(frames: torch.Tensor, queries: torch.Tensor, cfg: LKConfig, forward: bool,

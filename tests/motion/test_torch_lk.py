@@ -219,3 +219,21 @@ def test_tracks_hook_in_a_loader_worker(clips):
     assert out["tracks"].shape == (8, 36, 2)
     assert torch.equal(out["track_visible"], torch.from_numpy(ref_visible))  # measured equal
     assert (out["tracks"] - torch.from_numpy(ref)).norm(dim=-1).median() < 0.01
+
+
+def test_the_tracking_work_reads_no_tensor_value_on_the_host(clips, monkeypatch):
+    """After the host-side checks, nothing waits for the device: no ``.item()``, ``.cpu()``,
+    ``.tolist()``, ``.numpy()`` and no Python branch on a tensor's value (all would sync)."""
+    frames = torch.from_numpy(clips[0].frames)[None]
+    queries = torch.from_numpy(np.concatenate([grid_queries(SIZE, SIZE, 4, t)
+                                               for t in (0, 5)]))[None]
+    expected = track_lk_batched(frames, queries)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a tensor value was read on the host")
+
+    for name in ("__bool__", "__int__", "__float__", "item", "tolist", "numpy", "cpu"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    tracks, visible = _track(frames, queries, LKConfig(), forward=True, backward=True)
+    monkeypatch.undo()
+    assert torch.equal(tracks, expected[0]) and torch.equal(visible, expected[1])
