@@ -241,13 +241,11 @@ def lk_step(first: Pyramid, second: Pyramid, points: torch.Tensor, guess: torch.
             active = active & inside
             jval = windows(second.images[level], found).view(m * n, 1, -1)
             delta = (gain * jval).sum(-1).view(m, n, 2) - bias
-            small = (delta * delta).sum(-1) <= eps2
+            moving = (delta * delta).sum(-1) > eps2  # else: converged, stops after this step
             if step:  # oscillating: a step undoing the last one ends half way back
-                back = ((delta + last).abs() < 0.01).all(-1) & ~small
+                back = ((delta + last).abs() < 0.01).all(-1) & moving
                 delta = torch.where(back[..., None], 0.5 * delta, delta)
-                active_next = active & ~small & ~back
-            else:
-                active_next = active & ~small
-            found = found + delta * active[..., None]
-            active, last = active_next, delta
+                moving = moving & ~back
+            found = torch.where(active[..., None], found + delta, found)
+            active, last = active & moving, delta
     return found, ok
