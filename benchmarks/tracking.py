@@ -16,7 +16,10 @@ stays at its query position, as the scene is static and all motion is camera mot
 
 Speed: single thread (``cv2.setNumThreads(1)``, ``torch.set_num_threads(1)``, OMP/BLAS
 threads 1); clips/s = clips / summed ``track()`` wall time (per clip the minimum over
-``--repeats`` runs), input decoding and clip rendering excluded.
+``--repeats`` runs), input decoding and clip rendering excluded. ``torch_lk`` (the ``lk``
+algorithm in PyTorch, on the CPU here) is timed per clip like the others, and also for
+batches of ``--batch`` clips in one ``track_lk_batched`` call, as a training step would call
+it (same results: the batched tracker is batch-invariant).
 
 Run: ``python benchmarks/tracking.py`` (about 2 minutes on one core).
 """
@@ -38,7 +41,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from footage import footage_dir  # noqa: E402
 
-from motionmae.motion import grid_queries, make_tracker, tapvid_metrics  # noqa: E402
+from motionmae.motion import (  # noqa: E402
+    grid_queries,
+    make_tracker,
+    tapvid_metrics,
+    track_lk_batched,
+)
 from motionmae.motion.synthetic import random_motion_clip  # noqa: E402
 
 # video file -> frame indices used as base images
@@ -49,6 +57,7 @@ SOURCES = {
 }
 BACKENDS = {
     "lk": {"name": "lk"},
+    "torch_lk": {"name": "torch_lk", "device": "cpu"},
     "flow-dis": {"name": "flow"},
     "flow-dis-fs0": {"name": "flow", "dis_finest_scale": 0},
     "flow-farneback": {"name": "flow", "method": "farneback"},
@@ -77,6 +86,25 @@ def load_base_images(short_side: int = 360) -> list[tuple[str, np.ndarray]]:
     return images
 
 
+def batched_ms_per_clip(config, frames: list[np.ndarray], queries: np.ndarray, batch: int,
+                        repeats: int) -> float:
+    """Wall ms per clip of ``track_lk_batched`` on batches of ``batch`` clips (per batch the
+    minimum over ``repeats`` runs; a last, smaller batch counts too)."""
+    import torch
+
+    seconds = 0.0
+    for start in range(0, len(frames), batch):
+        chunk = torch.from_numpy(np.stack(frames[start:start + batch]))
+        q = torch.from_numpy(np.stack([queries] * len(chunk)))
+        best = float("inf")
+        for _ in range(repeats):
+            begin = time.perf_counter()
+            track_lk_batched(chunk, q, config)
+            best = min(best, time.perf_counter() - begin)
+        seconds += best
+    return 1000 * seconds / len(frames)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=16)
@@ -87,6 +115,8 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.0,
                         help="Gaussian pixel noise std (grey levels) added to every frame")
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    parser.add_argument("--batch", type=int, default=8,
+                        help="clips per batched call when timing torch_lk batched")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -133,6 +163,10 @@ def main() -> None:
         results[label] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
         results[label]["clips_per_s"] = len(clips) / seconds
         results[label]["ms_per_clip"] = 1000 * seconds / len(clips)
+        if settings.get("device") and args.batch > 1:
+            results[label]["batched_ms_per_clip"] = batched_ms_per_clip(
+                tracker.config, [c.frames for _, _, c in clips], queries, args.batch,
+                args.repeats)
 
     header = (f"| {'backend':<15}| delta_avg | median EPE px | occlusion acc | AJ    "
               f"| clips/s | ms/clip |")
@@ -142,6 +176,9 @@ def main() -> None:
         print(f"| {label:<15}| {r['delta_avg']:9.3f} | {r['median_epe']:13.3f} "
               f"| {r['occlusion_accuracy']:13.3f} | {r['average_jaccard']:.3f} "
               f"| {r['clips_per_s']:7.1f} | {r['ms_per_clip']:7.1f} |")
+    for label, r in results.items():
+        if "batched_ms_per_clip" in r:
+            print(f"{label}: {r['batched_ms_per_clip']:.1f} ms/clip in batches of {args.batch}")
     kinds = [k + o for k in KINDS for o in ("", "+occluder")]
     print("\ndelta_avg by motion:")
     print(f"| {'backend':<15}| " + " | ".join(f"{k:>20}" for k in kinds) + " |")

@@ -77,8 +77,8 @@ def add_tracks(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--grid", type=int, default=14, help="G x G queries on frame 0")
     where.add_argument("--queries", type=Path, help=".npy of [N,3] queries (t, x, y) in px")
     p.add_argument("--tracker", default="lk",
-                   help="a registered tracker: lk, flow, cotracker, or one a plugin registers "
-                   "(MOTIONMAE_PLUGINS)")
+                   help="a registered tracker: lk, flow, cotracker, torch_lk, or one a plugin "
+                   "registers (MOTIONMAE_PLUGINS)")
     p.add_argument("--checkpoint", help="CoTracker3 checkpoint file (--tracker cotracker)")
     p.add_argument("--size", type=int, help="decode at this short side (px); default: as coded")
     p.add_argument("--start", type=int, default=0, help="first frame")

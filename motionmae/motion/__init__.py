@@ -3,9 +3,10 @@
 All backends follow :class:`PointTracker`: ``track(frames [T,H,W,3] uint8 RGB, queries [N,3]
 float32 (t, x, y) pixels) -> (tracks [T,N,2] float32 (x, y) pixels, visible [T,N] bool)``,
 with pixel centres at integer coordinates and every query tracked forwards and backwards from
-its query frame. Backends: ``"lk"`` (default; pyramidal Lucas-Kanade), ``"flow"`` (chained
-dense DIS/Farneback flow, optional camera-motion compensation) and ``"cotracker"``
-(CoTracker3 adapter; bring your own code base and checkpoint).
+its query frame. Backends: ``"lk"`` (default; pyramidal Lucas-Kanade), ``"torch_lk"`` (the
+same algorithm in PyTorch, also for a batch of clips on a GPU: :func:`track_lk_batched`),
+``"flow"`` (chained dense DIS/Farneback flow, optional camera-motion compensation) and
+``"cotracker"`` (CoTracker3 adapter; bring your own code base and checkpoint).
 
 >>> tracks, visible = track(frames, grid_queries(224, 224, 14))  # doctest: +SKIP
 
@@ -53,13 +54,16 @@ from motionmae.motion.protocol import (
     validate_inputs,
 )
 from motionmae.motion.registry import TRACKERS, TrackerSpec, make_tracker, register_tracker, track
+from motionmae.motion.torch_lk import TorchLKConfig, TorchLKTracker
 
 if TYPE_CHECKING:
+    from motionmae.motion.batched_tracker import track_lk_batched
     from motionmae.motion.extract import extract_tracks
     from motionmae.motion.hooks import TracksHook
 
 # Lazy: these import torch / the data package; ``import motionmae.motion`` stays light.
-_LAZY = {"TracksHook": "hooks", "extract_tracks": "extract"}
+_LAZY = {"TracksHook": "hooks", "extract_tracks": "extract",
+         "track_lk_batched": "batched_tracker"}
 
 
 def __getattr__(name: str) -> Any:
@@ -82,6 +86,8 @@ __all__ = [
     "LKConfig",
     "LKTracker",
     "PointTracker",
+    "TorchLKConfig",
+    "TorchLKTracker",
     "TrackCache",
     "TrackerSpec",
     "TracksHook",
@@ -107,5 +113,6 @@ __all__ = [
     "track",
     "track_flow",
     "track_lk",
+    "track_lk_batched",
     "validate_inputs",
 ]

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    Array = np.ndarray | torch.Tensor
 
 
 def to_gray(frames: np.ndarray) -> np.ndarray:
@@ -62,23 +69,24 @@ def sample_patches(gray: np.ndarray, points: np.ndarray, size: int) -> np.ndarra
     return out
 
 
-def appearance_match(template: np.ndarray, patch: np.ndarray, ncc_threshold: float,
-                     flat_std: float, flat_mean: float) -> np.ndarray:
+def appearance_match(template: Array, patch: Array, ncc_threshold: float, flat_std: float,
+                     flat_mean: float) -> Array:
     """Whether patches look like their templates.
 
-    ``template, patch``: ``[N, P]`` float32 grey values. Two textured patches (standard
-    deviation ``>= flat_std`` grey levels) match when their zero-mean normalised
+    ``template, patch``: ``[N, P]`` float32 grey values, numpy arrays or torch tensors (the
+    same code runs on both: operators and methods they share). Two textured patches
+    (standard deviation ``>= flat_std`` grey levels) match when their zero-mean normalised
     cross-correlation is ``>= ncc_threshold``; two flat ones match when their means differ by
     at most ``flat_mean`` grey levels; a flat and a textured patch never match. Returns
-    ``[N]`` bool.
+    ``[N]`` bool of the inputs' kind.
     """
     tm = template.mean(1, keepdims=True)
     pm = patch.mean(1, keepdims=True)
     tc, pc = template - tm, patch - pm
-    ts = np.sqrt((tc * tc).mean(1))
-    ps = np.sqrt((pc * pc).mean(1))
-    ncc = (tc * pc).mean(1) / np.maximum(ts * ps, 1e-6)
+    ts = (tc * tc).mean(1) ** 0.5
+    ps = (pc * pc).mean(1) ** 0.5
+    ncc = (tc * pc).mean(1) / (ts * ps).clip(min=1e-6)
     t_flat, p_flat = ts < flat_std, ps < flat_std
     textured = ~t_flat & ~p_flat & (ncc >= ncc_threshold)
-    flat = t_flat & p_flat & (np.abs(tm - pm)[:, 0] <= flat_mean)
+    flat = t_flat & p_flat & (abs(tm - pm)[:, 0] <= flat_mean)
     return textured | flat
