@@ -8,7 +8,7 @@ import torch
 from motionmae.eval.probes import knn_probe, linear_probe
 from motionmae.schedule import lr_at
 from motionmae.train.optim import parameter_groups
-from motionmae.train.sampler import EpochSampler
+from motionmae.data.loader import EpochSampler
 
 
 def test_lr_schedule_warmup_peak_and_floor():
