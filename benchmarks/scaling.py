@@ -76,23 +76,23 @@ def _config(args: argparse.Namespace, out: str):
 
 def _child(args: argparse.Namespace) -> None:
     """One rank of a measurement (started by torchrun)."""
-    from motionmae.data import VideoDataset, build_loader, read_video_list
+    from motionmae.data import VideoDataset, read_video_list
     from motionmae.train.distributed import distributed_session
-    from motionmae.train.loop import train
+    from motionmae.train.loop import batch_stream, train
     from motionmae.train.pretrain import PretrainTask
 
     with distributed_session() as dist, tempfile.TemporaryDirectory() as scratch:
         cfg = _config(args, str(Path(scratch, "run")))
-        torch.manual_seed(0)
-        task = PretrainTask(cfg, world_size=dist.world_size)
         if args.videos:
             dataset = VideoDataset(read_video_list(args.videos), cfg.data, train=True)
         else:
             dataset = MemoryClips(args.batch_size * dist.world_size * args.steps,
                                   args.frames, args.size)
+        cfg = cfg.resolve(len(dataset), dist.world_size)
+        torch.manual_seed(0)
+        task = PretrainTask(cfg, world_size=dist.world_size)
         windows: list[float] = []
-        train(task, dataset, cfg.run, cfg.optim, cfg.run.out, build_loader=build_loader,
-              workers=cfg.data.workers, dist=dist,
+        train(task, batch_stream(dataset, cfg, dist), cfg, dist=dist,
               on_log=lambda record: windows.append(record["clips_per_s"]))
         if dist.is_main:
             measured = windows[1:] or windows  # the first window holds the warm-up

@@ -1,5 +1,6 @@
 """The learning-rate schedule shared by training and the attentive probe: linear warmup, then
-a half cosine (a pure function of the step, so a resumed run continues the same curve)."""
+a half cosine (a pure function of the step, so a resumed run continues the same curve), and
+what a changed run length does to it on resume."""
 
 from __future__ import annotations
 
@@ -14,17 +15,6 @@ def lr_at(step: int, total_steps: int, peak_lr: float, min_lr: float, warmup_ste
     span = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / span)
     return min_lr + 0.5 * (peak_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
-
-
-def planned_steps(steps: int | None, epochs: int | None, batches_per_epoch: int,
-                  accum: int) -> int:
-    """A run's length in optimizer steps: ``steps``, else ``epochs`` passes of
-    ``batches_per_epoch`` loader batches, ``accum`` of them per step."""
-    if steps is not None:
-        return steps
-    if epochs is not None:
-        return max(1, epochs * batches_per_epoch // accum)
-    raise ValueError("run.steps or run.epochs must be set")
 
 
 def resumed_length_warning(step: int, planned: int, total: int, peak_lr: float, min_lr: float,

@@ -269,7 +269,8 @@ def test_a_target_that_needs_tracks_and_a_masking_kind_that_trains_get_the_built
 def test_a_trainable_masking_kind_gets_its_parameter_group_and_is_kept_on_resume(components):
     cfg = load_config(PretrainConfig, overrides=[
         "masking.kind=learned_order", "masking.learned_order.lr=0.02", "data.frames=4",
-        "data.size=32", "model.depth=1", "model.decoder_depth=1", "run.batch_size=2"])
+        "data.size=32", "model.depth=1", "model.decoder_depth=1", "run.batch_size=2"]
+    ).resolve(num_videos=8)
     task = PretrainTask(cfg)
     assert isinstance(task.sampler, TrainableSampler) and task.model.sampler is task.sampler
     sampler_groups = [g for g in task.parameter_groups(0.05)

@@ -111,7 +111,7 @@ def test_import_forms(tmp_path, source, expected):
 LAYERS: list[list[str]] = [
     ["motionmae.version", "motionmae.errors", "motionmae.fileio", "motionmae.environment",
      "motionmae.config_loading", "motionmae.registry", "motionmae.plugins",
-     "motionmae.schedule", "motionmae.tokens"],
+     "motionmae.schedule", "motionmae.tokens", "motionmae.training_config"],
     ["motionmae.data", "motionmae.models", "motionmae.cache"],
     ["motionmae.motion", "motionmae.masking", "motionmae.checkpoints"],
     ["motionmae.targets"],

@@ -15,7 +15,7 @@ from motionmae.errors import UsageError
 log = logging.getLogger("motionmae")
 
 
-def progress(total: int, desc: str) -> tuple[Callable[[dict], None], Callable[[], None]]:
+def progress(total: int | None, desc: str) -> tuple[Callable[[dict], None], Callable[[], None]]:
     """A training progress bar: ``(on_log, close)``, ``on_log`` taking the loop's records."""
     from tqdm import tqdm
 
@@ -53,13 +53,12 @@ def run_training(name: str, run: Callable[..., Any], cfg: Any,
     from motionmae.train.loop import TrainingInterrupted
     from motionmae.train.runfolder import claim_run_folder
 
-    if cfg.run.steps is None and cfg.run.epochs is None:
-        cfg.run.steps = 1000
-        log.info("neither --steps nor --epochs given: training for %d steps", cfg.run.steps)
     with (distributed_session() as dist,
           claim_run_folder(Path(cfg.run.out), resume=args.resume, overwrite=args.overwrite,
                            dist=dist) as from_checkpoint):
-        on_log, close = progress(cfg.run.steps or 0, name) if dist.is_main else (None, None)
+        # An epoch-counted run's length is known once the run has read its list.
+        total = None if cfg.run.by_epochs else cfg.run.planned_steps(0, 1)
+        on_log, close = progress(total, name) if dist.is_main else (None, None)
         try:
             return run(cfg, resume=from_checkpoint, dist=dist, on_log=on_log)
         except TrainingInterrupted as stopped:  # every rank stopped at the same step

@@ -9,7 +9,8 @@
 * :mod:`~motionmae.data.lists`: ``path [label]`` and CSV list files.
 * :mod:`~motionmae.data.dataset`: ``VideoDataset`` and ``collate_samples``.
 * :mod:`~motionmae.data.hooks`: ``SampleHook``/``HookInput``, per-sample work in workers.
-* :mod:`~motionmae.data.loader`: ``build_loader`` and ``set_epoch``.
+* :mod:`~motionmae.data.loader`: ``EpochSampler``, ``build_loader`` and ``set_epoch``.
+* :mod:`~motionmae.data.stream`: ``BatchStream``, the training batches epoch after epoch.
 * :mod:`~motionmae.data.synthetic`: the built-in synthetic motion dataset.
 """
 
@@ -22,7 +23,7 @@ from motionmae.data.lists import (
     read_video_list,
     write_video_list,
 )
-from motionmae.data.loader import EpochShuffleSampler, build_loader, set_epoch
+from motionmae.data.loader import EpochSampler, build_loader, set_epoch
 from motionmae.data.sampling import clip_indices, eval_clips_indices, multi_clip_indices
 from motionmae.data.synthetic import CLASSES, SyntheticDataset, make_synthetic_dataset
 from motionmae.data.transforms import (
@@ -43,7 +44,7 @@ from motionmae.data.video_writer import write_video
 __all__ = [
     "CLASSES",
     "CropBox",
-    "EpochShuffleSampler",
+    "EpochSampler",
     "FrameHook",
     "Geometry",
     "HookInput",

@@ -1,9 +1,12 @@
-"""DataLoader construction: worker processes, seeded shuffling, epoch propagation.
+"""DataLoader construction: worker processes, the one epoch sampler, epoch propagation.
 
-Shuffling uses :class:`EpochShuffleSampler`, whose permutation is a function of
-``(seed, epoch)``, so a resumed run replays the same order. Call :func:`set_epoch` on the
-loader before iterating each epoch: it reaches the sampler and the dataset (whose epoch lives
-in shared memory, visible to persistent workers).
+The order of epoch ``e`` is a permutation drawn from ``(seed, e)`` alone
+(:class:`EpochSampler`), so a resumed run (any number of loader workers) sees exactly the
+samples an uninterrupted run would have seen: it only skips the ones already consumed. Across
+``world_size`` ranks each rank takes every ``world_size``-th index of the same permutation, so
+each sample is seen once per epoch. Call :func:`set_epoch` on the loader before iterating
+each epoch: it reaches the sampler and the dataset (whose epoch lives in shared memory,
+visible to persistent workers).
 """
 
 from __future__ import annotations
@@ -20,23 +23,48 @@ from motionmae.data.dataset import collate_samples
 logger = logging.getLogger(__name__)
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A permutation of ``range(length)`` drawn from ``(seed, epoch)``."""
+class EpochSampler(Sampler[int]):
+    """Indices of one epoch for one rank, optionally starting part-way through.
 
-    def __init__(self, length: int, seed: int = 0) -> None:
-        self.length = length
+    The epoch is cut to a multiple of ``world_size`` (dropping the tail of the permutation) so
+    every rank yields the same count.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if num_samples < world_size:
+            raise ValueError(f"{num_samples} samples cannot be split across {world_size} ranks")
+        self.num_samples = num_samples
         self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select epoch ``epoch`` and skip its first ``skip`` indices of this rank."""
         self.epoch = int(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng([self.seed, self.epoch, 0x5A4D])
-        return iter(rng.permutation(self.length).tolist())
+        self.skip = skip
 
     def __len__(self) -> int:
-        return self.length
+        return self.num_samples // self.world_size - self.skip
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.num_samples, generator=generator)
+        else:
+            order = torch.arange(self.num_samples)
+        per_rank = self.num_samples // self.world_size
+        mine = order[: per_rank * self.world_size][self.rank :: self.world_size]
+        return iter(mine[self.skip :].tolist())
 
 
 def _init_worker(worker_id: int) -> None:
@@ -66,14 +94,13 @@ def build_loader(
         batch_size: items per batch (an item of ``num_views`` samples contributes that many
             rows, so tensors have ``batch_size * num_views`` rows).
         workers: worker processes (0: load in the calling process); persistent when > 0.
-        shuffle: use an :class:`EpochShuffleSampler` seeded by ``seed`` (ignored when
-            ``sampler`` is given, e.g. a ``DistributedSampler``).
+        shuffle: use an :class:`EpochSampler` seeded by ``seed`` (ignored when ``sampler``
+            is given, e.g. one rank's share of an epoch).
         seed: seeds the sampler and the loader's base seed for workers.
         drop_last: drop the last incomplete batch (training); keep it for evaluation.
     """
     if sampler is None:
-        sampler = EpochShuffleSampler(len(dataset), seed) if shuffle \
-            else SequentialSampler(dataset)
+        sampler = EpochSampler(len(dataset), seed) if shuffle else SequentialSampler(dataset)
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
@@ -90,10 +117,19 @@ def build_loader(
     )
 
 
-def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Tell the loader's sampler and dataset the epoch (whichever have ``set_epoch``)."""
-    for target in (loader.sampler, getattr(loader.batch_sampler, "sampler", None),
-                   loader.dataset):
-        setter = getattr(target, "set_epoch", None)
+def set_epoch(loader: DataLoader, epoch: int, skip: int = 0) -> None:
+    """Tell the loader's sampler and dataset the epoch (whichever have ``set_epoch``);
+    ``skip``: the first indices of the epoch this rank already consumed (a resumed run; an
+    :class:`EpochSampler` only)."""
+    if isinstance(loader.sampler, EpochSampler):
+        loader.sampler.set_epoch(epoch, skip=skip)
+    elif skip:
+        raise ValueError(f"only an EpochSampler resumes part-way through an epoch, not "
+                         f"{type(loader.sampler).__name__}")
+    else:
+        setter = getattr(loader.sampler, "set_epoch", None)
         if callable(setter):
             setter(epoch)
+    setter = getattr(loader.dataset, "set_epoch", None)
+    if callable(setter):
+        setter(epoch)

@@ -69,8 +69,12 @@ __all__ = [
 
 
 def build_mask_generator(cfg: MaskingConfig, grid: TokenGrid) -> MaskGenerator:
-    """The generator of ``cfg.kind`` at hidden fraction ``cfg.ratio`` (null: the default for
-    ``grid``'s token count); every kind keeps ``grid.num_visible(ratio)`` tokens per clip
-    (``motion`` reads ``batch["tracks"]``, see :class:`MotionAwareMask`)."""
-    ratio = cfg.hidden_fraction(grid.num_tokens)
-    return MASKINGS.get(cfg.kind).build(getattr(cfg, cfg.kind), grid, ratio)
+    """The generator of ``cfg.kind`` at hidden fraction ``cfg.ratio`` (of a resolved config:
+    ``PretrainConfig.resolve`` fills a null ratio); every kind keeps
+    ``grid.num_visible(ratio)`` tokens per clip (``motion`` reads ``batch["tracks"]``, see
+    :class:`MotionAwareMask`)."""
+    spec = MASKINGS.get(cfg.kind)
+    if cfg.ratio is None:
+        raise ValueError("masking.ratio is null: build from a resolved config "
+                         "(PretrainConfig.resolve)")
+    return spec.build(getattr(cfg, cfg.kind), grid, cfg.ratio)

@@ -24,9 +24,9 @@ def default_mask_ratio(num_tokens: int) -> float:
 
 @dataclass(init=False, eq=False)
 class MaskingConfig(ComponentSections):
-    """Which tokens are hidden. ``ratio`` is the hidden fraction; null (the default) picks it
-    from the clip's token count (:func:`default_mask_ratio`) when the run config is checked,
-    and the run saves the number it picked.
+    """Which tokens are hidden. ``ratio`` is the hidden fraction; null (the default) is
+    resolved from the clip's token count (:func:`default_mask_ratio`) by
+    ``PretrainConfig.resolve``, and the run saves the number it picked.
 
     ``kind``: a registered masking kind. ``motion`` (TrackMAE's motion-aware masking) splits
     spatial positions into a high- and a low-motion half by mean track displacement and
@@ -45,10 +45,6 @@ class MaskingConfig(ComponentSections):
     kind: str = "tube"
     ratio: float | None = None
     decoder_ratio: float = 0.0
-
-    def hidden_fraction(self, num_tokens: int) -> float:
-        """``ratio``, or when it is null the default for clips of ``num_tokens`` tokens."""
-        return self.ratio if self.ratio is not None else default_mask_ratio(num_tokens)
 
     def selected(self) -> list[str]:
         return [self.kind]

@@ -26,7 +26,7 @@ from torch import nn
 
 from motionmae.checkpoints.format import latest_checkpoint, resolve_checkpoint
 from motionmae.config import ConfigError, FinetuneConfig, FinetuneSettings, to_dict
-from motionmae.data import VideoDataset, VideoList, build_loader, read_video_list
+from motionmae.data import VideoDataset, VideoList, read_video_list
 from motionmae.data.dataset import ClipTransform
 from motionmae.data.erasing import RandomErasing
 from motionmae.data.mixing import MixSettings, mix_batch
@@ -39,10 +39,8 @@ from motionmae.models import DropPath, VideoClassifier, VideoEncoder
 from motionmae.models.layers import sinusoid_position_embedding
 from motionmae.tokens import TokenGrid
 from motionmae.train.distributed import DistInfo
-from motionmae.train.loop import TrainResult, resolve_device, train
+from motionmae.train.loop import TrainResult, batch_stream, resolve_device, train
 from motionmae.train.optim import parameter_groups
-from motionmae.train.runfolder import write_run_config
-from motionmae.train.sampler import batches_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -197,14 +195,15 @@ def finetune(
     on_log: Callable[[dict[str, float]], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune as configured (no evaluation: see :func:`evaluate_finetuned`). ``data.val``
-    is read before training, so that a bad list fails early."""
+    is read before training, so that a bad list fails early. ``cfg`` is resolved here
+    (:meth:`FinetuneConfig.resolve`: the run's length, the peak lr) and saved so as
+    ``RUN/config.yaml``."""
     if cfg.data.train is None:
         raise ConfigError("data.train: a list file of labelled training videos is required")
     dist = dist or DistInfo()
     train_videos = read_video_list(cfg.data.train).require_labels(cfg.data.train,
                                                                   "fine-tuning")
-    batches_per_epoch(len(train_videos), cfg.run, cfg.data.num_sample, dist.world_size,
-                      cfg.data.train)  # before building anything
+    cfg = cfg.resolve(len(train_videos), dist.world_size)  # before building anything
     classes = train_videos.classes
     found = train_videos.num_classes or 1
     num_classes = cfg.finetune.num_classes or found
@@ -220,16 +219,12 @@ def finetune(
     task = build_task(cfg, num_classes, classes)
     dataset = VideoDataset(train_videos, cfg.data, train=True, seed=cfg.run.seed,
                            clip_transforms=clip_transforms(cfg.finetune))
-    out_dir = Path(cfg.run.out)
-    if dist.is_main:
-        write_run_config(out_dir, cfg)
-    log.info("fine-tuning %s (%.1fM parameters) on %d videos, %d classes, from %s",
-             task.description["model"]["size"],
+    log.info("fine-tuning %s (%.1fM parameters) on %d videos, %d classes, from %s, for %d "
+             "steps", task.description["model"]["size"],
              sum(p.numel() for p in task.model.parameters()) / 1e6, len(dataset), num_classes,
-             cfg.finetune.checkpoint or "scratch")
-    result = train(task, dataset, cfg.run, cfg.optim, out_dir, build_loader=build_loader,
-                   workers=cfg.data.workers, resume=resume, dist=dist, on_log=on_log,
-                   clips_per_item=cfg.data.num_sample)
+             cfg.finetune.checkpoint or "scratch", cfg.run.steps)
+    result = train(task, batch_stream(dataset, cfg, dist), cfg, resume=resume, dist=dist,
+                   on_log=on_log)
     return FinetuneResult(result, task.model, classes, val_videos)
 
 

@@ -4,7 +4,12 @@ A *task* says what a step computes (its loss) and what a checkpoint describes; t
 everything else: device, data order, precision, accumulation, clipping, the optimizer and its
 schedule, non-finite steps, metrics, checkpoints and exact resume.
 
-Exact resume: the data order comes from ``(seed, epoch)`` (:class:`EpochSampler`), each sample's
+The batches come from one :class:`~motionmae.data.stream.BatchStream` (sampler, loader,
+epoch, position in the epoch, bad videos); the run's numbers from one resolved config
+(``PretrainConfig.resolve``: the run's length, the peak lr), which the loop saves as
+``RUN/config.yaml``.
+
+Exact resume: the data order comes from ``(seed, epoch)`` (``EpochSampler``), each sample's
 augmentation from ``(seed, epoch, index)`` (the dataset), and each step's masks and module
 randomness from ``(seed, step, rank)``. A checkpoint stores the step, the position in the epoch and
 the optimizer, so a resumed run computes the same steps an uninterrupted one would.
@@ -37,31 +42,30 @@ the records and their sinks in :mod:`motionmae.train.records`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from motionmae.checkpoints.format import Checkpoint
-from motionmae.config import OptimConfig, RunConfig
+from motionmae.config import FinetuneConfig, PretrainConfig, RunConfig
 from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
-from motionmae.data.badvideos import BadVideoLog
-from motionmae.schedule import lr_at, planned_steps, resumed_length_warning
+from motionmae.data.stream import BatchStream
+from motionmae.schedule import lr_at, resumed_length_warning
 from motionmae.train.distributed import DistInfo, any_across_ranks, shard_model, sum_across_ranks
 from motionmae.train.optim import build_optimizer, set_lr
 from motionmae.train.preflight import (
     OutputFolderError,
     check_free_space,
     checkpoint_bytes,
-    prepare_output_folder,
 )
 from motionmae.train.records import (
     METRICS_FILE,
@@ -70,7 +74,7 @@ from motionmae.train.records import (
     trim_metrics,
     write_environment,
 )
-from motionmae.train.sampler import EpochSampler, batches_per_epoch
+from motionmae.train.runfolder import write_run_config
 from motionmae.train.save_resume import (
     Checkpoints,
     TrainState,
@@ -85,6 +89,7 @@ __all__ = [
     "TrainTask",
     "Trainer",
     "TrainingInterrupted",
+    "batch_stream",
     "check_resumed_model",
     "resolve_device",
     "train",
@@ -140,38 +145,42 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def batch_stream(dataset: Any, config: PretrainConfig | FinetuneConfig,
+                 dist: DistInfo | None = None) -> BatchStream:
+    """The batches of a run of ``config`` over ``dataset`` on this process: whole videos of
+    ``data.num_sample`` clips, ``run.batch_size`` clips a batch; bad videos listed in the run
+    folder."""
+    dist = dist or DistInfo()
+    return BatchStream(dataset, config.run.videos_per_batch(config.data.num_sample),
+                       seed=config.run.seed, workers=config.data.workers, rank=dist.rank,
+                       world_size=dist.world_size, out_dir=Path(config.run.out),
+                       main=dist.is_main)
+
+
 def train(
     task: TrainTask,
-    dataset: Dataset,
-    run: RunConfig,
-    optim: OptimConfig,
-    out_dir: str | Path,
+    stream: BatchStream,
+    config: PretrainConfig | FinetuneConfig,
     *,
-    build_loader: Callable[..., DataLoader],
-    workers: int = 0,
     resume: bool = False,
     dist: DistInfo | None = None,
     on_log: Callable[[dict[str, float]], None] | None = None,
-    clips_per_item: int = 1,
     probe: Callable[[torch.device], dict[str, float]] | None = None,
 ) -> TrainResult:
-    """Train ``task`` on ``dataset`` until ``run.steps`` optimizer steps (or ``run.epochs``).
+    """Train ``task`` on ``stream``'s batches for ``run.steps`` optimizer steps into
+    ``run.out``, writing ``config`` there as ``config.yaml``.
 
     Args:
-        build_loader: ``(dataset, batch_size=, workers=, shuffle=, seed=, sampler=) ->
-            DataLoader``.
-        clips_per_item: clips each dataset item yields (repeated sampling); the loader's batch
-            holds ``run.batch_size // clips_per_item`` items.
-        resume: continue from the newest complete checkpoint in ``out_dir`` (error if none).
+        config: the run's resolved config (its ``resolve()``: ``run.steps`` and ``optim.lr``
+            set), its ``run`` and ``optim`` sections drive the loop.
+        resume: continue from the newest complete checkpoint in ``run.out`` (error if none).
         on_log: called on rank 0 with each logged record (the CLI's progress bar).
         probe: ``probe(device) -> {name: value}``, run on rank 0 (the other ranks wait at
             the next step's gradient all-reduce) every ``run.probe_every`` steps and at the
-            last step; its values join that step's logged record. Not under FSDP (the model
-            is sharded).
+            last step; its values join that step's logged record.
     """
-    trainer = Trainer(task, dataset, run, optim, Path(out_dir), build_loader=build_loader,
-                      workers=workers, resume=resume, dist=dist or DistInfo(), on_log=on_log,
-                      clips_per_item=clips_per_item, probe=probe)
+    trainer = Trainer(task, stream, config, resume=resume, dist=dist or DistInfo(),
+                      on_log=on_log, probe=probe)
     return trainer.fit()
 
 
@@ -181,59 +190,50 @@ class Trainer:
     def __init__(
         self,
         task: TrainTask,
-        dataset: Dataset,
-        run: RunConfig,
-        optim: OptimConfig,
-        out_dir: Path,
+        stream: BatchStream,
+        config: PretrainConfig | FinetuneConfig,
         *,
-        build_loader: Callable[..., DataLoader],
-        workers: int,
         resume: bool,
         dist: DistInfo,
         on_log: Callable[[dict[str, float]], None] | None,
-        clips_per_item: int,
         probe: Callable[[torch.device], dict[str, float]] | None,
     ) -> None:
-        """Build: model, data plan, optimizer, resumed state, output folder, loader."""
-        self.task, self.dataset, self.run, self.optim = task, dataset, run, optim
-        self.out_dir, self.dist, self.resume = out_dir, dist, resume
+        """Build: model, schedule, optimizer, resumed state and position, output folder."""
+        run, optim = config.run, config.optim
+        if run.steps is None or optim.lr is None:
+            raise ValueError("train() takes a resolved config (its resolve() sets run.steps "
+                             "and optim.lr)")
+        self.task, self.stream, self.config, self.run, self.optim = (
+            task, stream, config, run, optim)
+        self.out_dir, self.dist, self.resume = Path(run.out), dist, resume
         self.on_log, self.probe = on_log, probe
         self.probe_every = run.probe_every if probe is not None else None
         self.device = resolve_device(run.device)
         self.sharded = dist.enabled and run.parallel == "fsdp"
         one_checkpoint = self._build_model()
-        self._plan(clips_per_item)
+        self.total_steps, self.peak_lr = run.steps, optim.lr
+        self.global_batch = run.global_batch(optim.accum_steps, dist.world_size)
+        self.warmup = int(self.total_steps * optim.warmup_fraction)
         self.optimizer = build_optimizer(task.parameter_groups(optim.weight_decay), optim,
                                          self.peak_lr)
-        self.checkpoints = Checkpoints(out_dir / "checkpoints", self.model, self.optimizer,
-                                       task.describe, run.keep_last, run.keep_every,
-                                       self.sharded, dist)
+        self.checkpoints = Checkpoints(self.out_dir / "checkpoints", self.model,
+                                       self.optimizer, task.describe, run.keep_last,
+                                       run.keep_every, self.sharded, dist)
         self.state = self._resume() if resume else TrainState()
+        stream.seek(self.state.epoch, self.state.samples_in_epoch)
         self._prepare_output_folder(one_checkpoint)
         self.history: list[dict[str, float]] = []
-        self.pending_bad_draws = 0  # this rank's, since the last log / checkpoint
-        # RUN/bad_videos.tsv and the data.max_bad_fraction stop rule (None: bad videos raise).
-        self.bad_log = BadVideoLog.for_run(out_dir, dataset, write=dist.is_main)
         self.saved_step = -1
-        # One loader for the whole run, so its workers persist across epochs; the epoch reaches
-        # them through the sampler (order) and the dataset's shared epoch counter (augmentation).
-        self.loader = build_loader(dataset, batch_size=self.items_per_batch, workers=workers,
-                                   shuffle=False, seed=run.seed, sampler=self.sampler)
         self.model.train()
         self.optimizer_step = OptimizerStep(task.loss, self.model, self.step_model,
                                             self.optimizer, optim, run, dist, self.sharded,
                                             self.device)
-        self.stream = self._batches()
 
     # Build
 
     def _build_model(self) -> int:
         """Model on its device, compiled, wrapped for DDP or FSDP; returns a checkpoint's bytes."""
         self.model = self.task.model.to(self.device)
-        if self.probe_every is not None and self.sharded:
-            raise ValueError("run.probe_every: in-run probes do not run under run.parallel=fsdp "
-                             "(rank 0 alone cannot run a sharded encoder); use ddp, or probe "
-                             "the checkpoints with motionmae probe")
         # Sized before sharding: a checkpoint holds the full tensors.
         size = checkpoint_bytes(self.model.state_dict().values(),
                                 (p for p in self.model.parameters() if p.requires_grad))
@@ -250,27 +250,15 @@ class Trainer:
             )
         return size
 
-    def _plan(self, clips_per_item: int) -> None:
-        """Split each step's batch over the ranks and the loader, and set the schedule."""
-        run, dist = self.run, self.dist
-        self.items_per_batch = run.videos_per_batch(clips_per_item)
-        self.sampler = EpochSampler(len(self.dataset), seed=run.seed, shuffle=True,
-                                    rank=dist.rank, world_size=dist.world_size)
-        batches = batches_per_epoch(len(self.dataset), run, clips_per_item, dist.world_size)
-        self.total_steps = planned_steps(run.steps, run.epochs, batches, self.optim.accum_steps)
-        self.global_batch = run.batch_size * self.optim.accum_steps * dist.world_size
-        self.peak_lr = self.optim.peak_lr(self.global_batch)
-        self.warmup = int(self.total_steps * self.optim.warmup_fraction)
-
     def _resume(self) -> TrainState:
         """Continue from the newest complete checkpoint: weights, optimizer and position; say
         what a changed run length does to the lr schedule."""
         state, path = self.checkpoints.load_latest(self.device)
         log.info("resumed from %s at step %d", path, state.step)
         saved = Checkpoint(path).config().get("config", {}).get("run")  # None: not saved
-        planned = self.total_steps if saved is None else planned_steps(
-            saved.get("steps"), saved.get("epochs"), len(self.sampler) // self.items_per_batch,
-            self.optim.accum_steps)
+        planned = self.total_steps if saved is None else RunConfig(
+            steps=saved.get("steps"), epochs=saved.get("epochs")).planned_steps(
+            self.stream.batches_per_epoch, self.optim.accum_steps)
         warning = resumed_length_warning(state.step, planned, self.total_steps, self.peak_lr,
                                          self.optim.min_lr, self.optim.warmup_fraction)
         if warning is not None:
@@ -278,11 +266,12 @@ class Trainer:
         return state
 
     def _prepare_output_folder(self, one_checkpoint: int) -> None:
-        """Fail on every rank before training if rank 0 cannot write the run's files."""
+        """Fail on every rank before training if rank 0 cannot write the run's files; write
+        ``config.yaml`` and ``env.json``."""
         problem: OutputFolderError | None = None
         if self.dist.is_main:
             try:
-                prepare_output_folder(self.out_dir)
+                write_run_config(self.out_dir, self.config)
                 check_free_space(self.out_dir, one_checkpoint, self.checkpoints.copies_to_fit(
                     self.state.step, self.total_steps, self.run.ckpt_every))
             except OutputFolderError as error:
@@ -294,20 +283,6 @@ class Trainer:
         if any_across_ranks(problem is not None, self.dist):  # also the barrier before training
             raise problem or OutputFolderError(
                 f"rank 0 cannot use the output folder {self.out_dir}")
-
-    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
-        """The loader's batches, epoch after epoch, keeping the position in the state."""
-        state = self.state
-        while True:
-            self.sampler.set_epoch(state.epoch, skip=_rank_skip(state.samples_in_epoch, self.dist))
-            set_epoch = getattr(self.dataset, "set_epoch", None)
-            if set_epoch is not None:
-                set_epoch(state.epoch)
-            for batch in self.loader:
-                state.samples_in_epoch += self.items_per_batch * self.dist.world_size
-                yield batch
-            state.epoch += 1
-            state.samples_in_epoch = 0
 
     # Run
 
@@ -328,6 +303,7 @@ class Trainer:
                     self._stop_if_asked(stop)
         finally:
             self.sinks.close(failed=sys.exc_info()[0] is not None)
+        self._record_position()
         self._report_bad_videos()
         return TrainResult(state=self.state, out_dir=self.out_dir, history=self.history)
 
@@ -342,22 +318,11 @@ class Trainer:
         lr = lr_at(self.state.step, self.total_steps, self.peak_lr, self.optim.min_lr,
                    self.warmup)
         set_lr(self.optimizer, lr)
-        loss, grad_norm, skipped = self.optimizer_step(self.state.step, self._next_batch,
-                                                       self.window.add)
+        loss, grad_norm, skipped = self.optimizer_step(
+            self.state.step, functools.partial(next, self.stream), self.window.add)
         self.window.add_step(loss, grad_norm, skipped, clips=self.global_batch)
         self.state.step += 1
         return lr
-
-    def _next_batch(self) -> dict[str, Any]:
-        """The next micro-batch, its bad videos taken out and counted."""
-        batch = next(self.stream)
-        # A sample's bad_videos: the bad draws replaced to produce it. Counted on the loader's
-        # CPU tensor: no device sync.
-        self.pending_bad_draws += int(batch.pop("bad_videos", torch.zeros(1)).sum())
-        bad_files = batch.pop("bad_files", None)
-        if self.bad_log is not None:
-            self.bad_log.add(bad_files)
-        return batch
 
     # Log
 
@@ -378,7 +343,7 @@ class Trainer:
         self._flush_bad_videos()
         record = {
             "step": self.state.step,
-            "epoch": self.state.epoch,
+            "epoch": self.stream.epoch,
             "lr": lr,
             **self.window.means(bad, self.dist),
             "skipped_steps": self.state.skipped_steps,
@@ -395,17 +360,12 @@ class Trainer:
 
     def _flush_bad_videos(self) -> None:
         """Count every rank's bad draws into the state and list the bad files (collective)."""
-        self.state.bad_video_draws += int(sum_across_ranks(float(self.pending_bad_draws),
-                                                           self.dist))
-        self.pending_bad_draws = 0
-        if self.bad_log is not None:
-            drawn = self.state.epoch * len(self.dataset) + self.state.samples_in_epoch
-            with self.checkpoints.stop_every_rank_on_write_failure():
-                self.bad_log.flush(min(drawn, len(self.dataset)), distributed=self.dist.enabled)
-            self.state.bad_video_files = self.bad_log.bad
-        warn_short = getattr(self.dataset, "warn_short_clips", None)
-        if warn_short is not None and self.dist.is_main:
-            warn_short()
+        with self.checkpoints.stop_every_rank_on_write_failure():
+            draws, files = self.stream.flush_bad_videos(
+                functools.partial(sum_across_ranks, info=self.dist), self.dist.enabled)
+        self.state.bad_video_draws += draws
+        if files is not None:
+            self.state.bad_video_files = files
 
     def _report_bad_videos(self) -> None:
         """Say after the run how many bad files there were, how many draws of them were
@@ -422,9 +382,15 @@ class Trainer:
     def _save(self) -> None:
         """Checkpoint this step, with the bad-video count and the logging window (collective)."""
         self._flush_bad_videos()
+        self._record_position()
         self.state.log_window = self.window.snapshot(self.dist)
         self.saved_step = self.state.step
         self.checkpoints.save(self.state)
+
+    def _record_position(self) -> None:
+        """The stream's position into the state (what a checkpoint saves)."""
+        self.state.epoch = self.stream.epoch
+        self.state.samples_in_epoch = self.stream.samples_in_epoch
 
     def _stop_if_asked(self, stop: threading.Event) -> None:
         """After a ``SIGTERM`` on any rank, checkpoint this step and stop every rank."""
@@ -436,12 +402,3 @@ class Trainer:
             self.dist.barrier()
             raise TrainingInterrupted(self.state.step, self.out_dir)
 
-
-def _rank_skip(samples_in_epoch: int, dist: DistInfo) -> int:
-    """This rank's share of the samples the epoch already consumed (over all ranks)."""
-    skip, extra = divmod(samples_in_epoch, dist.world_size)
-    if extra:
-        log.warning("resuming at sample %d of the epoch on %d ranks (not a multiple): %d "
-                    "samples of this epoch are seen twice", samples_in_epoch, dist.world_size,
-                    extra)
-    return skip

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from motionmae.config import PretrainConfig
-from motionmae.config_loading import to_dict
-from motionmae.data import VideoDataset, build_loader, read_video_list
+from motionmae.config_loading import check, to_dict
+from motionmae.data import VideoDataset, read_video_list
 from motionmae.eval.probing import TrainingProbe
 from motionmae.masking import MASKINGS, DecoderMask, TrainableSampler, build_mask_generator
 from motionmae.models import MaskedVideoModel
@@ -28,10 +28,8 @@ from motionmae.targets import (
 )
 from motionmae.tokens import TokenGrid, mask_to_indices
 from motionmae.train.distributed import DistInfo
-from motionmae.train.loop import TrainResult, train
+from motionmae.train.loop import TrainResult, batch_stream, train
 from motionmae.train.optim import parameter_groups
-from motionmae.train.runfolder import write_run_config
-from motionmae.train.sampler import batches_per_epoch
 from motionmae.train.trivial import explained_fraction, trivial_mse
 
 log = logging.getLogger(__name__)
@@ -91,7 +89,7 @@ class PretrainTask:
         self.sampler: TrainableSampler | None = (
             self.masking.sampler if MASKINGS.get(cfg.masking.kind).trainable else None)
         if self.sampler is not None:
-            global_batch = cfg.run.batch_size * cfg.optim.accum_steps * world_size
+            global_batch = cfg.run.global_batch(cfg.optim.accum_steps, world_size)
             self.sampler_lr_scale = self.sampler.cfg.lr / cfg.optim.peak_lr(global_batch)
         self.decoder_mask = (DecoderMask(self.grid, cfg.masking.decoder_ratio)
                              if cfg.masking.decoder_ratio > 0 else None)
@@ -171,13 +169,16 @@ def pretrain(
     dist: DistInfo | None = None,
     on_log: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Run masked video pretraining as configured; returns the final state and history."""
-    if cfg.data.train is None:
-        raise ValueError("data.train: a list file of training videos is required")
+    """Run masked video pretraining as configured; returns the final state and history.
+
+    ``cfg`` is resolved here (:meth:`PretrainConfig.resolve`: the masking ratio, the run's
+    length, the peak lr) and saved so as ``RUN/config.yaml``.
+    """
     dist = dist or DistInfo()
+    check(cfg.data.train is not None, "data.train", "a list file of training videos is required")
     videos = read_video_list(cfg.data.train)
-    batches_per_epoch(len(videos), cfg.run, cfg.data.num_sample, dist.world_size,
-                      cfg.data.train)  # before building anything
+    given = cfg
+    cfg = cfg.resolve(len(videos), dist.world_size)  # before building anything
     torch.manual_seed(cfg.run.seed)  # model initialisation
     task = PretrainTask(cfg, world_size=dist.world_size)
     clip_sampler = None
@@ -188,34 +189,20 @@ def pretrain(
     dataset = VideoDataset(videos, cfg.data, train=True, seed=cfg.run.seed,
                            sample_hooks=build_sample_hooks(cfg, task.grid),
                            clip_sampler=clip_sampler)
-    out_dir = Path(cfg.run.out)
-    if dist.is_main:
-        write_run_config(out_dir, cfg)
-    global_batch = cfg.run.batch_size * cfg.optim.accum_steps * dist.world_size
     log.info(
-        "pretraining %s (%.1fM parameters) on %d videos, targets %s, masking %s %.2f, %s",
+        "pretraining %s (%.1fM parameters) on %d videos for %d steps, targets %s, masking %s "
+        "%.2f, %s",
         cfg.model.size,
         sum(p.numel() for p in task.model.parameters()) / 1e6,
         len(dataset),
+        cfg.run.steps,
         ",".join(task.targets),
         cfg.masking.kind,
-        cfg.masking.hidden_fraction(task.grid.num_tokens),
-        cfg.optim.lr_rule(global_batch),
+        cfg.masking.ratio,
+        given.optim.lr_rule(cfg.run.global_batch(cfg.optim.accum_steps, dist.world_size)),
     )
-    return train(
-        task,
-        dataset,
-        cfg.run,
-        cfg.optim,
-        out_dir,
-        build_loader=build_loader,
-        workers=cfg.data.workers,
-        resume=resume,
-        dist=dist,
-        on_log=on_log,
-        clips_per_item=cfg.data.num_sample,
-        probe=_training_probe(cfg, task),
-    )
+    return train(task, batch_stream(dataset, cfg, dist), cfg, resume=resume, dist=dist,
+                 on_log=on_log, probe=_training_probe(cfg, task))
 
 
 def _training_probe(cfg: PretrainConfig, task: PretrainTask) -> Callable | None:

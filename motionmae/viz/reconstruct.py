@@ -240,8 +240,7 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
     frame_list = list(frames)
     written: list[Path] = []
     video_rows: list[list[np.ndarray]] = [[frames], [masked_frames]]
-    ratio = cfg.masking.hidden_fraction(grid.num_tokens)
-    video_labels = ["input", f"masked input ({cfg.masking.kind}, {ratio:.0%})"]
+    video_labels = ["input", f"masked input ({cfg.masking.kind}, {cfg.masking.ratio:.0%})"]
 
     written.append(write_png(out / "mask.png", make_grid(
         [frame_list, list(masked_frames)], video_labels)))

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from motionmae.data.loader import EpochSampler
 from motionmae.eval.probes import knn_probe, linear_probe
 from motionmae.schedule import lr_at
 from motionmae.train.optim import parameter_groups
-from motionmae.train.sampler import EpochSampler
 
 
 def test_lr_schedule_warmup_peak_and_floor():

@@ -92,7 +92,7 @@ def test_learned_masking_trains_resumes_exactly_and_leaves_a_plain_encoder(video
 def test_sampler_has_its_own_parameter_group_and_learning_rate():
     cfg = load_config(PretrainConfig, overrides=[
         "data.frames=4", "data.size=32", "masking.kind=learned", "masking.learned.lr=3e-3",
-        "optim.base_lr=1e-4", "run.batch_size=8"])
+        "optim.base_lr=1e-4", "run.batch_size=8"]).resolve(num_videos=16, world_size=2)
     task = PretrainTask(cfg, world_size=2)
     peak = cfg.optim.peak_lr(8 * 2)
     groups = task.parameter_groups(0.05)

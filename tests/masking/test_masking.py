@@ -77,7 +77,7 @@ def test_mask_to_indices_round_trip():
     assert torch.equal(rebuilt, tokens)
 
 
-def test_the_default_ratio_is_picked_from_the_token_count_and_saved():
+def test_the_default_ratio_is_resolved_from_the_token_count_and_saved():
     from motionmae.config import PretrainConfig, load_config, to_dict
     from motionmae.masking import default_mask_ratio
 
@@ -85,8 +85,10 @@ def test_the_default_ratio_is_picked_from_the_token_count_and_saved():
     paper = load_config(PretrainConfig)  # 16 x 224 x 224: VideoMAE's geometry and ratio
     small = load_config(PretrainConfig, overrides=["data.size=112"])
     chosen = load_config(PretrainConfig, overrides=["data.size=112", "masking.ratio=0.9"])
-    assert (paper.masking.ratio, small.masking.ratio, chosen.masking.ratio) == (0.9, 0.75, 0.9)
-    assert to_dict(small)["masking"]["ratio"] == 0.75  # a resumed run reads the number
-    unresolved = MaskingConfig(kind="tube")
-    assert build_mask_generator(unresolved, GRID).num_visible == GRID.num_visible(
-        default_mask_ratio(GRID.num_tokens))
+    assert small.masking.ratio is None  # checking a config does not change it
+    resolved = [cfg.resolve(num_videos=8) for cfg in (paper, small, chosen)]
+    assert [cfg.masking.ratio for cfg in resolved] == [0.9, 0.75, 0.9]
+    assert to_dict(resolved[1])["masking"]["ratio"] == 0.75  # a resumed run reads the number
+    assert small.masking.ratio is None  # resolve() returns a copy
+    with pytest.raises(ValueError, match=r"masking\.ratio is null: build from a resolved"):
+        build_mask_generator(MaskingConfig(kind="tube"), GRID)

@@ -56,10 +56,12 @@ class PerSampleMask:
 
 def run_exact(cfg: PretrainConfig, dist=None):
     """Pretrain with per-sample masks; returns the result and the video indices per step."""
-    from motionmae.data import VideoDataset, build_loader, read_video_list
-    from motionmae.train.loop import train
+    from motionmae.data import VideoDataset, read_video_list
+    from motionmae.train.loop import batch_stream, train
     from motionmae.train.pretrain import PretrainTask
 
+    videos = read_video_list(cfg.data.train)
+    cfg = cfg.resolve(len(videos), dist.world_size if dist is not None else 1)
     torch.manual_seed(cfg.run.seed)
     task = PretrainTask(cfg)
     task.masking = PerSampleMask(task.masking, cfg.run.seed)
@@ -71,10 +73,8 @@ def run_exact(cfg: PretrainConfig, dist=None):
         return inner_loss(model, batch, generator)
 
     task.loss = loss
-    dataset = VideoDataset(read_video_list(cfg.data.train), cfg.data, train=True,
-                           seed=cfg.run.seed)
-    result = train(task, dataset, cfg.run, cfg.optim, cfg.run.out, build_loader=build_loader,
-                   dist=dist)
+    dataset = VideoDataset(videos, cfg.data, train=True, seed=cfg.run.seed)
+    result = train(task, batch_stream(dataset, cfg, dist), cfg, dist=dist)
     return result, task, seen
 
 

@@ -40,17 +40,17 @@ def _config(train_list, out, batch_size: int, accum: int, *extra: str) -> Pretra
 
 
 def _train(cfg: PretrainConfig, dist=None, resume: bool = False):
-    from motionmae.data import VideoDataset, build_loader, read_video_list
-    from motionmae.train.loop import train
+    from motionmae.data import VideoDataset, read_video_list
+    from motionmae.train.loop import batch_stream, train
     from motionmae.train.pretrain import PretrainTask
 
+    videos = read_video_list(cfg.data.train)
+    cfg = cfg.resolve(len(videos), dist.world_size if dist is not None else 1)
     torch.manual_seed(cfg.run.seed)
     task = PretrainTask(cfg)
     task.masking = PerSampleMask(task.masking, cfg.run.seed)
-    dataset = VideoDataset(read_video_list(cfg.data.train), cfg.data, train=True,
-                           seed=cfg.run.seed)
-    result = train(task, dataset, cfg.run, cfg.optim, cfg.run.out, build_loader=build_loader,
-                   dist=dist, resume=resume)
+    dataset = VideoDataset(videos, cfg.data, train=True, seed=cfg.run.seed)
+    result = train(task, batch_stream(dataset, cfg, dist), cfg, dist=dist, resume=resume)
     return result, task
 
 
@@ -128,7 +128,7 @@ def test_numbered_optimizer_state_renamed_loads_like_the_original():
     from motionmae.train.optim import build_optimizer
     from motionmae.train.pretrain import PretrainTask
 
-    cfg = _config("unused.txt", "unused", 1, 1)
+    cfg = _config("unused.txt", "unused", 1, 1).resolve(num_videos=1)
 
     def fresh():
         torch.manual_seed(0)

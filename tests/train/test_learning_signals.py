@@ -172,7 +172,8 @@ def test_probe_restores_the_encoder_mode(videos):
     from motionmae.eval.probing import TrainingProbe
     from motionmae.train.pretrain import PretrainTask
 
-    task = PretrainTask(_config(videos, "unused"))
+    cfg = _config(videos, "unused")
+    task = PretrainTask(cfg.resolve(num_videos=cfg.run.batch_size))
     probe = TrainingProbe.for_pretraining(task.describe(), videos.train_list, videos.val_list,
                                           workers=0, batch_size=6, precision="fp32")
     encoder = task.model.encoder

@@ -94,7 +94,7 @@ def test_too_little_free_space_fails_before_training(videos, tmp_path, monkeypat
 def test_the_free_space_estimate_is_close_to_a_real_checkpoint(videos, tmp_path):
     cfg = _config(videos.train_list, tmp_path / "run", "run.steps=2", "run.ckpt_every=2")
     pretrain(cfg)
-    model = PretrainTask(cfg).model
+    model = PretrainTask(cfg.resolve(num_videos=cfg.run.batch_size)).model
     estimate = preflight.checkpoint_bytes(model.state_dict().values(), model.parameters())
     written = latest_checkpoint(tmp_path / "run" / "checkpoints").path.iterdir()
     real_size = sum(f.stat().st_size for f in written)

@@ -24,9 +24,9 @@ from motionmae.checkpoints import format as checkpoint_format
 from motionmae.cli import main
 from motionmae.data import badvideos
 from motionmae.data.lists import VideoEntry, read_video_list, write_video_list
+from motionmae.data.loader import EpochSampler
 from motionmae.errors import ENVIRONMENT
 from motionmae.train import records
-from motionmae.train.sampler import EpochSampler
 
 STEPS, BATCH = 4, 2
 SETTINGS = ["data.frames=4", "data.stride=2", "data.size=32", "data.flip=false",

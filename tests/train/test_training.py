@@ -188,7 +188,8 @@ def test_a_run_folder_from_before_component_sections_loads_visualizes_and_resume
     _rewrite_saved_description(checkpoint, description)
     (run / "config.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
 
-    assert from_dict(PretrainConfig, old) == cfg  # the same run, read from either layout
+    # The same (resolved) run, read from either layout.
+    assert from_dict(PretrainConfig, old) == cfg.resolve(num_videos=cfg.run.batch_size)
     assert motionmae.load_encoder(run) is not None
     video = videos.val_list.parent / videos.val_list.read_text().split()[0]
     assert visualize(run, video, tmp_path / "pictures")

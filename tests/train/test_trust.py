@@ -81,7 +81,7 @@ def test_resume_refuses_a_poisoned_checkpoint(tmp_path):
         "run.batch_size=1", "run.steps=2"])
     folder = _poison_checkpoint(tmp_path / "run" / "checkpoints", marker)
     # Real weights, so only the training state can stop the resume.
-    weights = PretrainTask(cfg).model.state_dict()
+    weights = PretrainTask(cfg.resolve(num_videos=2)).model.state_dict()
     real = save_checkpoint(tmp_path / "scratch", 1, weights, {"kind": "pretrain"})
     (folder / "model.safetensors").write_bytes((real.path / "model.safetensors").read_bytes())
     manifest = json.loads((folder / MANIFEST).read_text())
