@@ -22,10 +22,10 @@ from motionmae.config import PretrainConfig
 from motionmae.train.pretrain import PretrainTask
 cfg = PretrainConfig()
 cfg.data.frames, cfg.data.size = 16, 112
-task = PretrainTask(cfg)
+task = PretrainTask(cfg.resolve(num_videos=8))
 opt = torch.optim.AdamW(task.model.parameters(), 1e-4)
 gen = torch.Generator().manual_seed(0)
-batch = {"clip": torch.randn(8, 3, 16, 112, 112)}
+batch = {{"clip": torch.randn(8, 3, 16, 112, 112)}}
 def step():
     loss, _ = task.loss(task.model, batch, gen)
     loss.backward(); opt.step(); opt.zero_grad()

@@ -211,7 +211,7 @@ def test_suite_rows_are_cli_overrides_and_clips_stay_within_the_videos(tmp_path)
     assert cfg.targets.names == ["pixel", "tracks"] and cfg.masking.kind == "motion"
     assert (cfg.data.frames, cfg.data.size, cfg.data.stride, cfg.run.steps) == (16, 112, 1, 30)
     # the library's default, untouched: picked for 8 x 7 x 7 = 392 tokens per clip
-    assert PretrainConfig().masking.ratio is None and cfg.masking.ratio == 0.75
+    assert PretrainConfig().masking.ratio is None and cfg.resolve(2000).masking.ratio == 0.75
     with pytest.raises(SystemExit, match="spans 31 frames"):
         ms.pretrain_config("16x112", ["data.stride=2"], tmp_path / "pool.txt", tmp_path, 30)
 
