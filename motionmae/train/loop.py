@@ -59,6 +59,7 @@ from motionmae.checkpoints.format import Checkpoint
 from motionmae.config import FinetuneConfig, PretrainConfig, RunConfig
 from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
 from motionmae.data.stream import BatchStream
+from motionmae.errors import SetupError
 from motionmae.schedule import lr_at, resumed_length_warning
 from motionmae.train.distributed import DistInfo, any_across_ranks, shard_model, sum_across_ranks
 from motionmae.train.optim import build_optimizer, set_lr
@@ -268,18 +269,19 @@ class Trainer:
     def _prepare_output_folder(self, one_checkpoint: int) -> None:
         """Fail on every rank before training if rank 0 cannot write the run's files; write
         ``config.yaml`` and ``env.json``."""
-        problem: OutputFolderError | None = None
+        # Every failure of rank 0 here (a full disk at config.yaml, metrics.jsonl or env.json
+        # too) is caught, so that the other ranks hear of it instead of waiting for rank 0.
+        problem: SetupError | None = None
         if self.dist.is_main:
             try:
                 write_run_config(self.out_dir, self.config)
                 check_free_space(self.out_dir, one_checkpoint, self.checkpoints.copies_to_fit(
                     self.state.step, self.total_steps, self.run.ckpt_every))
-            except OutputFolderError as error:
-                problem = error
-            if self.resume and problem is None:
-                trim_metrics(self.out_dir / METRICS_FILE, self.state.step)
-            if problem is None:
+                if self.resume:
+                    trim_metrics(self.out_dir / METRICS_FILE, self.state.step)
                 write_environment(self.out_dir / "env.json", self.device, self.dist.world_size)
+            except SetupError as error:
+                problem = error
         if any_across_ranks(problem is not None, self.dist):  # also the barrier before training
             raise problem or OutputFolderError(
                 f"rank 0 cannot use the output folder {self.out_dir}")
