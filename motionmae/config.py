@@ -48,6 +48,7 @@ from motionmae.models.config import (
 )
 from motionmae.motion import TRACKERS
 from motionmae.motion.config import TrackingConfig
+from motionmae.motion.torch_lk import resolve_device
 from motionmae.targets import TARGETS, TargetsConfig
 from motionmae.tokens import TokenGrid
 from motionmae.training_config import OptimConfig, RunConfig
@@ -143,8 +144,10 @@ class PretrainConfig:
 
     def resolve(self, num_videos: int, world_size: int = 1) -> PretrainConfig:
         """A copy with every derived value filled, as the run uses and saves it: the masking
-        ratio for the clips' token count (:func:`default_mask_ratio`), and the run's length
-        and peak lr (:func:`resolve_run`). Idempotent: a resolved config resolves to itself.
+        ratio for the clips' token count (:func:`default_mask_ratio`), the run's length
+        and peak lr (:func:`resolve_run`), and where tracking runs
+        (:meth:`TrackingConfig.resolved_where` on ``run.device``: ``workers`` or ``step``).
+        Idempotent: a resolved config resolves to itself.
 
         Raises:
             UsageError: ``num_videos`` cannot fill one step.
@@ -152,6 +155,9 @@ class PretrainConfig:
         cfg = resolve_run(self, num_videos, world_size)
         if cfg.masking.ratio is None:
             cfg.masking.ratio = default_mask_ratio(cfg.token_grid().num_tokens)
+        cfg.tracking.where = cfg.tracking.resolved_where(
+            resolve_device(cfg.run.device).type,
+            cached=cfg.needs_tracks and cfg.cache.path is not None)
         return cfg
 
     def token_grid(self) -> TokenGrid:
@@ -174,6 +180,12 @@ class PretrainConfig:
         """Whether samples must carry point tracks: a target or the masking kind (as
         configured; the learned sampler with ``use_tracks``) reads them."""
         return self.targets.needs_tracks or self.masking.needs_tracks
+
+    @property
+    def tracks_in_step(self) -> bool:
+        """Whether the training step makes the tracks (``tracking.where`` resolved to
+        ``step``) rather than the loader workers."""
+        return self.needs_tracks and self.tracking.where == "step"
 
 
 @dataclass

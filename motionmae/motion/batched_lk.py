@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from motionmae.motion.lk import LKConfig
+from motionmae.motion.lk_config import LKConfig
 
 __all__ = ["Pyramid", "constant_pair", "gray_levels", "lk_step", "pyramid_depth", "to_gray"]
 

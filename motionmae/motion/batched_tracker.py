@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from motionmae.motion._common import appearance_match
 from motionmae.motion.batched_lk import Pyramid, constant_pair, gray_levels, lk_step, to_gray
-from motionmae.motion.lk import LKConfig
+from motionmae.motion.lk_config import LKConfig
 from motionmae.motion.protocol import in_frame, validate_queries
 
 __all__ = ["track_lk_batched"]
@@ -61,11 +61,15 @@ def _check_inputs(frames: torch.Tensor, queries: torch.Tensor) -> None:
     if queries.dtype == torch.bool or queries.is_complex():
         raise ValueError(f"queries: expected a real (float or int) dtype, got {queries.dtype}")
     if queries.device.type == "cpu":
-        for clip, rows in enumerate(queries.detach().double().numpy()):  # host memory: no sync
-            try:
-                validate_queries(rows, t, h, w)
-            except ValueError as error:
-                raise ValueError(f"clip {clip}: {error}") from None
+        rows = queries.detach().double().numpy()  # host memory, read as numpy: no tensor op
+        try:
+            validate_queries(rows.reshape(-1, 3), t, h, w)  # every clip at once
+        except ValueError:
+            for clip, clip_rows in enumerate(rows):  # only to name the clip in the error
+                try:
+                    validate_queries(clip_rows, t, h, w)
+                except ValueError as error:
+                    raise ValueError(f"clip {clip}: {error}") from None
 
 
 def _sweeps(queries: torch.Tensor, num_frames: int) -> tuple[bool, bool]:
@@ -73,7 +77,7 @@ def _sweeps(queries: torch.Tensor, num_frames: int) -> tuple[bool, bool]:
     in host memory, where looking costs no sync."""
     if queries.device.type != "cpu":
         return True, True
-    qt = queries[..., 0]
+    qt = queries.detach()[..., 0].numpy()  # host memory, read as numpy: no tensor op
     return bool((qt < num_frames - 1).any()), bool((qt > 0).any())
 
 

@@ -15,13 +15,17 @@ Conventions shared by every backend in :mod:`motionmae.motion`:
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "COTRACKER_RESOLUTION",
     "QUERY_GRIDS",
+    "BatchedTracker",
     "PointTracker",
     "cotracker_grid_queries",
     "grid_queries",
@@ -45,6 +49,23 @@ class PointTracker(Protocol):
 
     def track(self, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Track ``queries`` through ``frames``; returns ``(tracks, visible)``."""
+        ...
+
+
+class BatchedTracker(Protocol):
+    """A tracker's batched form, what ``tracking.where: step`` runs inside the training step
+    (a tracker's spec declares it: :class:`~motionmae.motion.registry.TrackerSpec`).
+
+    ``(frames [B,T,H,W,3] uint8 or float grey levels 0..255, queries [B,N,3] (t, x, y))`` ->
+    ``(tracks [B,T,N,2] float32 pixels, visible [B,T,N] bool)`` on the frames' device, the
+    tracks the tracker's ``track`` gives each clip (up to float rounding), without a host
+    sync when the queries are in host memory.
+    """
+
+    def __call__(self, frames: torch.Tensor,
+                 queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Track every clip's ``queries`` through its ``frames``; returns ``(tracks,
+        visible)``."""
         ...
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from motionmae.motion.camera import CameraConfig
-from motionmae.motion.protocol import PointTracker, validate_inputs
+from motionmae.motion.protocol import BatchedTracker, PointTracker, validate_inputs
 from motionmae.registry import Registry, RunCheck
 
 __all__ = ["TRACKERS", "TrackerSpec", "make_tracker", "register_tracker", "track"]
@@ -23,20 +23,30 @@ class TrackerSpec:
     """One registered tracker: ``build(config) -> PointTracker``. ``required``: settings a
     run must give (not null), each with the hint its error shows; ``check(section, run)``: its
     rules across the run config's sections, checked when a selected target or masking kind
-    needs tracks (:data:`~motionmae.registry.RunCheck`)."""
+    needs tracks (:data:`~motionmae.registry.RunCheck`); ``batched(config)``: its batched
+    form with these settings (:class:`~motionmae.motion.protocol.BatchedTracker`, what
+    ``tracking.where: step`` runs in the training step), or ``None`` when these settings have
+    none (``batched`` itself ``None``: the tracker has none)."""
 
     name: str
     config: type
     build: Callable[[Any], PointTracker]
     required: dict[str, str] = field(default_factory=dict)
     check: RunCheck | None = None
+    batched: Callable[[Any], BatchedTracker | None] | None = None
+
+    def batched_form(self, config: Any) -> BatchedTracker | None:
+        """The batched form of this tracker with the settings ``config``, or ``None``."""
+        return None if self.batched is None else self.batched(config)
 
 
 TRACKERS: Registry[TrackerSpec] = Registry("tracker", "tracking.tracker")
 
 
 def register_tracker(name: str, config: type, *, required: dict[str, str] | None = None,
-                     check: RunCheck | None = None) -> Callable[[type], type]:
+                     check: RunCheck | None = None,
+                     batched: Callable[[Any], BatchedTracker | None] | None = None
+                     ) -> Callable[[type], type]:
     """Register the decorated tracker class (built as ``cls(config)``) as ``name``::
 
         @register_tracker("still", StillConfig)
@@ -46,7 +56,7 @@ def register_tracker(name: str, config: type, *, required: dict[str, str] | None
     """
 
     def decorate(cls: type) -> type:
-        TRACKERS.add(TrackerSpec(name, config, cls, dict(required or {}), check))
+        TRACKERS.add(TrackerSpec(name, config, cls, dict(required or {}), check, batched))
         return cls
 
     return decorate

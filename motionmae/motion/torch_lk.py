@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from motionmae.motion.lk import LKConfig
+from motionmae.motion.lk import batched_lk
+from motionmae.motion.lk_config import LKConfig
 from motionmae.motion.protocol import validate_inputs
 from motionmae.motion.registry import register_tracker
 
@@ -65,7 +66,7 @@ class TorchLKConfig(LKConfig):
             raise ValueError(f"TorchLKConfig.device: {error}; use auto, cpu or cuda") from None
 
 
-@register_tracker("torch_lk", TorchLKConfig)
+@register_tracker("torch_lk", TorchLKConfig, batched=batched_lk)
 class TorchLKTracker:
     """:class:`~motionmae.motion.protocol.PointTracker` running the ``lk`` algorithm in
     PyTorch.

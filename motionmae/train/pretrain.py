@@ -19,6 +19,7 @@ from motionmae.masking import MASKINGS, DecoderMask, TrainableSampler, build_mas
 from motionmae.models import MaskedVideoModel
 from motionmae.motion.cache import CacheSettings, TrackCache
 from motionmae.motion.hooks import TracksHook
+from motionmae.motion.step_tracks import StepTracks
 from motionmae.targets import (
     TARGETS,
     TargetContext,
@@ -42,10 +43,11 @@ def token_grid(cfg: PretrainConfig) -> TokenGrid:
 
 def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
     """The loader-worker hooks the run needs: point tracks of the query grid when a
-    target or the masking kind reads them, then each target's own hooks (M3Video
-    trajectories, cached teacher features, ...), in ``targets.names`` order."""
+    target or the masking kind reads them (unless the step makes them:
+    ``tracking.where=step``), then each target's own hooks (M3Video trajectories, cached
+    teacher features, ...), in ``targets.names`` order."""
     hooks: list = []
-    if cfg.needs_tracks:
+    if cfg.needs_tracks and not cfg.tracks_in_step:
         cache = None
         if cfg.cache.path is not None:
             cache = TrackCache(Path(cfg.cache.path),
@@ -97,10 +99,15 @@ class PretrainTask:
             cfg.model.resolved(), self.grid, {name: t.dim for name, t in self.targets.items()},
             sampler=self.sampler,
         )
+        # tracking.where=step: the micro-batch's tracks, made before the mask that reads them
+        self.step_tracks = (StepTracks.for_run(cfg.tracking, self.grid.patch, cfg.data.mean,
+                                               cfg.data.std) if cfg.tracks_in_step else None)
 
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.step_tracks is not None:
+            batch = {**batch, **self.step_tracks(batch["clip"])}
         draw = self.sampler(batch, generator) if self.sampler is not None else None
         mask = draw.mask if draw is not None else self.masking(batch, generator)
         visible_idx, masked_idx = mask_to_indices(mask, self.masking.num_visible)
