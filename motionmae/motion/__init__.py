@@ -14,7 +14,9 @@ Training-time tracks: :class:`TracksHook` (a data sample hook) tracks one point 
 (:func:`query_grid`: the patch centres or CoTracker's grid) of each augmented clip online, or
 interpolates them from the offline :class:`TrackCache` (dense-grid tracks of ``cache.clips``
 clips per video, filled by :func:`extract_tracks`; training clips are then drawn from those,
-:class:`motionmae.cache.ClipLayout`).
+:class:`motionmae.cache.ClipLayout`); or, with ``tracking.where: step``,
+:class:`~motionmae.motion.step_tracks.StepTracks` tracks the whole micro-batch inside the
+training step on the model's device, with the tracker's batched form.
 """
 
 from typing import TYPE_CHECKING, Any

@@ -203,6 +203,12 @@ def track_lk(frames: np.ndarray, queries: np.ndarray,
     """
     cfg = config or LKConfig()
     cfg.validate()
+    return _track_lk(frames, queries, cfg)
+
+
+def _track_lk(frames: np.ndarray, queries: np.ndarray,
+              cfg: LKConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`track_lk` with a validated ``cfg``."""
     frames, q = validate_inputs(frames, queries)
     t_len = frames.shape[0]
     n = len(q)
@@ -258,7 +264,7 @@ class LKTracker:
 
     def track(self, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """See :func:`track_lk`."""
-        return track_lk(frames, queries, self.config)
+        return _track_lk(frames, queries, self.config)  # validated when built
 
     def __repr__(self) -> str:
         return f"LKTracker({self.config})"

@@ -4,7 +4,9 @@ the training device (:func:`~motionmae.motion.batched_tracker.track_lk_batched`)
 Its settings are :class:`~motionmae.motion.lk.LKConfig`'s (same names, same defaults, same
 meaning: ``tracking.torch_lk.window`` is the ``lk`` tracker's ``window``) plus ``device``,
 where :meth:`TorchLKTracker.track_batch` runs: ``auto`` is CUDA when there is a GPU, else the
-CPU. ``reacquire`` is not supported (refused when set).
+CPU. ``reacquire`` is not supported (refused when set). With ``tracking.where: step`` the
+training step runs the same algorithm on the model's device whatever ``device`` says
+(:mod:`~motionmae.motion.step_tracks`; ``lk`` runs it too, with its own settings).
 
 As a :class:`~motionmae.motion.protocol.PointTracker` (loader workers, ``motionmae tracks``,
 ``extract-tracks``), :meth:`TorchLKTracker.track` tracks one clip on the CPU whatever

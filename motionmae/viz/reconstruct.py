@@ -218,8 +218,10 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
     config = dict(saved["config"])
     config["model"] = saved_model_dict(config.get("model", {}))
     cfg = from_dict(PretrainConfig, config)
-    # One clip: track it online rather than requiring the training run's track cache.
+    # One clip: track it online rather than requiring the training run's track cache, with
+    # the clip's hook here (a run that tracked in the step saved tracking.where=step).
     cfg.cache.path = None
+    cfg.tracking.where = "workers"
     task = PretrainTask(cfg)
     task.model.load_state_dict(ckpt.weights())
     task.model.eval()

@@ -45,8 +45,8 @@ class SyncCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func._schema.name.split("::")[-1]
-        if not self.paused and (name in SYNCING_OPS or name in MASK_INDEXING_OPS
-                                and _by_mask(args[1])):
+        syncing = name in SYNCING_OPS or (name in MASK_INDEXING_OPS and _by_mask(args[1]))
+        if syncing and not self.paused:
             self.counts[name] += 1
         return func(*args, **(kwargs or {}))
 
