@@ -31,8 +31,8 @@ def cuda_present(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
 
 
-def test_auto_tracks_in_the_workers_on_the_cpu():
-    assert not torch.cuda.is_available()  # this machine; the next test stands in for a GPU
+def test_auto_tracks_in_the_workers_on_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a GPU machine too
     cfg = _resolved()
     assert load_config(PretrainConfig).tracking.where == "auto"  # the default
     assert cfg.tracking.where == "workers" and not cfg.tracks_in_step
@@ -89,7 +89,7 @@ def test_a_run_with_where_step_trains_on_the_cpu_saves_it_and_resumes_with_it(tm
               "--batch-size", "2", "--targets", "pixel,tracks", "--masking", "motion",
               "--set", "model.depth=1", "--set", "model.decoder_depth=1", "--set",
               "data.workers=0", "--set", "data.stride=2", "--set", "run.log_every=1",
-              "--set", "run.ckpt_every=2"]
+              "--set", "run.ckpt_every=2", "--set", "run.device=cpu"]
     out, workers = tmp_path / "step", tmp_path / "workers"
     assert main(["pretrain", *common, "--out", str(out), "--steps", "3",
                  "--set", "tracking.where=step"]) == 0
