@@ -112,5 +112,6 @@ class TrackingConfig(ComponentSections):
             batched = [spec.name for spec in TRACKERS if spec.batched is not None]
             check(self.batched_tracker() is not None, f"{key}.where",
                   f"step tracks in the training step with the tracker's batched form, and "
-                  f"{key}.tracker={self.tracker} has none with these settings (trackers with "
-                  f"one: {batched}; not with reacquire); use {key}.where=workers or auto")
+                  f"{key}.tracker={self.tracker} has none with these settings (trackers "
+                  f"with one, depending on their settings: {batched}); use "
+                  f"{key}.where=workers or auto")
