@@ -35,15 +35,12 @@ is comparable with ``w = 0``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
 from motionmae.config_loading import check
 from motionmae.tokens import TokenGrid
-
-if TYPE_CHECKING:
-    from motionmae.targets.tracks import TracksTargetConfig
 
 # The norms the horizon channels support (the patch norms remove a token's own motion).
 HORIZON_NORMS = ("none", "scale", "batch")
@@ -52,6 +49,7 @@ MOTION_MEAN_EPS = 1e-6
 
 __all__ = [
     "HORIZON_NORMS",
+    "HorizonSettings",
     "TrackHorizons",
     "check_horizon_settings",
     "horizon_windows",
@@ -100,6 +98,15 @@ def horizon_windows(starts: Sequence[int], frames: int, tubelet: int,
     return start, end
 
 
+class HorizonSettings(Protocol):
+    """What :class:`TrackHorizons` reads of its section (``TracksTargetConfig``)."""
+
+    horizons: list[int]
+    norm: str
+    scale: float
+    rms_floor: float
+
+
 class TrackHorizons:
     """The horizon channels of a tracks target on ``grid`` (module docstring): ``cfg``'s
     ``horizons``, normalised by its ``norm`` (``scale``, ``rms_floor``).
@@ -107,7 +114,7 @@ class TrackHorizons:
     ``starts``: the tubelet windows' start frames (``t`` ints).
     """
 
-    def __init__(self, cfg: TracksTargetConfig, grid: TokenGrid, starts: Sequence[int]) -> None:
+    def __init__(self, cfg: HorizonSettings, grid: TokenGrid, starts: Sequence[int]) -> None:
         if cfg.norm not in HORIZON_NORMS:
             raise ValueError(f"targets.tracks.horizons needs norm in {list(HORIZON_NORMS)}, "
                              f"got {cfg.norm!r}")
