@@ -34,6 +34,7 @@ is comparable with ``w = 0``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -57,12 +58,23 @@ __all__ = [
 ]
 
 
-def check_horizon_settings(horizons: Sequence[int], motion_weight: float, norm: str,
-                           windows: str, key: str) -> None:
-    """The section's own rules for ``horizons`` and ``motion_weight`` (``key``: the section,
-    ``targets.tracks``); raises :class:`~motionmae.config_loading.ConfigError` naming the key."""
-    check(motion_weight >= 0 and motion_weight != float("inf"), f"{key}.motion_weight",
-          f"must be a finite number >= 0, got {motion_weight}")
+class HorizonSettings(Protocol):
+    """What this module reads of the tracks target's section (``TracksTargetConfig``)."""
+
+    horizons: list[int]
+    motion_weight: float
+    norm: str
+    windows: str
+    scale: float
+    rms_floor: float
+
+
+def check_horizon_settings(cfg: HorizonSettings, key: str = "targets.tracks") -> None:
+    """The section's own rules for ``horizons`` and ``motion_weight`` (``key``: the section);
+    raises :class:`~motionmae.config_loading.ConfigError` naming the key."""
+    horizons, norm, windows = cfg.horizons, cfg.norm, cfg.windows
+    check(math.isfinite(cfg.motion_weight) and cfg.motion_weight >= 0, f"{key}.motion_weight",
+          f"must be a finite number >= 0, got {cfg.motion_weight}")
     if not horizons:
         return
     check(all(k >= 2 for k in horizons), f"{key}.horizons",
@@ -98,15 +110,6 @@ def horizon_windows(starts: Sequence[int], frames: int, tubelet: int,
     return start, end
 
 
-class HorizonSettings(Protocol):
-    """What :class:`TrackHorizons` reads of its section (``TracksTargetConfig``)."""
-
-    horizons: list[int]
-    norm: str
-    scale: float
-    rms_floor: float
-
-
 class TrackHorizons:
     """The horizon channels of a tracks target on ``grid`` (module docstring): ``cfg``'s
     ``horizons``, normalised by its ``norm`` (``scale``, ``rms_floor``).
@@ -115,9 +118,7 @@ class TrackHorizons:
     """
 
     def __init__(self, cfg: HorizonSettings, grid: TokenGrid, starts: Sequence[int]) -> None:
-        if cfg.norm not in HORIZON_NORMS:
-            raise ValueError(f"targets.tracks.horizons needs norm in {list(HORIZON_NORMS)}, "
-                             f"got {cfg.norm!r}")
+        check_horizon_settings(cfg)  # also when built without a validated config
         self.horizons = tuple(cfg.horizons)
         self.norm = cfg.norm
         self.scale = float(cfg.scale)
@@ -194,9 +195,6 @@ class TrackHorizons:
             rms = mean_square.clamp(min=self.rms_floor ** 2).sqrt()  # [K]
             tokens = tokens / rms.view(1, -1, 1, 1, 1)
         return tokens.transpose(1, 2).reshape(b, length, -1)
-
-    def __repr__(self) -> str:
-        return f"TrackHorizons({list(self.horizons)})"
 
 
 def motion_weights(pixels: torch.Tensor, weight: torch.Tensor | None,

@@ -151,7 +151,7 @@ class TracksTargetConfig:
                f"must be one of {list(TRACK_UPSAMPLE_MODES)}, got {self.upsample_mode!r}")
         check(self.patch_std in TRACK_PATCH_STDS, f"{key}.patch_std",
                f"must be one of {list(TRACK_PATCH_STDS)}, got {self.patch_std!r}")
-        check_horizon_settings(self.horizons, self.motion_weight, self.norm, self.windows, key)
+        check_horizon_settings(self, key)
 
     def resolved_patch_std(self) -> str:
         """``patch_std`` with ``auto`` resolved: ``std_plus_eps`` (TrackMAE's code) when

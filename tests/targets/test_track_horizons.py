@@ -78,17 +78,18 @@ def test_translation_gives_k_tubelets_of_displacement_clamped_at_the_clip_end(up
 
 def test_batch_norm_divides_each_horizon_by_its_own_rms():
     v = torch.tensor([3.0, 4.0])  # 5 px per frame
-    target = TracksTarget(TracksTargetConfig(norm="batch", horizons=[2]), GRID)
+    target = TracksTarget(TracksTargetConfig(norm="batch", horizons=[2, 3]), GRID)
     values, _ = target({"tracks": _translation([3.0, 4.0]), "track_visible": _visible()})
     groups = _groups(values, target)
     # Tubelet channels: (6, 8) px everywhere, RMS sqrt((36 + 64) / 2) = sqrt(50).
     own = groups[..., 0, :, :]
     torch.testing.assert_close(own, (2 * v / 50**0.5).expand_as(own))
-    # Horizon 2 spans 4, 4, 3, 2 frames: mean square (9 + 16) / 2 * mean(span^2) = 140.625.
-    span = torch.tensor(SPAN[2], dtype=torch.float32)
-    rms = 140.625**0.5
-    expected = span.view(-1, 1, 1, 1) * v / rms
-    torch.testing.assert_close(groups[:, :, :, 1], expected.expand_as(groups[:, :, :, 1]))
+    # Horizon k's mean square: (9 + 16) / 2 * mean(span^2), spans 4, 4, 3, 2 (k = 2: 140.625)
+    # and 6, 5, 3, 2 (k = 3: 231.25).
+    for i, (k, mean_square) in enumerate(((2, 140.625), (3, 231.25)), start=1):
+        span = torch.tensor(SPAN[k], dtype=torch.float32).view(-1, 1, 1, 1)
+        expected = span * v / mean_square**0.5
+        torch.testing.assert_close(groups[:, :, :, i], expected.expand_as(groups[:, :, :, i]))
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +230,13 @@ def test_config_errors_name_the_key(overrides, message):
     base = ["targets.names=[pixel,tracks]", "data.frames=16"]
     with pytest.raises(ConfigError, match=message):
         load_config(PretrainConfig, overrides=base + overrides)
+
+
+def test_a_target_built_without_a_validated_config_refuses_too():
+    with pytest.raises(ConfigError, match=r"targets\.tracks\.horizons: needs .*norm"):
+        TracksTarget(TracksTargetConfig(norm="patch", horizons=[2]), GRID)
+    with pytest.raises(ConfigError, match=r"targets\.tracks\.horizons: needs .*windows"):
+        TracksTarget(TracksTargetConfig(windows="official", horizons=[2]), GRID)
 
 
 def test_valid_options_load():
