@@ -53,7 +53,7 @@ from motionmae.config import PretrainConfig
 from motionmae.data import make_synthetic_dataset
 from motionmae.demo import DemoConfig, default_cache_dir, demo_pretrain_config
 from motionmae.eval import list_features, run_probe
-from motionmae.train.optim import build_optimizer, set_lr
+from motionmae.train.optim import build_optimizer
 from motionmae.train.pretrain import PretrainTask, pretrain
 
 VARIANTS: dict[str, list[str]] = {
@@ -113,7 +113,6 @@ class StepRunner:
         peak = cfg.optim.peak_lr(b)
         self.optimizer = build_optimizer(self.task.parameter_groups(cfg.optim.weight_decay),
                                          cfg.optim, peak)
-        set_lr(self.optimizer, peak)
         self.steps = 0
 
     def step(self) -> None:

@@ -102,8 +102,9 @@ BUDGETS: dict[str, list[str]] = {
 }
 STEPS, BATCH = 1500, 8
 TASK_NAMES = (*TASKS, "demo")
-# Clips per split: (pretrain, train, test). Train and test are multiples of 2, 3, 4 and 9.
-SIZES = {"full": (400, 360, 216), "quick": (24, 36, 36)}
+# Clips per split: (pretrain, train, test). Train and test are multiples of 2, 3, 4 and 9;
+# 648 test clips keep one standard error at or under 2 points on every task (1.96 at 50%).
+SIZES = {"full": (400, 360, 648), "quick": (24, 36, 36)}
 RANDOM, SINGLE, HOF = "random init", "single frame (pixels+colour+HOG)", "HOF (DIS flow)"
 
 log = logging.getLogger("motion_suite")
@@ -337,7 +338,18 @@ def tables(records: list[dict]) -> str:
                 known = [v for v in values if v is not None]
                 mean = f"{np.mean(known):.1%}" if len(known) == len(values) else "–"
                 lines.append(f"| {row} | {' | '.join(shown)} | {mean} |")
+            lines.append("| one standard error (largest over rows) | " + " | ".join(
+                f"{standard_error(mine, budget, probe, rows, t):.1f}" for t in tasks) + " | |")
     return "\n".join(lines)
+
+
+def standard_error(cells: dict[tuple, dict], budget: str, probe: str, rows: list[str],
+                   task: str) -> float:
+    """The largest binomial standard error, in points, of a task's cells: sqrt(p (1-p) / n)
+    with n test clips; a difference under two of these is not a difference."""
+    errors = [100 * np.sqrt(r["top1"] * (1 - r["top1"]) / r["num_test"]) for r in
+              (cells.get((budget, probe, row, task)) for row in rows) if r and r["num_test"]]
+    return max(errors, default=float("nan"))
 
 
 # -- main -----------------------------------------------------------------------------------

@@ -154,6 +154,8 @@ class VideoDataset(Dataset):
         if len(videos) == 0:
             raise ValueError("VideoDataset needs at least one video")
         self.videos = videos
+        # The list is fixed: its length is looked up here once, not per sample.
+        self._num_videos = len(videos)
         self.config = config
         self.train = train
         self.seed = seed
@@ -192,7 +194,7 @@ class VideoDataset(Dataset):
         return self.config.test_clips * self.config.test_crops
 
     def __len__(self) -> int:
-        return len(self.videos)
+        return self._num_videos
 
     # -- items ---------------------------------------------------------------------------
 
@@ -215,8 +217,8 @@ class VideoDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, index, attempt])
 
     def _samples(self, index: int, train: bool) -> list[Sample]:
-        if not 0 <= index < len(self.videos):
-            raise IndexError(f"index {index} out of range for {len(self.videos)} videos")
+        if not 0 <= index < self._num_videos:
+            raise IndexError(f"index {index} out of range for {self._num_videos} videos")
         used = index
         skipped: list[str] = []
         for bad in range(self.max_bad + 1):
@@ -231,7 +233,7 @@ class VideoDataset(Dataset):
                 _report_bad(entry, error)
                 skipped.append(f"{entry.path}\t{_one_line(error.reason or str(error))}")
                 used = int(np.random.default_rng([self.seed, self.epoch, index, bad, 1])
-                           .integers(len(self.videos)))
+                           .integers(self._num_videos))
                 continue
             for sample in samples:
                 sample["bad_videos"] = torch.tensor(bad, dtype=torch.int64)

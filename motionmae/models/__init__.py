@@ -2,7 +2,6 @@
 classifier, and a factory with named sizes."""
 
 from motionmae.models.classifier import VideoClassifier
-from motionmae.models.decoder import TokenDecoder
 from motionmae.models.encoder import VideoEncoder
 from motionmae.models.factory import create_encoder, create_model, model_config
 from motionmae.models.layers import (
@@ -14,7 +13,7 @@ from motionmae.models.layers import (
     sinusoid_position_embedding,
     sinusoid_position_table,
 )
-from motionmae.models.pretrain import MaskedVideoModel
+from motionmae.models.pretrain import MaskedVideoModel, TokenDecoder
 
 __all__ = [
     "Attention",

@@ -9,7 +9,13 @@ the built-in ones (``pixel``, ``tracks``, ``hog``, ``m3traj``, ``teacher``);
 from __future__ import annotations
 
 from motionmae.data.config import DataConfig
-from motionmae.targets.base import Target, masked_mse, per_token_error
+from motionmae.targets.base import (
+    Target,
+    explained_fraction,
+    masked_mse,
+    per_token_error,
+    trivial_mse,
+)
 from motionmae.targets.config import TargetsConfig
 from motionmae.targets.hog import HogTarget, HogTargetConfig
 from motionmae.targets.m3traj import (
@@ -52,6 +58,7 @@ __all__ = [
     "build_targets",
     "build_teacher_target",
     "denormalize_prediction",
+    "explained_fraction",
     "m3traj_dim",
     "m3traj_targets",
     "masked_mse",
@@ -59,6 +66,7 @@ __all__ = [
     "patch_statistics",
     "per_token_error",
     "register_target",
+    "trivial_mse",
 ]
 
 

@@ -71,6 +71,7 @@ Definition, per token ``(t, h, w)``:
    its neighbours) is valid, else 0. All-or-nothing rather than the visible fraction because
    one bad point corrupts the patch statistics of every value of the token. With
    ``use_visibility=False`` (TrackMAE's behaviour) the weights are ``None``.
+6. **Opt-in** ``horizons`` and ``motion_weight``: :mod:`motionmae.targets.track_horizons`.
 
 Everything is index/einsum arithmetic on device: no host synchronisation.
 """
@@ -78,7 +79,7 @@ Everything is index/einsum arithmetic on device: no host synchronisation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -86,6 +87,7 @@ import torch
 from motionmae.config_loading import check
 from motionmae.targets.pixel import NORM_EPS
 from motionmae.targets.registry import TargetContext, TargetSpec, register_target
+from motionmae.targets.track_horizons import TrackHorizons, check_horizon_settings, motion_weights
 from motionmae.tokens import TokenGrid
 
 # TrackMAE's loss weight of the tracks target next to a feature (teacher) target.
@@ -117,7 +119,8 @@ class TracksTargetConfig:
     ``std + 1e-6``) or ``auto`` (TrackMAE's with ``windows: official``). Invisible points get
     loss weight 0 unless ``use_visibility`` is false (TrackMAE's original behaviour).
     ``weight`` null (default): TrackMAE's lambda, 0.25 next to a teacher target, else 1
-    (:meth:`TargetsConfig.loss_weight`).
+    (:meth:`TargetsConfig.loss_weight`). ``horizons``, ``motion_weight``: opt-in,
+    :mod:`motionmae.targets.track_horizons`.
     """
 
     weight: float | None = None
@@ -129,6 +132,8 @@ class TracksTargetConfig:
     upsample_mode: str = "centres"
     patch_std: str = "auto"
     use_visibility: bool = True
+    horizons: list[int] = field(default_factory=list)
+    motion_weight: float = 0.0
 
     def validate(self, key: str) -> None:
         check(self.weight is None or self.weight >= 0, f"{key}.weight",
@@ -147,6 +152,7 @@ class TracksTargetConfig:
                f"must be one of {list(TRACK_UPSAMPLE_MODES)}, got {self.upsample_mode!r}")
         check(self.patch_std in TRACK_PATCH_STDS, f"{key}.patch_std",
                f"must be one of {list(TRACK_PATCH_STDS)}, got {self.patch_std!r}")
+        check_horizon_settings(self, key)
 
     def resolved_patch_std(self) -> str:
         """``patch_std`` with ``auto`` resolved: ``std_plus_eps`` (TrackMAE's code) when
@@ -264,7 +270,7 @@ def token_displacements(
 
 class TracksTarget:
     """TrackMAE's target (see the module docstring): ``dim = upsample^2 * 2`` (``+ 2`` with
-    ``norm=patch_mean``).
+    ``norm=patch_mean``, ``* (1 + K)`` with ``K`` horizons).
 
     ``__call__(batch)`` reads ``tracks [B, T, h*w, 2]`` and, with ``use_visibility``,
     ``track_visible [B, T, h*w]``; returns ``(values [B, L, dim] float32, weight [B, L] float32
@@ -282,7 +288,11 @@ class TracksTarget:
         self.grid = grid
         self.factor = factor
         self.points = factor * factor
-        self.dim = self.points * 2 + (2 if cfg.norm == "patch_mean" else 0)
+        starts = tubelet_windows(grid.frames, grid.tubelet)[0]
+        self.horizon = TrackHorizons(cfg, grid, starts) if cfg.horizons else None
+        channels = 1 + len(cfg.horizons)  # the tubelet's own window, then each horizon
+        self.dim = self.points * 2 * channels + (2 if cfg.norm == "patch_mean" else 0)
+        self.motion_weight = float(cfg.motion_weight)
         self.weight = cfg.weight
         self.norm = cfg.norm
         self.scale = float(cfg.scale)
@@ -334,6 +344,8 @@ class TracksTarget:
                              f"got {tuple(visible.shape)}")
         start, end = self._window_index(visible.device)
         valid = visible.index_select(1, start) & visible.index_select(1, end)  # [B, t, h*w]
+        if self.horizon is not None:
+            valid = valid & self.horizon.valid(visible)
         invalid = (~valid).to(torch.float32).view(-1, g.t, g.h, g.w)
         _, _, sh, sw = self._interp(invalid)
         bad = torch.einsum("ik,jl,btkl->btij", sh, sw, invalid)
@@ -342,8 +354,12 @@ class TracksTarget:
     def pixels(self, tracks: torch.Tensor) -> torch.Tensor:
         """``tracks [B, T, h*w, 2]`` -> each token's upsampled displacements ``[B, L, U^2, 2]``
         float32, pixels (module doc, items 1-3)."""
+        delta = token_displacements(tracks.float(), self.grid, self._window_index(tracks.device))
+        return self._upsample(delta)
+
+    def _upsample(self, delta: torch.Tensor) -> torch.Tensor:
+        """``[B', t, h, w, 2]`` displacements -> ``[B', L, U^2, 2]`` (module doc, item 2)."""
         g, u = self.grid, self.factor
-        delta = token_displacements(tracks.float(), g, self._window_index(tracks.device))
         ah, aw, _, _ = self._interp(delta)
         up = torch.einsum("Hh,Ww,bthwc->btHWc", ah, aw, delta)  # [B, t, hU, wU, 2]
         tokens = up.reshape(-1, g.t, g.h, u, g.w, u, 2).permute(0, 1, 2, 4, 3, 5, 6)
@@ -378,7 +394,10 @@ class TracksTarget:
             if self.norm == "patch":
                 return shape
             return torch.cat([shape, mean.flatten(2) / self.scale], dim=2)
-        return tokens.reshape(-1, g.num_tokens, self.dim)
+        values = tokens.reshape(-1, g.num_tokens, self.points * 2)
+        if self.horizon is None:
+            return values
+        return torch.cat([values, self.horizon.values(tracks, self._upsample, weight)], dim=2)
 
     def __call__(
         self, batch: dict[str, torch.Tensor]
@@ -386,13 +405,16 @@ class TracksTarget:
         """``batch["tracks"]`` (and ``batch["track_visible"]``) -> ``(values [B, L, dim],
         weight [B, L] | None)``."""
         tracks = self._check(batch)
-        if not self.use_visibility:
-            return self.values(tracks), None
-        if "track_visible" not in batch:
-            raise KeyError("targets.tracks.use_visibility needs batch['track_visible'] "
-                           "[B, T, h*w] bool; set use_visibility=false to train without it")
-        weight = self.token_weights(batch["track_visible"])
-        return self.values(tracks, weight), weight
+        weight = None
+        if self.use_visibility:
+            if "track_visible" not in batch:
+                raise KeyError("targets.tracks.use_visibility needs batch['track_visible'] "
+                               "[B, T, h*w] bool; set use_visibility=false to train without it")
+            weight = self.token_weights(batch["track_visible"])
+        values = self.values(tracks, weight)
+        if self.motion_weight > 0:
+            weight = motion_weights(self.pixels(tracks), weight, self.motion_weight)
+        return values, weight
 
     def __repr__(self) -> str:
         return (f"TracksTarget(dim={self.dim}, upsample={self.factor}, norm={self.norm!r}, "
@@ -410,7 +432,8 @@ def tracks_default_weight(run_targets: Sequence[TargetSpec]) -> float:
 def check_tracks_run(cfg: TracksTargetConfig, run: Any) -> None:
     """The target's rule across sections: with ``tracking.frame_step > 1`` the tracker sees
     every ``frame_step``-th clip frame only, so the target must read no other."""
-    step = run.tracking.frame_step
+    TrackHorizons.check_run(cfg.horizons, run.data.frames, run.model.resolved().tubelet_size)
+    step = run.tracking.frame_step  # horizons need windows=tubelet, which this refuses
     if step == 1:
         return
     read = frames_read(run.data.frames, run.model.resolved().tubelet_size, cfg.windows)

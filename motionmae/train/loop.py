@@ -62,7 +62,7 @@ from motionmae.data.stream import BatchStream
 from motionmae.errors import SetupError
 from motionmae.schedule import lr_at, resumed_length_warning
 from motionmae.train.distributed import DistInfo, any_across_ranks, shard_model, sum_across_ranks
-from motionmae.train.optim import build_optimizer, set_lr
+from motionmae.train.optim import build_optimizer
 from motionmae.train.preflight import (
     OutputFolderError,
     check_free_space,
@@ -319,7 +319,8 @@ class Trainer:
         """Take one optimizer step, its values summed into the window; returns its lr."""
         lr = lr_at(self.state.step, self.total_steps, self.peak_lr, self.optim.min_lr,
                    self.warmup)
-        set_lr(self.optimizer, lr)
+        for group in self.optimizer.param_groups:  # its share: layer decay, the sampler's lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         loss, grad_norm, skipped = self.optimizer_step(
             self.state.step, functools.partial(next, self.stream), self.window.add)
         self.window.add_step(loss, grad_norm, skipped, clips=self.global_batch)

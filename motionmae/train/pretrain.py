@@ -24,14 +24,15 @@ from motionmae.targets import (
     TARGETS,
     TargetContext,
     build_targets,
+    explained_fraction,
     masked_mse,
     per_token_error,
+    trivial_mse,
 )
 from motionmae.tokens import TokenGrid, mask_to_indices
 from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, batch_stream, train
 from motionmae.train.optim import parameter_groups
-from motionmae.train.trivial import explained_fraction, trivial_mse
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class PretrainTask:
 
     Logged parts per target ``k``: ``loss/k``, ``trivial/k`` (the loss of predicting the
     batch mean per channel) and ``explained/k = 1 - loss/trivial``
-    (:mod:`motionmae.train.trivial`).
+    (:func:`~motionmae.targets.base.trivial_mse`).
 
     ``world_size``: data-parallel processes (the sampler's learning rate is set relative to
     the run's peak rate, which depends on the global batch).

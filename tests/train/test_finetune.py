@@ -26,7 +26,7 @@ from motionmae.train.finetune import (
     set_drop_path,
     soft_target_cross_entropy,
 )
-from motionmae.train.optim import build_optimizer, set_lr
+from motionmae.train.optim import build_optimizer
 from motionmae.train.pretrain import pretrain
 
 COMMON = ["data.frames=4", "data.stride=2", "data.size=32", "data.flip=false",
@@ -67,8 +67,7 @@ def test_soft_target_cross_entropy_matches_torch():
 def test_layer_decay_gives_each_depth_its_learning_rate(videos, tmp_path):
     cfg = _config(videos, tmp_path, "finetune.layer_decay=0.5", "model.depth=3")
     task = build_task(cfg, num_classes=9, classes=None)
-    optimizer = build_optimizer(task.parameter_groups(0.05), cfg.optim, lr=1.0)
-    set_lr(optimizer, 0.8)
+    optimizer = build_optimizer(task.parameter_groups(0.05), cfg.optim, lr=0.8)
     lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in optimizer.param_groups
              for p in g["params"]}
     named = dict(task.model.named_parameters())

@@ -1,0 +1,222 @@
+"""Two opt-in variants of the tracks target (issue 21): longer horizons, motion-weighted tokens.
+
+Both are off by default (``targets.tracks.horizons: []``, ``targets.tracks.motion_weight: 0``),
+and then :class:`~motionmae.targets.tracks.TracksTarget` computes exactly what it computed
+before they existed (the same operations, bit for bit).
+
+**Horizons** (``horizons: [k, ...]``, each ``k >= 2`` tubelets). Tubelet ``t``'s window starts
+at ``s_t`` (the ``tubelet`` windows of :func:`~motionmae.targets.tracks.tubelet_windows`);
+horizon ``k`` is the displacement of the same grid points from ``s_t`` to
+``e_{t,k} = min(s_t + k*u, T-1)`` (``u`` = tubelet size, ``T`` clip frames), upsampled like
+the tubelet's own displacement and appended to the token's values: ``dim = U^2 * 2 * (1 + K)``
+for ``K`` horizons, ordered ``(horizon, sub-row, sub-column, (dx, dy))`` after the tubelet's
+``U^2 * 2``. Where ``s_t + k*u`` runs past the clip the window is **clamped** to the clip's
+last frame, not zeroed with loss weight 0: the loss has one weight per token
+(:func:`~motionmae.targets.base.masked_mse`, the trivial baseline and the learned sampler's
+reward all read ``[B, L]``), so a zeroed channel would be a target saying "static"; a clamped
+one is a real, measured displacement over a shorter window whose length the decoder knows
+from the token's position (``T-1-s_t`` frames, the same for every clip).
+Normalisation as the tubelet channels': ``none`` pixels, ``scale`` divided by ``scale``,
+``batch`` divided by the batch RMS of *that horizon's own* displacements (at least
+``rms_floor``), so a long horizon does not dominate the loss. The patch norms are refused:
+they z-score a token's points and so remove its own motion, which is what a horizon carries.
+Visibility: a token weighs 1 only if the points it reads are visible at both ends of its
+tubelet window *and* of every horizon window (all-or-nothing, as the tubelet's own rule).
+
+**Motion weight** (``motion_weight: w >= 0``). Each token's loss weight (its visibility
+weight, or 1) is multiplied by ``1 + w * m / mean(m)``, ``m`` the token's mean displacement
+magnitude over its ``U^2`` points over its tubelet window, in pixels, and ``mean(m)`` its
+weighted mean over the batch's tokens: a static token keeps weight 1, a token moving at the
+batch's mean speed weighs ``1 + w``. The weights are detached and computed on the device (no
+host synchronisation); the loss stays a weighted mean (``sum(w e) / sum(w)``), so its scale
+is comparable with ``w = 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import torch
+
+from motionmae.config_loading import check
+from motionmae.tokens import TokenGrid
+
+# The norms the horizon channels support (the patch norms remove a token's own motion).
+HORIZON_NORMS = ("none", "scale", "batch")
+# Below this mean displacement (px) a batch counts as static: every token keeps weight 1.
+MOTION_MEAN_EPS = 1e-6
+
+__all__ = [
+    "HORIZON_NORMS",
+    "HorizonSettings",
+    "TrackHorizons",
+    "check_horizon_settings",
+    "horizon_windows",
+    "motion_weights",
+]
+
+
+class HorizonSettings(Protocol):
+    """What this module reads of the tracks target's section (``TracksTargetConfig``)."""
+
+    horizons: list[int]
+    motion_weight: float
+    norm: str
+    windows: str
+    scale: float
+    rms_floor: float
+
+
+def check_horizon_settings(cfg: HorizonSettings, key: str = "targets.tracks") -> None:
+    """The section's own rules for ``horizons`` and ``motion_weight`` (``key``: the section);
+    raises :class:`~motionmae.config_loading.ConfigError` naming the key."""
+    horizons, norm, windows = cfg.horizons, cfg.norm, cfg.windows
+    check(math.isfinite(cfg.motion_weight) and cfg.motion_weight >= 0, f"{key}.motion_weight",
+          f"must be a finite number >= 0, got {cfg.motion_weight}")
+    if not horizons:
+        return
+    check(all(k >= 2 for k in horizons), f"{key}.horizons",
+          f"each horizon is a number of tubelets >= 2 (1 is the tubelet's own window), "
+          f"got {list(horizons)}")
+    check(len(set(horizons)) == len(horizons), f"{key}.horizons",
+          f"has duplicates: {list(horizons)}")
+    check(windows == "tubelet", f"{key}.horizons",
+          f"needs {key}.windows: tubelet, got {windows!r} (official windows read only the "
+          "frames 0, u, 2u, ... and repeat the last tubelet; a horizon clamped to the clip's "
+          "last frame reads another)")
+    check(norm in HORIZON_NORMS, f"{key}.horizons",
+          f"needs {key}.norm in {list(HORIZON_NORMS)}, got {norm!r} (the patch norms remove "
+          "each token's own motion, which is what a horizon channel carries)")
+
+
+def horizon_windows(starts: Sequence[int], frames: int, tubelet: int,
+                    horizons: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Start and end clip frame of every horizon window, horizon-major.
+
+    Args:
+        starts: the ``t`` tubelet windows' start frames ``s_t``.
+        frames: clip frames ``T``.
+        tubelet: frames per tubelet ``u``.
+        horizons: ``K`` horizons, in tubelets.
+
+    Returns:
+        ``(start, end)``, ``K * t`` ints each: entry ``i * t + j`` is horizon ``horizons[i]``
+        of tubelet ``j``, ``(s_j, min(s_j + k*u, T-1))``.
+    """
+    start = [s for _ in horizons for s in starts]
+    end = [min(s + k * tubelet, frames - 1) for k in horizons for s in starts]
+    return start, end
+
+
+class TrackHorizons:
+    """The horizon channels of a tracks target on ``grid`` (module docstring): ``cfg``'s
+    ``horizons``, normalised by its ``norm`` (``scale``, ``rms_floor``).
+
+    ``starts``: the tubelet windows' start frames (``t`` ints).
+    """
+
+    def __init__(self, cfg: HorizonSettings, grid: TokenGrid, starts: Sequence[int]) -> None:
+        check_horizon_settings(cfg)  # also when built without a validated config
+        self.horizons = tuple(cfg.horizons)
+        self.norm = cfg.norm
+        self.scale = float(cfg.scale)
+        self.rms_floor = float(cfg.rms_floor)
+        self.grid = grid
+        self.windows = horizon_windows(starts, grid.frames, grid.tubelet, self.horizons)
+        self._index: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @staticmethod
+    def check_run(horizons: Sequence[int], frames: int, tubelet: int,
+                  key: str = "targets.tracks") -> None:
+        """Rule across sections: horizon ``k`` spans ``k * tubelet`` frames, which must be
+        shorter than the clip (``data.frames``), else every token's window ends at its last
+        frame."""
+        long = [k for k in horizons if k * tubelet >= frames]
+        check(not long, f"{key}.horizons",
+              f"horizons {long} span k * model.tubelet_size = {[k * tubelet for k in long]} "
+              f"frames, not less than the clip's data.frames = {frames}")
+
+    @property
+    def count(self) -> int:
+        return len(self.horizons)
+
+    def index(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`horizon_windows` as ``(start [K*t], end [K*t])`` int64 on ``device``, made
+        once per device (a host-to-device copy waits for the device)."""
+        if device not in self._index:
+            self._index[device] = tuple(torch.tensor(w, device=device) for w in self.windows)
+        return self._index[device]
+
+    def valid(self, visible: torch.Tensor) -> torch.Tensor:
+        """``track_visible [B, T, h*w]`` bool -> ``[B, t, h*w]`` bool: each grid point visible
+        at both ends of every horizon window of its tubelet."""
+        start, end = self.index(visible.device)
+        both = visible.index_select(1, start) & visible.index_select(1, end)  # [B, K*t, h*w]
+        return both.view(visible.shape[0], self.count, self.grid.t, -1).all(dim=1)
+
+    def displacements(self, tracks: torch.Tensor) -> torch.Tensor:
+        """``tracks [B, T, h*w, 2]`` pixels -> ``[B*K, t, h, w, 2]`` pixels, batch-major: the
+        grid points' displacement over every horizon window."""
+        g = self.grid
+        start, end = self.index(tracks.device)
+        delta = tracks.index_select(1, end) - tracks.index_select(1, start)  # [B, K*t, hw, 2]
+        return delta.view(-1, g.t, g.h, g.w, 2)
+
+    def values(self, tracks: torch.Tensor,
+               upsample: Callable[[torch.Tensor], torch.Tensor],
+               weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The horizon channels of every token.
+
+        Args:
+            tracks: ``[B, T, h*w, 2]`` pixels.
+            upsample: the target's ``[B', t, h, w, 2] -> [B', L, U^2, 2]`` upsampling.
+            weight: ``[B, L]`` token weights: with ``norm=batch`` only tokens of weight > 0
+                count in each horizon's RMS (all when None).
+
+        Returns:
+            ``[B, L, K * U^2 * 2]`` float32, ordered ``(horizon, sub-point, (dx, dy))``:
+            pixels (``none``), divided by ``scale``, or each horizon divided by the RMS of its
+            own values (at least ``rms_floor``; detached, on the device).
+        """
+        b, length = tracks.shape[0], self.grid.num_tokens
+        tokens = upsample(self.displacements(tracks.float()))  # [B*K, L, U^2, 2]
+        tokens = tokens.view(b, self.count, length, -1, 2)
+        if self.norm == "scale":
+            tokens = tokens / self.scale
+        elif self.norm == "batch":
+            square = tokens.detach().square().mean(dim=(3, 4))  # [B, K, L]
+            if weight is None:
+                mean_square = square.mean(dim=(0, 2))
+            else:
+                mean_square = ((square * weight[:, None]).sum(dim=(0, 2))
+                               / weight.sum().clamp(min=1.0))
+            rms = mean_square.clamp(min=self.rms_floor ** 2).sqrt()  # [K]
+            tokens = tokens / rms.view(1, -1, 1, 1, 1)
+        return tokens.transpose(1, 2).reshape(b, length, -1)
+
+
+def motion_weights(pixels: torch.Tensor, weight: torch.Tensor | None,
+                   motion_weight: float) -> torch.Tensor:
+    """Per-token loss weights that favour moving tokens (module docstring).
+
+    Args:
+        pixels: ``[B, L, U^2, 2]`` each token's displacements over its tubelet window, pixels.
+        weight: ``[B, L]`` visibility weights (0/1), or None (all 1).
+        motion_weight: ``w >= 0``.
+
+    Returns:
+        ``[B, L]`` float32, detached: ``weight * (1 + w * m / mean(m))`` with ``m [B, L]`` the
+        mean displacement magnitude over a token's points and ``mean(m)`` its ``weight``-ed
+        mean over the batch (at least :data:`MOTION_MEAN_EPS` px).
+    """
+    m = torch.linalg.vector_norm(pixels.detach().float(), dim=-1).mean(dim=-1)  # [B, L]
+    if weight is None:
+        mean = m.mean()
+    else:
+        weight = weight.detach().to(m.dtype)
+        mean = (m * weight).sum() / weight.sum().clamp(min=1.0)
+    factor = 1.0 + motion_weight * m / mean.clamp(min=MOTION_MEAN_EPS)
+    return factor if weight is None else weight * factor
+
