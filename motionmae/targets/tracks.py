@@ -1,7 +1,6 @@
 """The TrackMAE target: how the points of each token move over its tubelet.
 
-Input (built in the loader workers or in the step, ``tracking.where``, see
-:class:`motionmae.config.TrackingConfig`):
+Input (made in the loader workers or the step, :class:`motionmae.config.TrackingConfig`):
 ``batch["tracks"]`` float32 ``[B, T, N, 2]`` ``(x, y)`` clip pixels of ``N = h * w`` points
 seeded in clip frame 0, one per patch (``tracking.grid``: the patch centres, or CoTracker's
 ``grid_size = h`` grid; ``motion.query_grid`` order, row-major over ``(h, w)``) and followed
