@@ -1,8 +1,11 @@
-"""The token grid of a clip and the index operations every stage shares.
+"""The token grid of a clip, the index operations every stage shares, and the noise token
+masks are drawn from.
 
 Tokens are ordered ``(t, h, w)`` row-major with ``t`` over tubelets. Masks are bool ``[B, L]``
 with ``True`` = hidden. Visible/hidden tokens are selected by index (``gather``), never by
-boolean indexing, which would call ``nonzero`` and synchronise the host.
+boolean indexing, which would call ``nonzero`` and synchronise the host. The mask kinds that
+rank or pick tokens on the device (random, tube, motion-aware, the decoders' subset, the
+learned sampler's draw) take their noise from :func:`uniform_noise`.
 """
 
 from __future__ import annotations
@@ -117,3 +120,22 @@ def mask_to_indices(mask: torch.Tensor, num_visible: int) -> tuple[torch.Tensor,
 def gather_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``tokens [B, L, D]``, ``index [B, K]`` -> ``[B, K, D]``."""
     return torch.gather(tokens, 1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+def uniform_noise(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+) -> torch.Tensor:
+    """Uniform ``[0, 1)`` noise of ``shape`` drawn on the generator's device (a generator can
+    only draw there), then moved to ``device``; a CPU-to-CUDA move goes through pinned memory
+    without blocking the host. Without a generator, the noise is drawn on ``device`` from its
+    default generator."""
+    if generator is None:
+        return torch.rand(shape, device=device)
+    noise = torch.rand(shape, generator=generator, device=generator.device)
+    if device is None or torch.device(device) == noise.device:
+        return noise
+    if noise.device.type == "cpu" and torch.device(device).type == "cuda":
+        noise = noise.pin_memory()
+    return noise.to(device, non_blocking=True)

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from motionmae.masking.fixed import _uniform
-from motionmae.tokens import TokenGrid
+from motionmae.tokens import TokenGrid, uniform_noise
 
 __all__ = ["DecoderMask", "decoded_subset", "num_decoded", "running_cell"]
 
@@ -66,7 +65,7 @@ def decoded_subset(
     """
     b, m = masked_idx.shape
     # cell tokens first (key in [0, 1)), the others after (key in [1, 2)), at random within
-    key = (~cell[masked_idx]).float() + _uniform((b, m), generator, masked_idx.device)
+    key = (~cell[masked_idx]).float() + uniform_noise((b, m), generator, masked_idx.device)
     pick = torch.argsort(key, dim=1)[:, : num_decoded(m, decoder_ratio)]
     return torch.gather(masked_idx, 1, pick).sort(dim=1).values
 

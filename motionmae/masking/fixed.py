@@ -12,25 +12,7 @@ from collections.abc import Callable
 import torch
 
 from motionmae.masking.registry import NoSettings, register_masking
-from motionmae.tokens import TokenGrid
-
-
-def _uniform(
-    shape: tuple[int, ...],
-    generator: torch.Generator | None,
-    device: torch.device | str | None,
-) -> torch.Tensor:
-    """Uniform noise drawn on the generator's device (a generator can only draw there), then
-    moved to ``device``; a CPU-to-CUDA move goes through pinned memory without blocking the
-    host. Without a generator, the noise is drawn on ``device`` from its default generator."""
-    if generator is None:
-        return torch.rand(shape, device=device)
-    noise = torch.rand(shape, generator=generator, device=generator.device)
-    if device is None or torch.device(device) == noise.device:
-        return noise
-    if noise.device.type == "cpu" and torch.device(device).type == "cuda":
-        noise = noise.pin_memory()
-    return noise.to(device, non_blocking=True)
+from motionmae.tokens import TokenGrid, uniform_noise
 
 
 def keep_lowest(noise: torch.Tensor, num_keep: int) -> torch.Tensor:
@@ -60,7 +42,7 @@ def random_mask(
     Returns:
         ``[B, L]`` bool, True = hidden; the same count of True in every row.
     """
-    noise = _uniform((batch, grid.num_tokens), generator, device)
+    noise = uniform_noise((batch, grid.num_tokens), generator, device)
     return keep_lowest(noise, grid.num_visible(ratio))
 
 
@@ -77,7 +59,7 @@ def tube_mask(
     Args and returns as :func:`random_mask`: ``[B, L]`` bool, True = hidden, with
     ``grid.num_visible(ratio) = t * num_visible_spatial`` visible tokens per row.
     """
-    noise = _uniform((batch, grid.spatial), generator, device)
+    noise = uniform_noise((batch, grid.spatial), generator, device)
     spatial = keep_lowest(noise, grid.num_visible_spatial(ratio))  # [B, h*w]
     return spatial.unsqueeze(1).expand(-1, grid.t, -1).reshape(batch, grid.num_tokens)
 

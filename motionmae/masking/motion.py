@@ -30,9 +30,8 @@ from dataclasses import dataclass
 import torch
 
 from motionmae.config_loading import check
-from motionmae.masking.fixed import _uniform
 from motionmae.masking.registry import register_masking
-from motionmae.tokens import TokenGrid
+from motionmae.tokens import TokenGrid, uniform_noise
 
 __all__ = ["MotionAwareMask", "motion_aware_mask", "motion_per_position"]
 
@@ -105,7 +104,7 @@ def motion_aware_mask(
     num_visible = grid.num_visible_spatial(ratio)
     high, take = _bin_counts(n, num_visible, rho)
     motion = motion_per_position(tracks, visible)  # [B, N]
-    noise = _uniform((b, 2 * n), generator, tracks.device)
+    noise = uniform_noise((b, 2 * n), generator, tracks.device)
     # rank by motion, ties at random: shuffle, then a stable descending sort
     shuffle = torch.argsort(noise[:, :n], dim=1)
     ranked = torch.argsort(torch.gather(motion, 1, shuffle), dim=1, descending=True, stable=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from motionmae.masking.fixed import _uniform
+from motionmae.tokens import uniform_noise
 
 __all__ = ["first_draw_entropy", "gumbel_order", "plackett_luce_log_prob"]
 
@@ -42,7 +42,7 @@ def gumbel_order(
         ``[B, N]`` int64, a permutation per row: the first ``k`` entries are a draw of ``k``
         items, in the order drawn, for every ``k``.
     """
-    uniform = _uniform(tuple(logits.shape), generator, logits.device)
+    uniform = uniform_noise(tuple(logits.shape), generator, logits.device)
     gumbel = -torch.log(-torch.log(uniform.clamp(_TINY, 1.0 - 1e-7)))
     return torch.argsort(logits.detach().float() + gumbel, dim=1, descending=True)
 
