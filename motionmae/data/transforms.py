@@ -1,6 +1,7 @@
 """Clip augmentation on tensors, split into a geometric part and a photometric part.
 
-The geometric part is explicit data: a :class:`Geometry` (crop box, output size, flip flag)
+Frames are decoded at :func:`output_size` (the short side at the dataset's decode size, aspect
+kept). The geometric part is explicit data: a :class:`Geometry` (crop box, output size, flip flag)
 drawn by :func:`sample_train_geometry` (VideoMAE's multi-scale crop) or listed by
 :func:`eval_geometries` (short-side resize + left/centre/right crops), then applied to uint8
 frames ``[T, H, W, 3]`` by :func:`apply_geometry`. Code that must see exactly the frames the
@@ -53,6 +54,20 @@ class Geometry:
     box: CropBox
     size: int
     flip: bool = False
+
+
+def output_size(height: int, width: int, size: int | None) -> tuple[int, int]:
+    """``(height, width)`` after resizing the short side to ``size`` px keeping the aspect.
+
+    ``size=None`` keeps the input size. Sides are rounded to the nearest pixel, at least 1.
+    """
+    if size is None:
+        return height, width
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    if height <= width:
+        return size, max(1, round(width * size / height))
+    return max(1, round(height * size / width)), size
 
 
 def multiscale_crop_box(

@@ -1,10 +1,10 @@
-"""What a video stream declares, the size it is read at, and the error for an unreadable video.
+"""What a video stream declares, and the error for an unreadable video.
 
-:class:`VideoInfo` (frame count, rate, coded size, sample aspect) is what the reader and
-:func:`~motionmae.data.video_reader.probe_video` report; :func:`output_size` is the frame
-size a read at a given short side produces (display aspect kept). :class:`VideoReadError` is
-raised for every failure to produce frames; it names the file and the reason and survives the
-trip back from a ``DataLoader`` worker.
+:class:`VideoInfo` (frame count, rate, coded and display size, sample aspect) is what the
+reader and :func:`~motionmae.data.video_reader.probe_video` report; a read at a given short
+side keeps the display aspect (:func:`~motionmae.data.transforms.output_size` of the display
+size). :class:`VideoReadError` is raised for every failure to produce frames; it names the
+file and the reason and survives the trip back from a ``DataLoader`` worker.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from motionmae.errors import DataError
 
-__all__ = ["PathLike", "VideoInfo", "VideoReadError", "output_size"]
+__all__ = ["PathLike", "VideoInfo", "VideoReadError"]
 
 PathLike = str | Path
 
@@ -57,9 +57,11 @@ class VideoInfo:
         width: coded frame width in pixels.
         height: coded frame height in pixels.
         duration: length in seconds (``num_frames / fps`` when the container has no duration).
+        display_width: width in square pixels, ``max(1, round(width * sample_aspect))``
+            (the reader fills it when it probes the stream).
         sample_aspect: width of a pixel over its height (1.0 for square pixels; 12/11 for
             PAL-style CIF, ...). Resized reads keep the display aspect
-            ``width * sample_aspect / height``.
+            ``display_width / height``.
     """
 
     num_frames: int
@@ -67,23 +69,5 @@ class VideoInfo:
     width: int
     height: int
     duration: float
+    display_width: int
     sample_aspect: float = 1.0
-
-    @property
-    def display_width(self) -> int:
-        """Width in square pixels, ``round(width * sample_aspect)``."""
-        return max(1, round(self.width * self.sample_aspect))
-
-
-def output_size(height: int, width: int, size: int | None) -> tuple[int, int]:
-    """``(height, width)`` after resizing the short side to ``size`` px keeping the aspect.
-
-    ``size=None`` keeps the input size. Sides are rounded to the nearest pixel, at least 1.
-    """
-    if size is None:
-        return height, width
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    if height <= width:
-        return size, max(1, round(width * size / height))
-    return max(1, round(height * size / width)), size

@@ -32,7 +32,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from motionmae.data.video_info import PathLike, VideoInfo, VideoReadError, output_size
+from motionmae.data.transforms import output_size
+from motionmae.data.video_info import PathLike, VideoInfo, VideoReadError
 
 __all__ = ["VideoReader", "probe_video", "read_frames"]
 
@@ -118,7 +119,8 @@ class VideoReader:
         sar = stream.sample_aspect_ratio
         sample_aspect = float(sar) if sar is not None and sar.numerator > 0 else 1.0
         return VideoInfo(num_frames=num_frames, fps=fps, width=width, height=height,
-                         duration=duration, sample_aspect=sample_aspect)
+                         duration=duration, display_width=max(1, round(width * sample_aspect)),
+                         sample_aspect=sample_aspect)
 
     def count_frames(self) -> int:
         """Frames that actually decode (decodes the whole stream; slow for long videos)."""

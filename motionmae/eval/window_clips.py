@@ -30,8 +30,8 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 from motionmae.data.config import DataConfig
-from motionmae.data.transforms import apply_geometry, eval_geometries, normalize
-from motionmae.data.video_info import VideoInfo, VideoReadError, output_size
+from motionmae.data.transforms import apply_geometry, eval_geometries, normalize, output_size
+from motionmae.data.video_info import VideoInfo, VideoReadError
 from motionmae.data.video_reader import VideoReader
 
 __all__ = ["WindowPlan", "plan_windows", "window_clips"]

@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from motionmae.data.transforms import transform_points
-from motionmae.data.video_info import output_size
+from motionmae.data.transforms import output_size, transform_points
 from motionmae.motion.cache import CacheSettings, TrackCache
 from motionmae.motion.frame_step import track_every
 from motionmae.motion.grid_tracks import interpolate_grid_tracks

@@ -49,8 +49,7 @@ import torch
 
 from motionmae.cache.shards import FORMAT_VERSION, read_shard, shard_path, video_key, write_shard
 from motionmae.config_loading import ConfigError
-from motionmae.data.transforms import Geometry
-from motionmae.data.video_info import output_size
+from motionmae.data.transforms import Geometry, output_size
 from motionmae.targets.registry import TargetContext, register_target
 from motionmae.targets.teacher import (
     TeacherTarget,

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from datatest_helpers import decode_all, make_audio_only, make_faststart
 
-from motionmae.data.video_info import VideoReadError, output_size
+from motionmae.data.transforms import output_size
+from motionmae.data.video_info import VideoReadError
 from motionmae.data.video_reader import VideoReader, probe_video, read_frames
 from motionmae.data.video_writer import write_video
 
@@ -69,6 +70,7 @@ def test_reduced_size_keeps_aspect(footage: Path, name: str) -> None:
     info = probe_video(footage / name)
     # carphone is QCIF with 128:117 pixels: the display aspect is kept, not the coded one.
     assert info.sample_aspect == pytest.approx(128 / 117 if "carphone" in name else 1.0)
+    assert info.display_width == (193 if "carphone" in name else width)  # 176 * 128 / 117
     got = read_frames(footage / name, [3], size=112)
     h, w = got.shape[1:3]
     assert min(h, w) == 112
