@@ -23,7 +23,9 @@ flip). :class:`TracksHook` makes them either
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["HookStats", "TracksHook", "cached_tracks_for_geometry"]
 
 logger = logging.getLogger(__name__)
+
+# frames [T, H, W, 3] uint8, queries [N, 3] -> (tracks [T, N, 2] float32, visible [T, N] bool)
+TrackCall = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -125,11 +130,11 @@ class TracksHook:
         self.min_visible_weight = min_visible_weight
         self.decode_size = decode_size or (cache.settings.decode_size if cache else None)
         self.stats = HookStats()
-        self._tracker: PointTracker | None = None
+        self._track: TrackCall | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_tracker"] = None  # rebuilt in the worker
+        state["_track"] = None  # rebuilt in the worker
         return state
 
     def __repr__(self) -> str:
@@ -137,9 +142,18 @@ class TracksHook:
                 f"tracker={self.tracker!r}, frame_step={self.frame_step}, cache={self.cache!r})")
 
     def _get_tracker(self) -> PointTracker:
-        if self._tracker is None:
-            self._tracker = make_tracker(self.tracker, **dict(self.tracker_settings))
-        return self._tracker
+        """A new tracker of the configured backend and settings."""
+        return make_tracker(self.tracker, **dict(self.tracker_settings))
+
+    def _online(self) -> TrackCall:
+        """The online tracking call, made once per process: the tracker's own ``track`` when
+        it sees every frame, :func:`~motionmae.motion.frame_step.track_every` around it
+        otherwise (chosen here, not per sample)."""
+        if self._track is None:
+            tracker = self._get_tracker()
+            self._track = (tracker.track if self.frame_step == 1 else
+                           functools.partial(track_every, tracker, step=self.frame_step))
+        return self._track
 
     # -- the hook --------------------------------------------------------------------------
 
@@ -150,7 +164,7 @@ class TracksHook:
         result = self._from_cache(sample, queries[:, 1:]) if self.cache is not None else None
         if result is None:
             self.stats.online += 1
-            tracks, visible = track_every(self._get_tracker(), frames, queries, self.frame_step)
+            tracks, visible = self._online()(frames, queries)
         else:
             self.stats.cached += 1
             tracks, visible = result
