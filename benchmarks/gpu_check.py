@@ -110,7 +110,11 @@ class Report:
     def write(self, section: str, rows: list[dict]) -> None:
         with self.path.open("a") as handle:
             for row in rows:
-                handle.write(json.dumps({"section": section, **self.common, **row}) + "\n")
+                record = {"section": section, **self.common, **row}
+                # strict JSON: a figure not measured (nan) is null
+                record = {k: None if isinstance(v, float) and math.isnan(v) else v
+                          for k, v in record.items()}
+                handle.write(json.dumps(record, allow_nan=False) + "\n")
                 self.failed += str(row.get("status", "ok")).startswith("failed")
 
     def table(self, title: str, columns: list[tuple[str, str, str]], rows: list[dict]) -> None:

@@ -7,7 +7,9 @@ over the ``V`` visible tokens (the default masking ratio: 0.9 from 1,568 tokens 
 0.75, tube-rounded), each target's decoder over all ``L`` tokens, its head over the ``M``
 hidden ones. A block of width ``d`` over ``N`` tokens costs ``24 N d^2`` (qkv, projection,
 4x MLP) + ``4 N^2 d`` (scores and weighted sum). Forward + backward = 3x forward, less one
-forward of the tubelet embedding (the clip needs no gradient). Norms, softmax, GELU and the
+forward of the tubelet embedding (the clip needs no gradient); once per step, the embedding
+kernel is folded from the frame-difference basis (``model.difference_gain``: a ``tubelet x
+tubelet`` mix of each kernel row, and its gradient). Norms, softmax, GELU and the
 optimizer are left out (element-wise: memory-bound, a few % of the time on a GPU at these
 widths). ``--verify`` compares with ``torch.utils.flop_counter`` on the real models.
 
@@ -40,6 +42,7 @@ A100_PEAK = {"fp32": 19.5, "bf16": 312.0}
 # Assumed share of that peak a step sustains: tiny's 192-wide matmuls and 3-head attention
 # cannot fill the GPU, base's 768-wide ones come closer.
 UTILISATION = {"tiny": 0.15, "base": 0.40}
+BATCH = 8  # clips per step: the check's
 LAUNCH_US = 6.0  # assumed GPU time of one small kernel (launch + a few microseconds of work)
 TARGET_DIMS = {"pixel": None, "tracks": 8}  # None: the tubelet's pixels; tracks: 2x2 points
 
@@ -70,10 +73,14 @@ def block_flops(tokens: int, width: int) -> float:
     return 24 * tokens * width**2 + 4 * tokens**2 * width
 
 
-def step_flops(size: str, geometry: Geometry, targets: tuple[str, ...]) -> float:
-    """Forward + backward FLOPs of the pretraining step for one clip."""
+def step_flops(size: str, geometry: Geometry, targets: tuple[str, ...], batch: int = 1
+               ) -> float:
+    """Forward + backward FLOPs of the pretraining step on ``batch`` clips."""
     cfg = ModelConfig(size=size).resolved()
     grid, v, m = geometry.grid, geometry.visible, geometry.hidden
+    fold = 0.0
+    if cfg.difference_gain > 0 and grid.tubelet > 1:  # forward and weight gradient
+        fold = 2 * 2 * cfg.embed_dim * grid.patch_dim * grid.tubelet
     embed = 2 * v * grid.patch_dim * cfg.embed_dim
     forward = embed + cfg.depth * block_flops(v, cfg.embed_dim)
     for name in targets:
@@ -81,7 +88,7 @@ def step_flops(size: str, geometry: Geometry, targets: tuple[str, ...]) -> float
         forward += (2 * v * cfg.embed_dim * cfg.decoder_dim
                     + cfg.decoder_depth * block_flops(grid.num_tokens, cfg.decoder_dim)
                     + 2 * m * cfg.decoder_dim * out)
-    return 3 * forward - embed
+    return batch * (3 * forward - embed) + fold
 
 
 def counted_step_flops(size: str, geometry: Geometry, targets: tuple[str, ...]) -> float:
@@ -161,7 +168,7 @@ def main() -> None:
         for frames, px in ((16, 224), (16, 112)):
             geometry = Geometry.of(frames, px)
             for targets in (("pixel",), ("pixel", "tracks")):
-                flops = step_flops(size, geometry, targets)
+                flops = step_flops(size, geometry, targets, BATCH) / BATCH
                 rate = {p: UTILISATION[size] * peak * 1e12 / flops
                         for p, peak in A100_PEAK.items()}
                 counted = (f" {counted_step_flops(size, geometry, targets) / 1e9:.1f} |"
