@@ -102,9 +102,13 @@ class Case:
         return contextlib.nullcontext()
 
     def sync(self) -> None:
-        """Wait for the work queued on a GPU (nothing to wait for on the CPU)."""
-        if self.device_type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
+
+
+def synchronize(device: str) -> None:
+    """Wait for the work queued on a GPU (nothing to wait for on the CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def make_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -239,14 +243,13 @@ def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 5,
     """Best GFLOP/s of an ``n x n`` matmul in ``dtype`` on ``device``."""
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
-    sync = Case("", 0, 0, 0, "", device=device).sync
     a @ b
     best = float("inf")
     for _ in range(repeats):
-        sync()
+        synchronize(device)
         start = time.perf_counter()
         a @ b
-        sync()
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
 
