@@ -184,7 +184,7 @@ def step_section(plan: Plan, device: str, threads: int, report: Report, deadline
         [("row", "row", "s"), ("clips/s mm", "clips_per_s_mm", ".2f"),
          ("clips/s hf", "clips_per_s_hf", ".2f"), ("ratio", "speed_ratio", ".2f"),
          ("peak MB mm", "peak_mb_mm", ".0f"), ("peak MB hf", "peak_mb_hf", ".0f"),
-         ("ratio", "memory_ratio", ".2f"), ("GFLOP/clip mm", "gflop_per_clip_mm", ".1f"),
+         ("ratio", "memory_ratio", ".2f"), ("GFLOP/clip mm", "gflop_per_clip_mm", ".3g"),
          ("GFLOP/s mm", "gflop_per_s_mm", ".1f"), ("of peak", "peak_fraction_mm", ".0%")],
         rows)
 

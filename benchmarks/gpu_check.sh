@@ -2,6 +2,7 @@
 # The device check (benchmarks/gpu_check.py; docs/benchmarks.md, "Device check"):
 #   benchmarks/gpu_check.sh --out gpu_check/                     # one GPU, within 8 minutes
 #   benchmarks/gpu_check.sh --device cpu --fast --out /tmp/gc    # any machine, under a minute
+# Python: $PYTHON, else this checkout's .venv, else python3.
 # Rows go to OUT/gpu_check.jsonl; the exit status is 1 when a row failed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
