@@ -95,7 +95,7 @@ def test_torchrun_run_resumes_to_the_uninterrupted_weights(rows: dict[str, list[
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_cuda_without_a_gpu_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_cuda_without_a_gpu_is_refused_with_a_hint(tmp_path: Path) -> None:
     done = _check("--out", str(tmp_path))
     assert done.returncode == 2
     assert "--device cuda: torch" in done.stderr and "sees no CUDA device" in done.stderr
