@@ -9,17 +9,23 @@ Method:
 - clips/s: both models live in this process with the same thread count; runs alternate
   (A, B, then B, A, ...) and each row reports the median over ``--rounds`` runs of ``--steps``
   steps, after 2 warm-up steps each.
-- peak memory: each (model, row, precision) runs in a fresh subprocess: a miniature step
+- peak memory on the CPU: each (model, row, precision) runs in a fresh subprocess: a miniature step
   first (so lazy imports and kernel set-up are not counted), then the RSS high-water mark is
   reset (``/proc/self/clear_refs``) and the model is built and trained for 2 steps; peak =
   ``VmHWM`` minus the RSS before building. Parameters, gradients, optimizer state, the batch
   and activations are included; glibc's mmap threshold is set to 64 KiB in these processes so
   that freed tensors are returned to the OS and the RSS follows live memory, not heap slack.
+  On a GPU (``--device cuda``): in this process, the peak of the caching allocator's
+  allocated bytes (live tensors, not cached blocks) over building the model and 2 steps,
+  above what was allocated before.
 - GFLOP/s: FLOPs of one forward + backward counted by ``torch.utils.flop_counter`` with SDPA
   forced to its math backend (the counter does not see the CPU flash kernel), divided by the
   measured step time; "% peak" relates that to the best of a few large 4096^2 matmuls on
   this machine (fp32 for fp32 rows; the faster of fp32 and bf16 for bf16 rows, since autocast
   leaves some work in fp32).
+
+On a GPU every timed run ends with ``torch.cuda.synchronize()`` (and starts after one), so
+the clock sees the work, not its queueing. fp32 is plain fp32 there (TF32 is not enabled).
 
 Run: ``python benchmarks/throughput.py`` (defaults: rows small-16x224 and tiny-16x112, batch 4,
 fp32 and bf16; several minutes on 2 CPU cores). ``--explain`` also reports torch.compile graph
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import gc
 import json
 import logging
@@ -66,13 +73,15 @@ class Case:
     batch: int
     precision: str
     compile: bool = False
+    device: str = "cpu"
 
     @classmethod
-    def parse(cls, row: str, batch: int, precision: str, compile: bool = False) -> Case:
+    def parse(cls, row: str, batch: int, precision: str, compile: bool = False,
+              device: str = "cpu") -> Case:
         """``"small-16x224"`` -> ``Case("small", 16, 224, ...)``."""
         size, shape = row.split("-")
         frames, resolution = shape.split("x")
-        return cls(size, int(frames), int(resolution), batch, precision, compile)
+        return cls(size, int(frames), int(resolution), batch, precision, compile, device)
 
     @property
     def name(self) -> str:
@@ -83,10 +92,23 @@ class Case:
     def grid(self) -> TokenGrid:
         return TokenGrid(self.frames, self.resolution, self.resolution)
 
+    @property
+    def device_type(self) -> str:
+        return torch.device(self.device).type
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
+            return torch.autocast(self.device_type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def sync(self) -> None:
+        synchronize(self.device)
+
+
+def synchronize(device: str) -> None:
+    """Wait for the work queued on a GPU (nothing to wait for on the CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def make_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -108,7 +130,8 @@ class Runner:
                                 generator=generator)
         masking = build_mask_generator(MaskingConfig(kind="tube", ratio=MASK_RATIO), grid)
         self.num_visible = masking.num_visible
-        self.mask = masking({"clip": self.clip}, generator)
+        self.mask = masking({"clip": self.clip}, generator).to(case.device)
+        self.clip = self.clip.to(case.device)
         self.model: torch.nn.Module
         self.optimizer: torch.optim.Optimizer
 
@@ -132,7 +155,7 @@ class MotionMAERunner(Runner):
     def __init__(self, case: Case) -> None:
         super().__init__(case)
         torch.manual_seed(0)
-        self.model = create_model(case.size, case.grid)
+        self.model = create_model(case.size, case.grid).to(case.device)
         self.target = PixelTarget(PixelTargetConfig(norm_pix=True), case.grid,
                                   IMAGENET_MEAN, IMAGENET_STD)
         self.optimizer = make_optimizer(self.model)
@@ -141,7 +164,7 @@ class MotionMAERunner(Runner):
     def loss(self) -> torch.Tensor:
         visible_idx, masked_idx = mask_to_indices(self.mask, self.num_visible)
         pred = self.model(self.clip, visible_idx, masked_idx)["pixel"]
-        with torch.no_grad(), torch.autocast("cpu", enabled=False):
+        with torch.no_grad(), torch.autocast(self.case.device_type, enabled=False):
             values, weight = self.target({"clip": self.clip})
         return masked_mse(pred.float(), values, masked_idx, weight)
 
@@ -162,7 +185,7 @@ class VideoMAERunner(Runner):
             norm_pix_loss=True, use_mean_pooling=False, qkv_bias=True,
         )
         torch.manual_seed(0)
-        self.model = VideoMAEForPreTraining(config)
+        self.model = VideoMAEForPreTraining(config).to(case.device)
         self.attn_implementation = self.model.config._attn_implementation
         self.pixel_values = self.clip.transpose(1, 2).contiguous()  # VideoMAE takes [B,T,C,H,W]
         del self.clip  # one copy of the batch per model
@@ -181,9 +204,11 @@ RUNNERS: dict[str, Callable[[Case], Runner]] = {
 
 def time_steps(runner: Runner, steps: int) -> float:
     """Clips per second over ``steps`` consecutive steps."""
+    runner.case.sync()
     start = time.perf_counter()
     for _ in range(steps):
         runner.step()
+    runner.case.sync()
     return steps * runner.case.batch / (time.perf_counter() - start)
 
 
@@ -213,15 +238,18 @@ def count_flops(runner: Runner) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
-    """Best GFLOP/s of an ``n x n`` matmul in ``dtype`` on this machine."""
-    a = torch.randn(n, n, dtype=dtype)
-    b = torch.randn(n, n, dtype=dtype)
+def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 5,
+                device: str = "cpu") -> float:
+    """Best GFLOP/s of an ``n x n`` matmul in ``dtype`` on ``device``."""
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
     a @ b
     best = float("inf")
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
 
@@ -263,8 +291,28 @@ def memory_worker(impl: str, case: Case) -> dict[str, float]:
     return {"peak_mb": (rss_high_water_mark() - baseline) / 2**20}
 
 
+def cuda_peak_memory(impl: str, case: Case) -> float:
+    """Peak CUDA memory (MB) of building ``impl`` and running 2 training steps: the caching
+    allocator's allocated bytes (live tensors) above those allocated before."""
+    gc.collect()
+    torch.cuda.empty_cache()
+    baseline = torch.cuda.memory_allocated(case.device)
+    torch.cuda.reset_peak_memory_stats(case.device)
+    runner = RUNNERS[impl](case)
+    for _ in range(2):
+        runner.step()
+    peak = torch.cuda.max_memory_allocated(case.device)
+    del runner
+    gc.collect()
+    torch.cuda.empty_cache()
+    return (peak - baseline) / 2**20
+
+
 def peak_memory(impl: str, case: Case, threads: int) -> float:
-    """Peak RSS growth (MB) of a training step of ``impl`` measured in a fresh subprocess."""
+    """Peak memory (MB) of a training step of ``impl``: on a GPU the allocator's peak
+    (:func:`cuda_peak_memory`), on the CPU the RSS growth measured in a fresh subprocess."""
+    if case.device_type == "cuda":
+        return cuda_peak_memory(impl, case)
     command = [
         sys.executable, __file__, "--memory-worker", impl,
         "--rows", f"{case.size}-{case.frames}x{case.resolution}", "--batch", str(case.batch),
@@ -275,6 +323,44 @@ def peak_memory(impl: str, case: Case, threads: int) -> float:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def step_flops(case: Case) -> dict[str, float]:
+    """FLOPs of one forward + backward of each implementation, counted eagerly in fp32 (the
+    same for every precision and for compiled runs of the row: counted once)."""
+    return _eager_flops(dataclasses.replace(case, precision="fp32", compile=False))
+
+
+@functools.cache
+def _eager_flops(case: Case) -> dict[str, float]:
+    return {name: count_flops(RUNNERS[name](case)) for name in IMPLS}
+
+
+@dataclass
+class Measured:
+    """One row's figures per implementation: clips/s (median of the alternating runs, and
+    every run), peak memory in MB (nan when not measured) and FLOPs per step."""
+
+    clips_per_s: dict[str, float]
+    runs: dict[str, list[float]]
+    peak_mb: dict[str, float]
+    flops: dict[str, float]
+
+
+def measure(case: Case, rounds: int, steps: int, threads: int, memory: bool = True) -> Measured:
+    """Time both implementations on ``case`` (alternating), then their peak memory."""
+    flops = step_flops(case)
+    runners = {name: RUNNERS[name](case) for name in IMPLS}
+    log.info("%s: timing (%d rounds x %d steps), reference attention: %s", case.name,
+             rounds, steps, runners["videomae"].attn_implementation)
+    runs = alternating_throughput(runners, rounds, steps)
+    del runners
+    gc.collect()
+    peak = {name: float("nan") for name in IMPLS}
+    if memory:
+        peak = {name: peak_memory(name, case, threads) for name in IMPLS}
+    return Measured({name: statistics.median(values) for name, values in runs.items()},
+                    runs, peak, flops)
 
 
 def explain(case: Case) -> str:
@@ -301,21 +387,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--explain", action="store_true", help="report compile graph breaks")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile both models (model.compile(), as the trainer does)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:i")
     parser.add_argument("--memory-worker", choices=IMPLS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cases = [Case.parse(row, args.batch, precision, args.compile)
+    cases = [Case.parse(row, args.batch, precision, args.compile, args.device)
              for row in args.rows.split(",") for precision in args.precision.split(",")]
 
     if args.memory_worker:
         print(json.dumps(memory_worker(args.memory_worker, cases[0])))
         return
 
-    peaks = {"fp32": matmul_peak(torch.float32)}
+    peaks = {"fp32": matmul_peak(torch.float32, device=args.device)}
     if "bf16" in args.precision:
-        peaks["bf16"] = matmul_peak(torch.bfloat16)
-    log.info("torch %s, %d threads; matmul peak: %s", torch.__version__, args.threads,
+        peaks["bf16"] = matmul_peak(torch.bfloat16, device=args.device)
+    log.info("torch %s, %s, %d threads; matmul peak: %s", torch.__version__, args.device,
+             args.threads,
              ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items()))
     if args.explain:
         log.info(explain(cases[0]))
@@ -324,25 +412,13 @@ def main(argv: list[str] | None = None) -> None:
               f"{'peak MB mm':>11}{'peak MB hf':>11}{'ratio':>7}"
               f"{'GFLOP/step mm/hf':>18}{'GFLOP/s mm (peak%)':>20}{'GFLOP/s hf (peak%)':>20}")
     lines = [header, "-" * len(header)]
-    flops: dict[tuple[str, str, str], float] = {}
     for case in cases:
         steps = args.steps or (2 if case.resolution >= 224 else 6)
-        key = (case.size, f"{case.frames}x{case.resolution}")
-        for name in IMPLS:
-            if (name, *key) not in flops:  # counted eagerly, in fp32
-                eager = dataclasses.replace(case, precision="fp32", compile=False)
-                flops[(name, *key)] = count_flops(RUNNERS[name](eager))
-        runners = {name: RUNNERS[name](case) for name in IMPLS}
-        log.info("%s: timing (%d rounds x %d steps), reference attention: %s", case.name,
-                 args.rounds, steps, runners["videomae"].attn_implementation)
-        clips = alternating_throughput(runners, args.rounds, steps)
-        del runners
-        speed = {name: statistics.median(values) for name, values in clips.items()}
-        log.info("  clips/s runs: %s", {n: [round(v, 2) for v in vs] for n, vs in clips.items()})
-        memory = {name: float("nan") for name in IMPLS}
-        if not args.no_memory:
-            memory = {name: peak_memory(name, case, args.threads) for name in IMPLS}
-        gflops = {name: flops[(name, *key)] / 1e9 for name in IMPLS}
+        result = measure(case, args.rounds, steps, args.threads, memory=not args.no_memory)
+        speed, memory = result.clips_per_s, result.peak_mb
+        log.info("  clips/s runs: %s",
+                 {n: [round(v, 2) for v in vs] for n, vs in result.runs.items()})
+        gflops = {name: result.flops[name] / 1e9 for name in IMPLS}
         achieved = {name: gflops[name] * speed[name] / case.batch for name in IMPLS}
         peak = max(peaks.values()) if case.precision == "bf16" else peaks["fp32"]
         lines.append(

@@ -47,7 +47,7 @@ from motionmae.motion import (  # noqa: E402
     tapvid_metrics,
     track_lk_batched,
 )
-from motionmae.motion.synthetic import random_motion_clip  # noqa: E402
+from motionmae.motion.synthetic import SyntheticClip, random_motion_clip  # noqa: E402
 
 # video file -> frame indices used as base images
 SOURCES = {
@@ -66,12 +66,15 @@ BACKENDS = {
 KINDS = ("translation", "rotation", "zoom")
 
 
-def load_base_images(short_side: int = 360) -> list[tuple[str, np.ndarray]]:
+def load_base_images(short_side: int = 360, sources: dict[str, tuple[int, ...]] | None = None
+                     ) -> list[tuple[str, np.ndarray]]:
+    """``(label, RGB frame)`` of each wanted frame of ``sources`` (default :data:`SOURCES`),
+    resized so that its short side is ``short_side`` pixels."""
     import av
 
     data = footage_dir()
     images = []
-    for name, wanted in SOURCES.items():
+    for name, wanted in (sources or SOURCES).items():
         with av.open(str(data / name)) as container:
             for i, frame in enumerate(container.decode(video=0)):
                 if i in wanted:
@@ -86,23 +89,59 @@ def load_base_images(short_side: int = 360) -> list[tuple[str, np.ndarray]]:
     return images
 
 
-def batched_ms_per_clip(config, frames: list[np.ndarray], queries: np.ndarray, batch: int,
-                        repeats: int) -> float:
-    """Wall ms per clip of ``track_lk_batched`` on batches of ``batch`` clips (per batch the
-    minimum over ``repeats`` runs; a last, smaller batch counts too)."""
+def make_cases(images: list[tuple[str, np.ndarray]], rng: np.random.Generator, frames: int,
+               size: int, noise: float = 0.0) -> list[tuple[str, str, SyntheticClip]]:
+    """``(source, kind, clip)``: every base image animated by each motion of :data:`KINDS`,
+    without and with an occluder (kind ``"translation+occluder"``, ...)."""
+    cases = []
+    for source, image in images:
+        for kind in KINDS:
+            for occluder in (False, True):
+                clip = random_motion_clip(image, rng, kind, frames, (size, size), occluder,
+                                          noise)
+                cases.append((source, kind + ("+occluder" if occluder else ""), clip))
+    return cases
+
+
+def score(clip: SyntheticClip, tracks: np.ndarray, visible: np.ndarray, queries: np.ndarray,
+          camera_removed: bool = False) -> dict[str, float]:
+    """TAP-Vid metrics of ``tracks [T, N, 2]``, ``visible [T, N]`` against the clip's truth."""
+    gt, gt_vis = clip.ground_truth(queries, camera_removed=camera_removed)
+    return tapvid_metrics(tracks, visible, gt, gt_vis, clip.frames.shape[1:3], queries[:, 0])
+
+
+def track_in_batches(config, frames: list[np.ndarray], queries: np.ndarray, batch: int,
+                     repeats: int, device: str = "cpu"
+                     ) -> tuple[float, np.ndarray, np.ndarray]:
+    """``track_lk_batched`` on ``device`` over batches of ``batch`` clips (``frames``: each
+    ``[T, H, W, 3]`` uint8; the same ``queries [N, 3]`` for all), as a training step calls it.
+
+    Returns ``(wall ms per clip, tracks [K, T, N, 2], visible [K, T, N])``: per batch the
+    minimum over ``repeats`` runs (a last, smaller batch counts too); the frames are on the
+    device before the clock starts, the queries stay on the CPU (as the step passes them), and
+    on a GPU the clock stops after ``torch.cuda.synchronize()``.
+    """
     import torch
 
-    seconds = 0.0
+    def sync() -> None:
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+
+    seconds, tracks, visible = 0.0, [], []
     for start in range(0, len(frames), batch):
-        chunk = torch.from_numpy(np.stack(frames[start:start + batch]))
+        chunk = torch.from_numpy(np.stack(frames[start:start + batch])).to(device)
         q = torch.from_numpy(np.stack([queries] * len(chunk)))
         best = float("inf")
         for _ in range(repeats):
+            sync()
             begin = time.perf_counter()
-            track_lk_batched(chunk, q, config)
+            found, seen = track_lk_batched(chunk, q, config)
+            sync()
             best = min(best, time.perf_counter() - begin)
         seconds += best
-    return 1000 * seconds / len(frames)
+        tracks.append(found.cpu().numpy())
+        visible.append(seen.cpu().numpy())
+    return 1000 * seconds / len(frames), np.concatenate(tracks), np.concatenate(visible)
 
 
 def main() -> None:
@@ -129,14 +168,7 @@ def main() -> None:
         pass
 
     rng = np.random.default_rng(args.seed)
-    size = (args.size, args.size)
-    clips = []
-    for source, image in load_base_images():
-        for kind in KINDS:
-            for occluder in (False, True):
-                clip = random_motion_clip(image, rng, kind, args.frames, size, occluder,
-                                          args.noise)
-                clips.append((source, kind + ("+occluder" if occluder else ""), clip))
+    clips = make_cases(load_base_images(), rng, args.frames, args.size, args.noise)
     queries = grid_queries(args.size, args.size, args.grid)
     print(f"{len(clips)} clips of {args.frames}x{args.size}x{args.size} from "
           f"{len(clips) // 6} real frames, {len(queries)} queries each, 1 thread"
@@ -156,17 +188,16 @@ def main() -> None:
                 tracks, visible = tracker.track(clip.frames, queries)
                 best = min(best, time.perf_counter() - start)
             seconds += best
-            gt, gt_vis = clip.ground_truth(queries, camera_removed=label == "flow+camera")
-            m = tapvid_metrics(tracks, visible, gt, gt_vis, size, queries[:, 0])
+            m = score(clip, tracks, visible, queries, camera_removed=label == "flow+camera")
             rows.append(m)
             per_kind.setdefault(label, {}).setdefault(kind, []).append(m["delta_avg"])
         results[label] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
         results[label]["clips_per_s"] = len(clips) / seconds
         results[label]["ms_per_clip"] = 1000 * seconds / len(clips)
         if settings.get("device") and args.batch > 1:
-            results[label]["batched_ms_per_clip"] = batched_ms_per_clip(
+            results[label]["batched_ms_per_clip"] = track_in_batches(
                 tracker.config, [c.frames for _, _, c in clips], queries, args.batch,
-                args.repeats)
+                args.repeats)[0]
 
     header = (f"| {'backend':<15}| delta_avg | median EPE px | occlusion acc | AJ    "
               f"| clips/s | ms/clip |")
