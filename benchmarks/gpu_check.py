@@ -20,7 +20,7 @@ d. ``resume``: a 1-process ``torchrun`` run stopped part way by SIGTERM and resu
 
 Every section has a time budget; a row that would start after it is written as skipped, a
 run still going at its end is killed and its row failed. Rows carry ``status``: ``ok``,
-``not available in this version``, ``skipped: ...`` or ``failed: ...``; the exit status is 1
+``skipped: ...`` or ``failed: ...``; the exit status is 1
 when a row failed. ``--fast`` shrinks every size and run (what the test suite runs on the
 CPU, well under a minute); without it the sizes are those of the estimates (16 frames at 224
 and 112 px, batch 8).

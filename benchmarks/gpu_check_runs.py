@@ -5,9 +5,7 @@ decoded synthetic videos.
 * :func:`tracking_modes`: clips/s of one run per place tracks come from: loader workers
   (``--set tracking.where=workers``), the training step on the model's device
   (``tracking.where=step``), the track cache (``motionmae extract-tracks``, then
-  ``--set cache.path=...``). A version whose config has no ``tracking.where`` writes the
-  step row as not available and runs the workers row without the key (workers being that
-  version's only online mode).
+  ``--set cache.path=...``).
 * :func:`resume`: a 1-process ``torchrun`` run (NCCL on a GPU, gloo on the CPU) stopped by
   SIGTERM after its first checkpoint, resumed with ``--resume`` to its last step, and compared
   with an uninterrupted run of the same command (final weights, logged metrics).
@@ -18,7 +16,6 @@ over the windows after the first, which holds the start-up (as ``benchmarks/scal
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -37,7 +34,6 @@ from motionmae.data import make_synthetic_dataset
 log = logging.getLogger("gpu_check")
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_AVAILABLE = "not available in this version"
 DEFAULT_MODE = ["--targets", "pixel,tracks", "--masking", "motion"]
 
 
@@ -71,13 +67,6 @@ class RunPlan:
                  f"data.stride={self.stride}", f"data.workers={self.workers}",
                  f"run.device={device}", f"model.size={self.model}", *self.overrides]
         return [arg for pair in pairs for arg in ("--set", pair)]
-
-
-def tracking_where_known() -> bool:
-    """Whether this version's config has ``tracking.where`` (tracks in workers or the step)."""
-    from motionmae.config import TrackingConfig
-
-    return "where" in {f.name for f in dataclasses.fields(TrackingConfig)}
 
 
 def child_env(threads: int) -> dict[str, str]:
@@ -152,14 +141,13 @@ def tracking_modes(plan: RunPlan, device: str, threads: int, out: Path,
     """Rows of section b: one pretraining run per place the tracks come from."""
     videos = training_videos(plan, out)
     env = child_env(threads)
-    where = tracking_where_known()
     common = ["--data", str(videos), *DEFAULT_MODE, "--steps", str(plan.steps),
               "--batch-size", str(plan.batch), *plan.settings(device),
               "--set", f"run.log_every={plan.log_every}", "--set", f"run.ckpt_every={plan.steps}"]
     cache = out / "runs" / "track_cache"
     modes = {
-        "workers": ["--set", "tracking.where=workers"] if where else [],
-        "step": ["--set", "tracking.where=step"] if where else None,
+        "workers": ["--set", "tracking.where=workers"],
+        "step": ["--set", "tracking.where=step"],
         "cached": ["--set", f"cache.path={cache}"],
     }
     rows = []
@@ -167,11 +155,6 @@ def tracking_modes(plan: RunPlan, device: str, threads: int, out: Path,
         row: dict = {"row": mode, "videos": plan.videos, "batch": plan.batch,
                      "clip": f"{plan.frames}x{plan.size}", "model": plan.model}
         rows.append(row)
-        if extra is None:
-            row["status"] = NOT_AVAILABLE
-            continue
-        if not where and mode == "workers":
-            row["note"] = "no tracking.where in this version: workers is its only online mode"
         if time.monotonic() >= deadline:
             row["status"] = "skipped: the section's budget is spent"
             continue
