@@ -126,7 +126,8 @@ class M3TrajTargetConfig:
     wider (264 instead of 220 values with K = 4 and grey HOG).
 
     ``norm``: ``batch`` (default: the position changes divided by the batch's RMS position
-    change, at least ``rms_floor`` px, each HOG L2-normalised and the HOG block kept from
+    change, at least ``rms_floor`` px (a step is one source frame: 0.25 px, not the tracks
+    target's 1 px over a tubelet), each HOG L2-normalised and the HOG block kept from
     holding more of the variance than the positions), ``patch_std`` (M3Video's ``traj_norm
     PatchStd``: each position and HOG feature z-scored over the patch's K trajectories),
     ``path_length`` (the position changes divided by the patch's mean path length, each HOG
@@ -151,7 +152,7 @@ class M3TrajTargetConfig:
     hog_bins: int = 9
     hog_channels: str = "grey"
     norm: str = DEFAULT_M3TRAJ_NORM
-    rms_floor: float = 1.0
+    rms_floor: float = 0.25
     camera_compensation: bool = False
 
     def validate(self, key: str) -> None:

@@ -13,7 +13,9 @@ histograms of ``bins`` bins, or none without HOG).
      every position value (``dx`` and ``dy`` of every trajectory and step) of the weighted
      tokens: unit RMS over the batch, as the tracks target's ``norm: batch``. Speed
      differences between clips and tokens are kept (what ``patch_std`` removes: a patch's
-     own motion); the floor keeps an all-static batch's flow noise small.
+     own motion); the floor keeps an all-static batch's flow noise small. A step is one
+     source frame, so typical values are a fraction of a pixel (the default floor, 0.25 px,
+     is below them where the tracks target's 1 px over a whole tubelet window would not be).
   2. **HOG**: each histogram L2-normalised (zeros on flat windows), which removes contrast:
      raw Sobel histograms scale with the edges' grey levels (hundreds) and would swamp
      positions of unit RMS. Then the whole HOG block is multiplied by ``s = min(1,
@@ -22,11 +24,13 @@ histograms of ``bins`` bins, or none without HOG).
      restricted to the block, times its width). So the HOG's share of the variance the loss
      starts from, and of what ``explained/m3traj`` divides by, is at most a half: learning
      appearance can never pay more than learning the motion, which is what went wrong with
-     ``path_length`` (the HOG held nearly all the variance and drowned the motion). ``s``
-     is 1 whenever the HOG is already the smaller block (the usual case: an L2-normalised
-     9-bin histogram has a mean square of 1/9 per value, unit-RMS positions 1), so
-     appearance keeps its own scale; it shrinks the HOG only in batches with little motion,
-     where the target is meant to say "static" more than "textured".
+     ``path_length`` (the HOG held nearly all the variance and drowned the motion). Per
+     trajectory step the L2-normalised histograms have a summed mean square of ``C`` (one
+     per channel) and unit-RMS positions of 2, so with grey HOG and moving content ``s`` is
+     1 and appearance keeps its own scale; it shrinks the HOG in batches with little motion
+     (positions at the floor, or all alike), where the target is meant to say "static" more
+     than "textured", and can with RGB HOG. Where it acts, the HOG's scale changes from batch
+     to batch, which a model cannot predict: a reason for the floor to sit below real motion.
 
   All statistics are detached 0-d tensors on the values' device: no host synchronisation.
   Under DDP the batch is each process's own (no collective), as the tracks target's.

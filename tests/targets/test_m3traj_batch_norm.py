@@ -53,7 +53,7 @@ def _variances(values, weight):
 def test_a_rigid_translation_gives_its_velocity_over_the_batch_rms(moving):
     """d px per frame everywhere: every position step is d / rms, rms = sqrt(|d|^2 / 2)."""
     cfg = M3TrajTargetConfig()
-    assert cfg.norm == "batch"
+    assert (cfg.norm, cfg.rms_floor) == ("batch", 0.25)
     # the workers (M3TrajHook calls m3traj_targets) ship pixels and raw histograms
     raw, weight = m3traj_targets(moving, INDICES, GRID, cfg)
     none, _ = m3traj_targets(moving, INDICES, GRID, M3TrajTargetConfig(norm="none"))
@@ -138,12 +138,12 @@ def test_the_target_normalises_per_batch_and_leaves_other_norms_to_the_workers()
     values = torch.rand(2, GRID.num_tokens, 264, generator=rng) * 10
     weight = torch.ones(2, GRID.num_tokens)
     batch = {"m3traj": values, "m3traj_weight": weight}
-    out, w = M3TrajTarget(M3TrajTargetConfig(), GRID)(batch)
+    out, w = M3TrajTarget(M3TrajTargetConfig(rms_floor=2.0), GRID)(batch)
     assert w is weight
     torch.testing.assert_close(out, normalize_batch(values.unflatten(-1, (K, L, 11)), weight,
-                                                    BINS, 1.0).flatten(2))
+                                                    BINS, 2.0).flatten(2))
     # the batch's statistics: the same clip in another batch gets another target
-    other, _ = M3TrajTarget(M3TrajTargetConfig(), GRID)(
+    other, _ = M3TrajTarget(M3TrajTargetConfig(rms_floor=2.0), GRID)(
         {"m3traj": torch.cat([values[:1], values[1:] * 5]), "m3traj_weight": weight})
     assert not torch.allclose(other[0], out[0])
     kept, _ = M3TrajTarget(M3TrajTargetConfig(norm="patch_std"), GRID)(batch)
