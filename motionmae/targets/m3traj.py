@@ -39,8 +39,9 @@ length`` steps (``L + 1`` positions; M3Video's ``T = (p_t, ..., p_{t+L})``, L = 
      pixels and raw histograms): the position changes divided by the batch's RMS position
      change over its weighted tokens (at least ``rms_floor`` px), each histogram
      L2-normalised and the HOG block scaled down where needed so that it never holds more of
-     the batch's variance than the positions (:func:`~motionmae.targets.m3traj_norm.
-     normalize_batch` says why). Keeps each patch's own motion, speed and direction.
+     the batch's variance than the positions (``normalize_batch`` in
+     :mod:`motionmae.targets.m3traj_norm` says why). Keeps each patch's own motion, speed
+     and direction.
    * ``patch_std`` (M3Video's Table 5 and MME's ``--traj_norm PatchStd``). MME's
      ``pretrain/engine.py`` reshapes the position changes to ``[B, tokens, 2 * L, K]`` and
      computes ``(x - mean) / (std + 1e-6)`` with mean and *unbiased* std over the last axis,
