@@ -33,9 +33,16 @@ length`` steps (``L + 1`` positions; M3Video's ``T = (p_t, ..., p_{t+L})``, L = 
    hog_0 .. hog_{C*bins-1})``, HOG ordered ``(channel, bin)``: ``D = K * L * (2 + C * bins *
    hog)`` (:func:`m3traj_dim`; the paper's 264 = 4 x 6 x (2 + 9) with ``grey``, 696 = 4 x 6 x
    (2 + 27) with ``rgb``).
-5. **Normalisation** (``norm``):
+5. **Normalisation** (``norm``; the functions in :mod:`motionmae.targets.m3traj_norm`):
 
-   * ``patch_std`` (default; M3Video's Table 5 and MME's ``--traj_norm PatchStd``). MME's
+   * ``batch`` (default): on the collated batch, by :class:`M3TrajTarget` (the workers ship
+     pixels and raw histograms): the position changes divided by the batch's RMS position
+     change over its weighted tokens (at least ``rms_floor`` px), each histogram
+     L2-normalised and the HOG block scaled down where needed so that it never holds more of
+     the batch's variance than the positions (``normalize_batch`` in
+     :mod:`motionmae.targets.m3traj_norm` says why). Keeps each patch's own motion, speed
+     and direction.
+   * ``patch_std`` (M3Video's Table 5 and MME's ``--traj_norm PatchStd``). MME's
      ``pretrain/engine.py`` reshapes the position changes to ``[B, tokens, 2 * L, K]`` and
      computes ``(x - mean) / (std + 1e-6)`` with mean and *unbiased* std over the last axis,
      the K trajectories of the patch: every (coordinate, step) feature is z-scored over the
@@ -44,7 +51,9 @@ length`` steps (``L + 1`` positions; M3Video's ``T = (p_t, ..., p_{t+L})``, L = 
      HOG unnormalised; the paper normalises both parts). This removes the patch's mean motion
      and scale: what is left is how the K trajectories differ. MME's deltas are whole pixels
      (its flow is cast to int), so a rigidly moving patch gives exact zeros there; here flow
-     is sub-pixel, so such a patch's z-scores are its flow noise at unit scale.
+     is sub-pixel, so such a patch's z-scores are its flow noise at unit scale. At a small
+     budget that noise is nearly all a model is asked to predict (docs/benchmarks.md,
+     "M3Video trajectory norms"), the reason ``batch`` is the default.
    * ``path_length`` (motionmae before issue 13): a token's position changes divided by the
      mean path length of its ``K`` trajectories (``mean_k sum_j |dp_kj|``), floored at ``1
      px`` so that static patches stay near zero; each point's histogram L2-normalised per
@@ -56,7 +65,8 @@ length`` steps (``L + 1`` positions; M3Video's ``T = (p_t, ..., p_{t+L})``, L = 
 
 :class:`M3TrajHook` runs this in the loader workers (``needs_dense_frames = True``) and adds
 ``m3traj`` float32 ``[L_tokens, D]`` and ``m3traj_weight`` float32 ``[L_tokens]`` to the
-sample; :class:`M3TrajTarget` hands the collated tensors to the loss.
+sample; :class:`M3TrajTarget` hands the collated tensors to the loss, with ``norm: batch``
+after normalising them.
 """
 
 from __future__ import annotations
@@ -79,6 +89,11 @@ from motionmae.motion import (
 )
 from motionmae.motion._common import apply_homography, to_gray
 from motionmae.targets.m3traj_hog import hog_channel_count, hog_maps, point_hog
+from motionmae.targets.m3traj_norm import (
+    normalize_batch,
+    normalize_patch_std,
+    normalize_path_length,
+)
 from motionmae.targets.registry import TargetContext, register_target
 from motionmae.tokens import TokenGrid
 
@@ -90,13 +105,13 @@ __all__ = [
     "M3TrajTarget",
     "m3traj_dim",
     "m3traj_targets",
-    "normalize_patch_std",
-    "normalize_path_length",
 ]
 
 log = logging.getLogger(__name__)
 
-M3TRAJ_NORMS = ("patch_std", "path_length", "none")
+M3TRAJ_NORMS = ("batch", "patch_std", "path_length", "none")
+# The default of targets.m3traj.norm; M3Video's own is "patch_std" (its recipe says so).
+DEFAULT_M3TRAJ_NORM = "batch"
 HOG_CHANNELS = ("rgb", "grey")
 
 
@@ -111,11 +126,20 @@ class M3TrajTargetConfig:
     6 positions, 5 steps) now means 6 steps (7 positions, the paper's L = 6), and its target is
     wider (264 instead of 220 values with K = 4 and grey HOG).
 
-    ``norm``: ``patch_std`` (M3Video's ``traj_norm PatchStd``: each position and HOG feature
-    z-scored over the patch's K trajectories), ``path_length`` (the position changes divided by
-    the patch's mean path length, each HOG L2-normalised; motionmae's scheme before issue 13)
-    or ``none`` (pixels, raw HOG). ``hog_channels``: ``rgb`` (a histogram per colour channel,
-    the paper's appendix) or ``grey``.
+    ``norm``: ``batch`` (default: the position changes divided by the batch's RMS position
+    change, at least ``rms_floor`` px (a step is one source frame: 0.25 px, not the tracks
+    target's 1 px over a tubelet), each HOG L2-normalised and the HOG block kept from
+    holding more of the variance than the positions), ``patch_std`` (M3Video's ``traj_norm
+    PatchStd``: each position and HOG feature z-scored over the patch's K trajectories),
+    ``path_length`` (the position changes divided by the patch's mean path length, each HOG
+    L2-normalised; motionmae's scheme before issue 13) or ``none`` (pixels, raw HOG).
+    ``hog_channels``: ``rgb`` (a histogram per colour channel, the paper's appendix) or
+    ``grey``.
+
+    ``patch_std`` was the default from issue 13 to issue 21. A run's ``config.yaml`` holds
+    every key of the sections of its targets, so runs saved then say ``norm: patch_std`` and
+    resume with it; configs saved before issue 13 have no ``norm`` (it was ``path_length``)
+    but cannot resume anyway, their target being narrower (``length`` above).
 
     With ``hog`` and ``path_length`` the HOG values held nearly all of the target's variance,
     and on the demo data they drowned the motion (docs/benchmarks.md, "Targets and masking
@@ -128,7 +152,8 @@ class M3TrajTargetConfig:
     hog: bool = True
     hog_bins: int = 9
     hog_channels: str = "grey"
-    norm: str = "patch_std"
+    norm: str = DEFAULT_M3TRAJ_NORM
+    rms_floor: float = 0.25
     camera_compensation: bool = False
 
     def validate(self, key: str) -> None:
@@ -136,6 +161,7 @@ class M3TrajTargetConfig:
         check(self.points_per_side >= 1, f"{key}.points_per_side", "must be >= 1")
         check(self.length >= 1, f"{key}.length", f"must be >= 1 step, got {self.length}")
         check(self.clip > 0, f"{key}.clip", "must be > 0")
+        check(self.rms_floor > 0, f"{key}.rms_floor", f"must be > 0, got {self.rms_floor}")
         check(self.hog_bins >= 2, f"{key}.hog_bins", f"must be >= 2, got {self.hog_bins}")
         check(self.hog_channels in HOG_CHANNELS, f"{key}.hog_channels",
                f"must be one of {list(HOG_CHANNELS)}, got {self.hog_channels!r}")
@@ -143,11 +169,6 @@ class M3TrajTargetConfig:
                f"must be one of {list(M3TRAJ_NORMS)}, got {self.norm!r}")
         check(self.norm != "patch_std" or self.points_per_side >= 2, f"{key}.norm",
                "patch_std z-scores over a patch's trajectories: needs points_per_side >= 2")
-
-
-PATH_FLOOR = 1.0  # px: the smallest mean path length a token's deltas are divided by
-HOG_EPS = 1e-6
-PATCH_STD_EPS = 1e-6  # added to the std, as MME's PatchStd
 
 
 def m3traj_dim(cfg: M3TrajTargetConfig, grid: TokenGrid | None = None) -> int:
@@ -166,30 +187,6 @@ def _check_cfg(cfg: M3TrajTargetConfig, grid: TokenGrid) -> None:
     if grid.patch % cfg.points_per_side:
         raise ValueError(f"targets.m3traj.points_per_side: {cfg.points_per_side} does not "
                          f"divide the {grid.patch} px patch")
-
-
-def normalize_patch_std(values: np.ndarray) -> np.ndarray:
-    """MME's ``PatchStd``: ``[..., K, L, F]`` -> the same shape, each ``(step, feature)``
-    z-scored over the ``K`` trajectories of its patch (unbiased std, ``+ 1e-6``). Needs ``K >=
-    2``."""
-    mean = values.mean(axis=-3, keepdims=True)
-    std = values.std(axis=-3, ddof=1, keepdims=True)
-    return ((values - mean) / (std + PATCH_STD_EPS)).astype(np.float32)
-
-
-def normalize_path_length(values: np.ndarray, bins: int) -> np.ndarray:
-    """``[..., K, L, 2 + C * bins]`` -> the same shape: the position changes divided by the
-    mean path length of the patch's ``K`` trajectories (floored at :data:`PATH_FLOOR` px),
-    each ``bins``-bin histogram L2-normalised."""
-    out = values.astype(np.float32, copy=True)
-    delta = out[..., :2]
-    path = np.linalg.norm(delta, axis=-1).sum(axis=-1).mean(axis=-1)  # [...]
-    delta /= np.maximum(path, PATH_FLOOR)[..., None, None, None]
-    if out.shape[-1] > 2:
-        hist = out[..., 2:].reshape(*out.shape[:-1], -1, bins)
-        hist /= np.linalg.norm(hist, axis=-1, keepdims=True) + HOG_EPS
-        out[..., 2:] = hist.reshape(*out.shape[:-1], -1)
-    return out
 
 
 def _runs(pairs: list[int]) -> list[tuple[int, int]]:
@@ -236,7 +233,8 @@ def m3traj_targets(
         frame_indices: ``[T]`` int offsets of the clip frames into ``dense_frames``
             (``frame_indices - frame_indices[0]``).
         grid: the token grid (``T = grid.frames``, ``S = grid.height = grid.width``).
-        cfg: the target's config (``cfg.norm`` selects step 5, ``cfg.camera_compensation``
+        cfg: the target's config (``cfg.norm`` selects step 5, which ``batch`` leaves to
+            :class:`M3TrajTarget`: pixels and raw histograms; ``cfg.camera_compensation``
             camera compensation).
         flow: dense-flow settings (default ``FlowConfig()``: DIS fast, median 3, fb 1 px).
 
@@ -311,7 +309,7 @@ def m3traj_targets(
         log.debug("m3traj: %d dense frames are fewer than length + 1 = %d; those tubelets get "
                   "weight 0", n_frames, positions)
 
-    # 5. normalisation over each patch's K trajectories
+    # 5. normalisation over each patch's K trajectories (batch: on the collated batch)
     if cfg.norm == "patch_std":
         values = normalize_patch_std(values)
     elif cfg.norm == "path_length":
@@ -354,8 +352,9 @@ class M3TrajHook:
 class M3TrajTarget:
     """The M3Video trajectory target: the loader-made ``m3traj`` values and weights.
 
-    ``dim = m3traj_dim(cfg)``; ``__call__(batch)`` returns ``(batch["m3traj"] [B, L, D],
-    batch["m3traj_weight"] [B, L])``.
+    ``dim = m3traj_dim(cfg)``; ``__call__(batch)`` returns ``(values [B, L, D],
+    batch["m3traj_weight"] [B, L])``: ``batch["m3traj"]`` as it is, or with ``norm: batch``
+    normalised over the batch (:func:`~motionmae.targets.m3traj_norm.normalize_batch`).
     """
 
     name = "m3traj"
@@ -365,10 +364,14 @@ class M3TrajTarget:
         self.grid = grid
         self.dim = m3traj_dim(cfg, grid)
         self.weight = cfg.weight
+        self.norm = cfg.norm
+        self.rms_floor = float(cfg.rms_floor)
+        self.hog_bins = cfg.hog_bins
+        self.layout = (cfg.points_per_side**2, cfg.length, _features(cfg))  # (K, L, F)
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``batch["m3traj"]``, ``batch["m3traj_weight"]`` -> ``(values [B, L, D], weight
-        [B, L])``."""
+        [B, L])``; no host synchronisation."""
         if "m3traj" not in batch or "m3traj_weight" not in batch:
             raise KeyError("the m3traj target needs batch['m3traj'] [B, L, D] and "
                            "batch['m3traj_weight'] [B, L], made in the loader workers by "
@@ -381,10 +384,13 @@ class M3TrajTarget:
         if tuple(weight.shape) != tuple(values.shape[:2]):
             raise ValueError(f"batch['m3traj_weight']: expected {tuple(values.shape[:2])}, "
                              f"got {tuple(weight.shape)}")
+        if self.norm == "batch":
+            values = normalize_batch(values.unflatten(-1, self.layout), weight, self.hog_bins,
+                                     self.rms_floor).flatten(2)
         return values, weight
 
     def __repr__(self) -> str:
-        return f"M3TrajTarget(dim={self.dim})"
+        return f"M3TrajTarget(dim={self.dim}, norm={self.norm!r})"
 
 
 def m3traj_hooks(cfg: M3TrajTargetConfig, ctx: TargetContext) -> list[M3TrajHook]:
