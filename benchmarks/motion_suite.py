@@ -348,7 +348,7 @@ def standard_error(cells: dict[tuple, dict], budget: str, probe: str, rows: list
     """The largest binomial standard error, in points, of a task's cells: sqrt(p (1-p) / n)
     with n test clips; a difference under two of these is not a difference."""
     errors = [100 * np.sqrt(r["top1"] * (1 - r["top1"]) / r["num_test"]) for r in
-              (cells.get((budget, probe, row, task)) for row in rows) if r and r["num_test"]]
+              (cells.get((budget, probe, row, task)) for row in rows) if r and r.get("num_test")]
     return max(errors, default=float("nan"))
 
 
