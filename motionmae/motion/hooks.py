@@ -36,7 +36,7 @@ from motionmae.data.transforms import output_size, transform_points
 from motionmae.motion.cache import CacheSettings, TrackCache
 from motionmae.motion.frame_step import track_every
 from motionmae.motion.grid_tracks import interpolate_grid_tracks
-from motionmae.motion.protocol import QUERY_GRIDS, PointTracker, in_frame, query_grid
+from motionmae.motion.protocol import PointTracker, check_grid_settings, in_frame, query_grid
 from motionmae.motion.registry import make_tracker
 
 if TYPE_CHECKING:
@@ -103,12 +103,7 @@ class TracksHook:
                  decode_size: int | None = None,
                  min_visible_weight: float | None = None,
                  grid: str = "patch_centres", frame_step: int = 1) -> None:
-        if patch < 1:
-            raise ValueError(f"patch must be >= 1, got {patch}")
-        if grid not in QUERY_GRIDS:
-            raise ValueError(f"grid must be one of {list(QUERY_GRIDS)}, got {grid!r}")
-        if frame_step < 1:
-            raise ValueError(f"frame_step must be >= 1, got {frame_step}")
+        check_grid_settings(patch, grid, frame_step)
         self.patch = patch
         self.grid = grid
         self.frame_step = frame_step

@@ -27,6 +27,7 @@ __all__ = [
     "QUERY_GRIDS",
     "BatchedTracker",
     "PointTracker",
+    "check_grid_settings",
     "cotracker_grid_queries",
     "grid_queries",
     "in_frame",
@@ -227,6 +228,17 @@ COTRACKER_RESOLUTION = (384, 512)
 # The query grids of ``tracking.grid``: one point per patch, at the patch centres or where
 # CoTracker's ``grid_size`` grid puts them (TrackMAE's official queries).
 QUERY_GRIDS = ("patch_centres", "cotracker")
+
+
+def check_grid_settings(patch: int, grid: str, frame_step: int) -> None:
+    """Raise ``ValueError`` naming the first bad setting of a patch grid tracked every
+    ``frame_step`` frames (what the loader hook and the step's tracker both take)."""
+    if patch < 1:
+        raise ValueError(f"patch must be >= 1, got {patch}")
+    if grid not in QUERY_GRIDS:
+        raise ValueError(f"grid must be one of {list(QUERY_GRIDS)}, got {grid!r}")
+    if frame_step < 1:
+        raise ValueError(f"frame_step must be >= 1, got {frame_step}")
 
 
 def cotracker_grid_queries(height: int, width: int, rows: int, cols: int, t: int = 0,

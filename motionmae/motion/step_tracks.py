@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from motionmae.motion.config import TrackingConfig
-from motionmae.motion.protocol import QUERY_GRIDS, BatchedTracker, query_grid
+from motionmae.motion.protocol import BatchedTracker, check_grid_settings, query_grid
 
 __all__ = ["StepTracks", "clip_levels", "fill_skipped_frames_batched"]
 
@@ -97,12 +97,7 @@ class StepTracks:
     def __init__(self, tracker: BatchedTracker, patch: int, grid: str = "patch_centres",
                  frame_step: int = 1, mean: Sequence[float] = (0.0, 0.0, 0.0),
                  std: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
-        if patch < 1:
-            raise ValueError(f"patch must be >= 1, got {patch}")
-        if grid not in QUERY_GRIDS:
-            raise ValueError(f"grid must be one of {list(QUERY_GRIDS)}, got {grid!r}")
-        if frame_step < 1:
-            raise ValueError(f"frame_step must be >= 1, got {frame_step}")
+        check_grid_settings(patch, grid, frame_step)
         self.tracker, self.patch, self.grid, self.frame_step = tracker, patch, grid, frame_step
         self.mean, self.std = tuple(map(float, mean)), tuple(map(float, std))
         self._queries: dict[tuple[int, int], torch.Tensor] = {}
