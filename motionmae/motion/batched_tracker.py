@@ -29,10 +29,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from motionmae.motion._common import appearance_match
 from motionmae.motion.batched_lk import Pyramid, constant_pair, gray_levels, lk_step, to_gray
 from motionmae.motion.lk_config import LKConfig
-from motionmae.motion.protocol import in_frame, validate_queries
+from motionmae.motion.protocol import appearance_match, in_frame, validate_queries
 
 __all__ = ["track_lk_batched"]
 

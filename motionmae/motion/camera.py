@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from motionmae.motion._common import to_gray
+from motionmae.motion.protocol import to_gray
 
 __all__ = [
     "CameraConfig",

@@ -37,11 +37,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from motionmae.motion._common import apply_homography, sample_bilinear, to_gray
 from motionmae.motion.camera import CameraConfig, cumulative_homographies, estimate_camera_motion
 from motionmae.motion.protocol import (
+    apply_homography,
     in_frame,
     patch_grid_queries,
+    sample_bilinear,
+    to_gray,
     validate_inputs,
     validate_queries,
 )

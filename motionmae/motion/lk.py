@@ -9,7 +9,7 @@ Each step is verified twice:
    land within ``fb_threshold`` pixels of where it started (LK status must be 1 both ways, and
    the new position inside the frame);
 2. appearance: the ``patch`` x ``patch`` neighbourhood at the new position must still look like
-   the one at the query position (see :func:`~motionmae.motion._common.appearance_match`).
+   the one at the query position (see :func:`~motionmae.motion.protocol.appearance_match`).
    This catches what (1) cannot: a textured occluder sliding over a point drags the LK window
    along with it, forwards and backwards alike.
 
@@ -37,9 +37,15 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from motionmae.motion._common import appearance_match, sample_patches, to_gray
 from motionmae.motion.lk_config import LKConfig
-from motionmae.motion.protocol import BatchedTracker, in_frame, validate_inputs
+from motionmae.motion.protocol import (
+    BatchedTracker,
+    appearance_match,
+    in_frame,
+    sample_patches,
+    to_gray,
+    validate_inputs,
+)
 from motionmae.motion.registry import register_tracker
 
 if TYPE_CHECKING:

@@ -87,7 +87,7 @@ from motionmae.motion import (
     estimate_camera_motion,
     patch_grid_queries,
 )
-from motionmae.motion._common import apply_homography, to_gray
+from motionmae.motion.protocol import apply_homography, to_gray
 from motionmae.targets.m3traj_hog import hog_channel_count, hog_maps, point_hog
 from motionmae.targets.m3traj_norm import (
     normalize_batch,

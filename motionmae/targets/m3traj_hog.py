@@ -18,7 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from motionmae.motion._common import sample_bilinear
+from motionmae.motion.protocol import sample_bilinear
 
 __all__ = ["hog_channel_count", "hog_maps", "orientation_maps", "point_hog"]
 

@@ -14,8 +14,8 @@ from motionmae.motion import (
     estimate_camera_motion,
     estimate_homography,
 )
-from motionmae.motion._common import apply_homography
 from motionmae.motion.camera import CameraMotionWarning
+from motionmae.motion.protocol import apply_homography
 from motionmae.motion.synthetic import translation_clip
 
 H_TRUE = np.array([[1.008, 0.012, 2.3], [-0.010, 0.995, -1.7], [2e-5, -1e-5, 1.0]])
