@@ -63,8 +63,8 @@ from motionmae.cli import build_parser, pretrain_overrides
 from motionmae.config import DataConfig, PretrainConfig, load_config, to_dict
 from motionmae.data import VideoDataset, make_synthetic_dataset, read_video_list
 from motionmae.data.lists import VideoEntry, write_video_list
-from motionmae.data.sampling import clip_span
 from motionmae.data.synthetic import CLASSES as DEMO_CLASSES
+from motionmae.data.transforms import clip_span
 from motionmae.eval import PROBES, FeatureSet, eval_data_config, list_features, run_probe
 from motionmae.models import VideoEncoder
 from motionmae.train.pretrain import token_grid

@@ -63,7 +63,7 @@ class ClipLayout:
         """A training clip drawn uniformly from the cached ones: ``[frames]`` int64 indices.
 
         The dataset's ``clip_sampler`` when a cache is configured (in place of
-        :func:`motionmae.data.sampling.clip_indices`); one ``rng.integers`` draw.
+        :func:`motionmae.data.transforms.clip_indices`); one ``rng.integers`` draw.
         """
         clips = self.indices(num_frames)
         return clips[int(rng.integers(len(clips)))].copy()

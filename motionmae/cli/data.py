@@ -106,7 +106,7 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     from motionmae.data import read_video_list
     from motionmae.data.check import check_videos, run_data_config, write_check
     from motionmae.data.config import DataConfig
-    from motionmae.data.sampling import clip_span
+    from motionmae.data.transforms import clip_span
 
     run = run_data_config(args.config) if args.config else DataConfig()
     frames = run.frames if args.frames is None else args.frames

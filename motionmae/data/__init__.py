@@ -3,9 +3,9 @@
 * :mod:`~motionmae.data.video_reader`: PyAV probing and reading (seek + decode only the
   needed frames, at the working size); :mod:`~motionmae.data.video_info` (what a stream
   declares, ``VideoReadError``); :mod:`~motionmae.data.video_writer` (``write_video``).
-* :mod:`~motionmae.data.sampling`: which frame indices make a clip.
-* :mod:`~motionmae.data.transforms`: geometric augmentation on uint8 frames (as explicit
-  parameters), point mapping, normalisation.
+* :mod:`~motionmae.data.transforms`: where a clip is taken from: which frame indices make
+  it, geometric augmentation on uint8 frames (as explicit parameters), point mapping,
+  normalisation.
 * :mod:`~motionmae.data.lists`: ``path [label]`` and CSV list files.
 * :mod:`~motionmae.data.dataset`: ``VideoDataset`` and ``collate_samples``.
 * :mod:`~motionmae.data.hooks`: ``SampleHook``/``HookInput``, per-sample work in workers.
@@ -24,14 +24,16 @@ from motionmae.data.lists import (
     write_video_list,
 )
 from motionmae.data.loader import EpochSampler, build_loader, set_epoch
-from motionmae.data.sampling import clip_indices, eval_clips_indices, multi_clip_indices
 from motionmae.data.synthetic import CLASSES, SyntheticDataset, make_synthetic_dataset
 from motionmae.data.transforms import (
     CropBox,
     Geometry,
     apply_geometry,
+    clip_indices,
     denormalize,
+    eval_clips_indices,
     eval_geometries,
+    multi_clip_indices,
     multiscale_crop_box,
     normalize,
     sample_train_geometry,

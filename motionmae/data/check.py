@@ -19,7 +19,7 @@ from pathlib import Path
 from motionmae.config_loading import ConfigError, from_dict, read_config_file
 from motionmae.data.config import DataConfig
 from motionmae.data.lists import VideoList, write_video_list
-from motionmae.data.sampling import clip_span, fitting_stride, needs_padding
+from motionmae.data.transforms import clip_span, fitting_stride, needs_padding
 from motionmae.data.video_reader import VideoReader
 
 REPORT_COLUMNS = ("path", "status", "frames", "width", "height", "fps", "detail")

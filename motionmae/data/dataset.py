@@ -28,17 +28,15 @@ from torch.utils.data import Dataset
 from motionmae.data.config import DataConfig
 from motionmae.data.hooks import HookInput, SampleHook
 from motionmae.data.lists import VideoEntry, VideoList
-from motionmae.data.sampling import (
-    clip_span,
-    eval_clips_indices,
-    fitting_stride,
-    multi_clip_indices,
-    needs_padding,
-)
 from motionmae.data.transforms import (
     Geometry,
     apply_geometry,
+    clip_span,
+    eval_clips_indices,
     eval_geometries,
+    fitting_stride,
+    multi_clip_indices,
+    needs_padding,
     normalize,
     sample_train_geometry,
 )

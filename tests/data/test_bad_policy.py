@@ -15,8 +15,8 @@ from motionmae.config import DataConfig
 from motionmae.data.badvideos import BadVideoLog, read_bad_videos
 from motionmae.data.dataset import VideoDataset
 from motionmae.data.lists import VideoEntry, VideoList
-from motionmae.data.sampling import clip_indices, fitting_stride
 from motionmae.data.synthetic import SyntheticDataset
+from motionmae.data.transforms import clip_indices, fitting_stride
 from motionmae.errors import DATA, DataError
 
 TINY = ["--model", "tiny", "--frames", "4", "--size", "32", "--set", "model.depth=1", "--set",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from motionmae.data.sampling import (
+from motionmae.data.transforms import (
     clip_indices,
     clip_span,
     eval_clips_indices,
