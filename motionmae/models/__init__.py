@@ -2,17 +2,17 @@
 classifier, and a factory with named sizes."""
 
 from motionmae.models.classifier import VideoClassifier
-from motionmae.models.encoder import VideoEncoder
-from motionmae.models.factory import create_encoder, create_model, model_config
-from motionmae.models.layers import (
+from motionmae.models.encoder import (
     Attention,
     Block,
     DropPath,
     Mlp,
     TubeletEmbed,
+    VideoEncoder,
     sinusoid_position_embedding,
     sinusoid_position_table,
 )
+from motionmae.models.factory import create_encoder, create_model, model_config
 from motionmae.models.pretrain import MaskedVideoModel, TokenDecoder
 
 __all__ = [

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from motionmae.models.encoder import VideoEncoder
-from motionmae.models.layers import LAYER_NORM_EPS
+from motionmae.models.encoder import LAYER_NORM_EPS, VideoEncoder
 
 POOLINGS = ("mean",)
 

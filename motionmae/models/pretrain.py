@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from motionmae.models.config import ModelConfig
-from motionmae.models.encoder import VideoEncoder
-from motionmae.models.layers import (
+from motionmae.models.encoder import (
     LAYER_NORM_EPS,
     Block,
+    VideoEncoder,
     init_weights,
     sinusoid_position_embedding,
 )

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from motionmae.config import MaskingConfig
 from motionmae.masking import build_mask_generator
 from motionmae.models import create_encoder, sinusoid_position_table
-from motionmae.models.layers import TubeletEmbed, temporal_difference_basis
+from motionmae.models.encoder import TubeletEmbed, temporal_difference_basis
 from motionmae.tokens import TokenGrid, mask_to_indices
 
 GRID = TokenGrid(frames=4, height=32, width=48)  # L = 2 * 2 * 3 = 12
