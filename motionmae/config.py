@@ -44,6 +44,8 @@ from motionmae.models.config import (
     MODEL_SIZES,
     SAVED_MODEL_DEFAULTS,
     ModelConfig,
+    decoder_count,
+    default_decoder_depth,
     saved_model_dict,
 )
 from motionmae.motion import TRACKERS
@@ -144,7 +146,8 @@ class PretrainConfig:
 
     def resolve(self, num_videos: int, world_size: int = 1) -> PretrainConfig:
         """A copy with every derived value filled, as the run uses and saves it: the masking
-        ratio for the clips' token count (:func:`default_mask_ratio`), the run's length
+        ratio for the clips' token count (:func:`default_mask_ratio`), the blocks per decoder
+        for the model's decoder count (:func:`default_decoder_depth`), the run's length
         and peak lr (:func:`resolve_run`), and where tracking runs
         (:meth:`TrackingConfig.resolved_where` on ``run.device``: ``workers`` or ``step``).
         Idempotent: a resolved config resolves to itself.
@@ -155,6 +158,9 @@ class PretrainConfig:
         cfg = resolve_run(self, num_videos, world_size)
         if cfg.masking.ratio is None:
             cfg.masking.ratio = default_mask_ratio(cfg.token_grid().num_tokens)
+        if cfg.model.decoder_depth is None:
+            cfg.model.decoder_depth = default_decoder_depth(
+                decoder_count(cfg.targets.names, cfg.model.joint_targets))
         cfg.tracking.where = cfg.tracking.resolved_where(
             resolve_device(cfg.run.device).type,
             cached=cfg.needs_tracks and cfg.cache.path is not None)

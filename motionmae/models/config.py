@@ -30,7 +30,9 @@ class ModelConfig:
     patch_size: int = 16
     tubelet_size: int = 2
     decoder_dim: int | None = None
-    decoder_depth: int = 4
+    # Blocks per decoder; ``None``: :func:`default_decoder_depth` of the model's decoder count
+    # (4 for one decoder, VideoMAE's; 2 each for two or more).
+    decoder_depth: int | None = None
     decoder_heads: int | None = None
     drop_path: float = 0.0
     # The tubelet projection reads each tubelet as the mean of its frames and their
@@ -54,7 +56,8 @@ class ModelConfig:
             check(value is None or value > 0, f"{key}.{name}", f"must be positive, got {value}")
         check(self.patch_size > 0, f"{key}.patch_size", "must be positive")
         check(self.tubelet_size > 0, f"{key}.tubelet_size", "must be positive")
-        check(self.decoder_depth >= 1, f"{key}.decoder_depth", "must be >= 1")
+        check(self.decoder_depth is None or self.decoder_depth >= 1, f"{key}.decoder_depth",
+              f"must be >= 1 (or null: by the number of decoders), got {self.decoder_depth}")
         check(0.0 <= self.drop_path < 1.0, f"{key}.drop_path", "must be in [0, 1)")
         check(self.difference_gain >= 0.0, f"{key}.difference_gain",
                f"must be >= 0 (0: plain frames), got {self.difference_gain}")
@@ -69,11 +72,14 @@ class ModelConfig:
                f"decoder_dim {resolved.decoder_dim} is not divisible by "
                f"{resolved.decoder_heads} heads")
 
-    def resolved(self) -> ModelConfig:
-        """A copy with every size filled in from the named size (what checkpoints store)."""
+    def resolved(self, num_decoders: int = 1) -> ModelConfig:
+        """A copy with every size filled in from the named size (what checkpoints store), and
+        a null ``decoder_depth`` from ``num_decoders``, the decoders the model builds
+        (:func:`decoder_count`)."""
         embed_dim, depth, heads, dec_dim, dec_heads = MODEL_SIZES[self.size]
         return dataclasses.replace(
             self,
+            decoder_depth=self.decoder_depth or default_decoder_depth(num_decoders),
             embed_dim=self.embed_dim or embed_dim,
             depth=self.depth or depth,
             num_heads=self.num_heads or heads,
@@ -82,7 +88,22 @@ class ModelConfig:
         )
 
 
-SAVED_MODEL_DEFAULTS: dict[str, Any] = {"difference_gain": 0.0}
+def decoder_count(target_names: list[str], joint_targets: list[str]) -> int:
+    """How many decoders a model of these targets builds: one per target, except that the
+    ``joint_targets`` share one."""
+    separate = [name for name in target_names if name not in joint_targets]
+    return len(separate) + (1 if joint_targets else 0)
+
+
+def default_decoder_depth(num_decoders: int) -> int:
+    """Blocks per decoder when ``model.decoder_depth`` is null: VideoMAE's 4 for a single
+    decoder, 2 each for two or more, so that the decoders together cost what VideoMAE's
+    one does (chosen on the motion suite: docs/benchmarks.md, "Decoders: what the motion
+    mode needs")."""
+    return 4 if num_decoders <= 1 else 2
+
+
+SAVED_MODEL_DEFAULTS: dict[str, Any] = {"difference_gain": 0.0, "decoder_depth": 4}
 """What a ``model`` section saved before a key existed meant: the value that reproduces the
 model it was trained as (not today's default)."""
 

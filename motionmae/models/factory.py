@@ -14,12 +14,16 @@ from motionmae.tokens import TokenGrid
 def model_config(size_or_cfg: str | ModelConfig, **overrides: Any) -> ModelConfig:
     """A validated, resolved :class:`ModelConfig` from a size name (``tiny``, ``small``,
     ``base``, ``large``; see ``config.MODEL_SIZES``) or a config, with fields overridden."""
+    return _validated(size_or_cfg, **overrides).resolved()
+
+
+def _validated(size_or_cfg: str | ModelConfig, **overrides: Any) -> ModelConfig:
     if isinstance(size_or_cfg, str):
         cfg = ModelConfig(size=size_or_cfg, **overrides)
     else:
         cfg = dataclasses.replace(size_or_cfg, **overrides)
     cfg.validate()
-    return cfg.resolved()
+    return cfg
 
 
 def create_model(
@@ -32,8 +36,9 @@ def create_model(
 
     Example: ``create_model("small", TokenGrid(16, 224, 224), decoder_depth=2)``.
     """
-    cfg = model_config(size_or_cfg, **overrides)
-    return MaskedVideoModel(cfg, grid, target_dims or {"pixel": grid.patch_dim})
+    # Resolved by the model, which knows how many decoders it builds (the blocks per decoder).
+    return MaskedVideoModel(_validated(size_or_cfg, **overrides), grid,
+                            target_dims or {"pixel": grid.patch_dim})
 
 
 def create_encoder(

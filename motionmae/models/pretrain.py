@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from motionmae.models.config import ModelConfig
+from motionmae.models.config import ModelConfig, decoder_count
 from motionmae.models.encoder import (
     LAYER_NORM_EPS,
     Block,
@@ -101,7 +101,7 @@ class MaskedVideoModel(nn.Module):
         super().__init__()
         if not target_dims:
             raise ValueError("target_dims: at least one target is needed")
-        cfg = cfg.resolved()
+        cfg = cfg.resolved(decoder_count(list(target_dims), cfg.joint_targets))
         assert cfg.embed_dim is not None and cfg.decoder_dim is not None
         assert cfg.decoder_heads is not None
         missing = [name for name in cfg.joint_targets if name not in target_dims]

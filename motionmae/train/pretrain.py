@@ -97,7 +97,7 @@ class PretrainTask:
         self.decoder_mask = (DecoderMask(self.grid, cfg.masking.decoder_ratio)
                              if cfg.masking.decoder_ratio > 0 else None)
         self.model = MaskedVideoModel(
-            cfg.model.resolved(), self.grid, {name: t.dim for name, t in self.targets.items()},
+            cfg.model, self.grid, {name: t.dim for name, t in self.targets.items()},
             sampler=self.sampler,
         )
         # tracking.where=step: the micro-batch's tracks, made before the mask that reads them
@@ -156,7 +156,7 @@ class PretrainTask:
     def describe(self) -> dict[str, Any]:
         return {
             "kind": "pretrain",
-            "model": to_dict(self.cfg.model.resolved()),
+            "model": to_dict(self.model.cfg),
             "grid": {
                 "frames": self.grid.frames,
                 "height": self.grid.height,

@@ -48,6 +48,21 @@ def test_one_decoder_per_target_and_init():
     assert not any("pos_embed" in key for key in model.state_dict())  # fixed, not saved
 
 
+def test_blocks_per_decoder_follow_the_decoder_count():
+    def blocks(model):
+        return {name: len(decoder.blocks) for name, decoder in model.decoders.items()}
+
+    one = create_model("tiny", GRID, depth=1)
+    assert blocks(one) == {"pixel": 4} and one.cfg.decoder_depth == 4  # VideoMAE's
+    two = create_model("tiny", GRID, {"pixel": GRID.patch_dim, "tracks": 6}, depth=1)
+    assert blocks(two) == {"pixel": 2, "tracks": 2} and two.cfg.decoder_depth == 2
+    joint = create_model("tiny", GRID, {"pixel": GRID.patch_dim, "tracks": 6}, depth=1,
+                         joint_targets=["pixel", "tracks"])
+    assert blocks(joint) == {"joint": 4}
+    assert blocks(create_model("tiny", GRID, {"pixel": GRID.patch_dim, "tracks": 6}, depth=1,
+                               decoder_depth=3)) == {"pixel": 3, "tracks": 3}
+
+
 def _indices(model_grid=GRID, seed=0):
     generate = build_mask_generator(MaskingConfig(kind="tube", ratio=0.5), model_grid)
     return mask_to_indices(generate(_batch(seed)), generate.num_visible)

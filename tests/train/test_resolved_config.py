@@ -16,6 +16,7 @@ from motionmae.config import (
     PretrainConfig,
     RunConfig,
     load_config,
+    resume_config,
     to_dict,
 )
 from motionmae.data import make_synthetic_dataset
@@ -57,6 +58,34 @@ def test_resolve_fills_ratio_steps_and_lr_once():
     with pytest.raises(UsageError, match=r"the training list has 1 video\(s\), too few for "
                                         r"one step of 2 video\(s\)"):
         by_epochs.resolve(num_videos=1)
+
+
+def test_resolve_picks_the_blocks_per_decoder_by_the_decoder_count():
+    def depth(*overrides: str) -> int:
+        cfg = load_config(PretrainConfig, overrides=["data.size=112", *overrides])
+        return cfg.resolve(num_videos=10).model.decoder_depth
+
+    assert load_config(PretrainConfig).model.decoder_depth is None  # picked by resolve
+    assert depth() == 4  # pixel alone: VideoMAE's one 4-block decoder
+    assert depth("targets.names=[pixel,tracks]", "masking.kind=motion") == 2  # two decoders
+    assert depth("targets.names=[pixel,tracks]", "model.joint_targets=[pixel,tracks]") == 4
+    assert depth("targets.names=[pixel,tracks,hog]",
+                 "model.joint_targets=[pixel,hog]") == 2  # a joint decoder and one more
+    assert depth("targets.names=[pixel,tracks]", "model.decoder_depth=3") == 3  # as set
+    with pytest.raises(ConfigError, match=r"^model\.decoder_depth: must be >= 1"):
+        load_config(PretrainConfig, overrides=["model.decoder_depth=0"])
+
+
+def test_a_run_saved_with_four_blocks_per_decoder_resumes_with_them(tmp_path):
+    saved = to_dict(load_config(PretrainConfig, overrides=[
+        "targets.names=[pixel,tracks]", "masking.kind=motion", "model.decoder_depth=4"]))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    resumed = resume_config(PretrainConfig, tmp_path / "config.yaml", overrides=["run.steps=9"])
+    assert resumed.resolve(num_videos=10).model.decoder_depth == 4
+    del saved["model"]["decoder_depth"]  # a model section saved without the key: 4 then
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    resumed = resume_config(PretrainConfig, tmp_path / "config.yaml")
+    assert resumed.resolve(num_videos=10).model.decoder_depth == 4
 
 
 def test_cross_section_rules_are_config_errors_naming_their_key():
