@@ -76,7 +76,7 @@ def block_flops(tokens: int, width: int) -> float:
 def step_flops(size: str, geometry: Geometry, targets: tuple[str, ...], batch: int = 1
                ) -> float:
     """Forward + backward FLOPs of the pretraining step on ``batch`` clips."""
-    cfg = ModelConfig(size=size).resolved()
+    cfg = ModelConfig(size=size).resolved(num_decoders=len(targets))
     grid, v, m = geometry.grid, geometry.visible, geometry.hidden
     fold = 0.0
     if cfg.difference_gain > 0 and grid.tubelet > 1:  # forward and weight gradient
