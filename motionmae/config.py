@@ -39,6 +39,7 @@ from motionmae.data.config import (
     PrepareConfig,
     RandAugmentConfig,
 )
+from motionmae.environment import resolve_device
 from motionmae.masking import MASKINGS, MaskingConfig, default_mask_ratio
 from motionmae.models.config import (
     MODEL_SIZES,
@@ -50,7 +51,6 @@ from motionmae.models.config import (
 )
 from motionmae.motion import TRACKERS
 from motionmae.motion.config import TrackingConfig
-from motionmae.motion.torch_lk import resolve_device
 from motionmae.targets import TARGETS, TargetsConfig
 from motionmae.tokens import TokenGrid
 from motionmae.training_config import OptimConfig, RunConfig

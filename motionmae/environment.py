@@ -1,4 +1,5 @@
-"""What a run ran on: Python, platform, CPUs and package versions (no torch import).
+"""What a run runs on: its torch device by name, and Python, platform, CPUs and package
+versions (no torch import at module level).
 
 The training loop records it in ``RUN/env.json`` (with the device and world size) so that
 ``motionmae report`` shows the training machine, not the one building the report.
@@ -9,9 +10,25 @@ from __future__ import annotations
 import os
 import platform
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 PACKAGES = ("motionmae", "torch", "numpy", "av", "opencv-python-headless", "matplotlib")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> ``cuda`` when a GPU is available, else ``cpu``; any other name as
+    ``torch.device(name)``. Raises ``ValueError`` for a name torch does not know."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"not a torch device: {name!r} ({error})") from None
 
 
 def package_version(package: str) -> str:

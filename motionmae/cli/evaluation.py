@@ -27,9 +27,9 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
 
 def _features(args: argparse.Namespace, videos: str | VideoList, pool: bool = True):
     """Features of ``videos`` (a list file, a dataset spec, or a list read already)."""
+    from motionmae.environment import resolve_device
     from motionmae.eval import eval_data_config, list_features
     from motionmae.interop import load_any_encoder
-    from motionmae.train.loop import resolve_device
 
     device = resolve_device(args.device)
     encoder, description = load_any_encoder(args.checkpoint, device)
@@ -78,10 +78,10 @@ def _window_features(args: argparse.Namespace) -> int:
 
     from motionmae.checkpoints.format import resolve_checkpoint
     from motionmae.data import read_video_list
+    from motionmae.environment import resolve_device
     from motionmae.eval import eval_data_config
     from motionmae.eval.windows import extract_windows
     from motionmae.interop import detect_format, load_any_encoder
-    from motionmae.train.loop import resolve_device
 
     if args.windows < 1:
         raise UsageError(f"--windows must be >= 1, got {args.windows}")
@@ -192,6 +192,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from motionmae.data import read_video_list
+    from motionmae.environment import resolve_device
     from motionmae.eval import (
         align_labels,
         eval_data_config,
@@ -199,7 +200,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         load_classifier,
         save_evaluation,
     )
-    from motionmae.train.loop import resolve_device
 
     device = resolve_device(args.device)
     model, description = load_classifier(args.checkpoint, device)

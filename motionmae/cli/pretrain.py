@@ -122,10 +122,10 @@ def add_extract_teacher(sub: argparse._SubParsersAction) -> None:
 
 def cmd_extract_teacher(args: argparse.Namespace) -> int:
     from motionmae.config import PretrainConfig, load_config
+    from motionmae.environment import resolve_device
     from motionmae.targets.teacher_cache import TeacherCacheSettings, TeacherFeatureCache
     from motionmae.targets.teacher_extract import extract_teacher
     from motionmae.targets.teacher_models import load_teacher, read_teacher_spec
-    from motionmae.train.loop import resolve_device
 
     index, count = parse_shard(args.shard)
     teacher = [f"targets.teacher.path={args.teacher}"] if args.teacher else []

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from motionmae.environment import resolve_device
 from motionmae.motion.lk import batched_lk
 from motionmae.motion.lk_config import LKConfig
 from motionmae.motion.protocol import validate_inputs
@@ -29,20 +30,7 @@ from motionmae.motion.registry import register_tracker
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TorchLKConfig", "TorchLKTracker", "resolve_device"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> ``cuda`` when a GPU is available, else ``cpu``; any other name as
-    ``torch.device(name)``. Raises ``ValueError`` for a name torch does not know."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"not a torch device: {name!r} ({error})") from None
+__all__ = ["TorchLKConfig", "TorchLKTracker"]
 
 
 @dataclass

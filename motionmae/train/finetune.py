@@ -31,6 +31,7 @@ from motionmae.data.dataset import ClipTransform
 from motionmae.data.erasing import RandomErasing
 from motionmae.data.mixing import MixSettings, mix_batch
 from motionmae.data.randaugment import RandAugment
+from motionmae.environment import resolve_device
 from motionmae.eval.classifier import describe_classifier
 from motionmae.eval.predictions import Evaluation, evaluate_videos, save_evaluation
 from motionmae.interop import detect_format, load_any_encoder
@@ -39,7 +40,7 @@ from motionmae.models import DropPath, VideoClassifier, VideoEncoder
 from motionmae.models.encoder import sinusoid_position_embedding
 from motionmae.tokens import TokenGrid
 from motionmae.train.distributed import DistInfo
-from motionmae.train.loop import TrainResult, batch_stream, resolve_device, train
+from motionmae.train.loop import TrainResult, batch_stream, train
 from motionmae.train.optim import parameter_groups
 
 log = logging.getLogger(__name__)

@@ -59,6 +59,7 @@ from motionmae.checkpoints.format import Checkpoint
 from motionmae.config import FinetuneConfig, PretrainConfig, RunConfig
 from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
 from motionmae.data.stream import BatchStream
+from motionmae.environment import resolve_device
 from motionmae.errors import SetupError
 from motionmae.schedule import lr_at, resumed_length_warning
 from motionmae.train.distributed import DistInfo, any_across_ranks, shard_model, sum_across_ranks
@@ -92,7 +93,6 @@ __all__ = [
     "TrainingInterrupted",
     "batch_stream",
     "check_resumed_model",
-    "resolve_device",
     "train",
 ]
 
@@ -138,12 +138,6 @@ class TrainResult:
     state: TrainState
     out_dir: Path
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def batch_stream(dataset: Any, config: PretrainConfig | FinetuneConfig,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from motionmae.config import ConfigError, PretrainConfig, load_config
+from motionmae.environment import resolve_device
 from motionmae.motion import (
     TRACKERS,
     LKConfig,
@@ -31,7 +32,6 @@ from motionmae.motion.synthetic import (
     random_motion_clip,
     translation_clip,
 )
-from motionmae.motion.torch_lk import resolve_device
 
 SIZE = 96
 GRID = grid_queries(SIZE, SIZE, 6)  # 36 points, 16 px apart
