@@ -12,6 +12,8 @@ import platform
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from motionmae.errors import UsageError
+
 if TYPE_CHECKING:
     import torch
 
@@ -20,15 +22,17 @@ PACKAGES = ("motionmae", "torch", "numpy", "av", "opencv-python-headless", "matp
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> ``cuda`` when a GPU is available, else ``cpu``; any other name as
-    ``torch.device(name)``. Raises ``ValueError`` for a name torch does not know."""
+    ``torch.device(name)``. Raises :class:`~motionmae.errors.UsageError` (a ``ValueError``)
+    for a name torch does not know: a user's typo, one line on the command line."""
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"not a torch device: {name!r} ({error})") from None
+    except RuntimeError:
+        raise UsageError(f"not a torch device: {name!r} (auto, cpu, cuda, cuda:N or "
+                         "mps)") from None
 
 
 def package_version(package: str) -> str:

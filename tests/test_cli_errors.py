@@ -126,6 +126,9 @@ def test_inputs_that_are_not_there(checkpoints: dict[str, Path], corpus: Path, t
         (["tracks", str(good), "--out", str(tmp_path / "t.npz"), "--start", "99"], USAGE,
          "--start 99"),
         (["probe", "--kind", "linear,svm"], USAGE, "--kind"),
+        (["features", "--checkpoint", str(checkpoints["pretrain"]), "--data",
+          str(corpus / "empty.mp4.txt"), "--out", str(tmp_path / "f.npz"), "--device", "gpu"],
+         USAGE, "not a torch device: 'gpu'"),
     ]
     for argv, expected, named in cases:
         capsys.readouterr()
