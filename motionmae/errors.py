@@ -19,6 +19,8 @@ Exit status:
 4    environment: a missing optional package, an unusable output folder (or an output
      path that is an existing file), a full disk
 5    training stopped: too many consecutive non-finite steps
+130  interrupted (Ctrl-C): a training command saved a checkpoint first (continue with
+     ``--resume``); a second Ctrl-C quits at once
 143  preempted (SIGTERM): a checkpoint was saved, continue with ``--resume``
 ==== =====================================================================================
 """
@@ -33,6 +35,7 @@ USAGE = 2
 DATA = 3
 ENVIRONMENT = 4
 DIVERGED = 5
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 PREEMPTED = 143  # 128 + SIGTERM: a scheduler sees the job was preempted, not that it failed
 
 

@@ -51,7 +51,7 @@ _GLOBAL_FLAGS = (
     (("--debug",), "show the full traceback of every error (also MOTIONMAE_DEBUG=1; before or "
      "after the command); exit status: 0 ok, 1 internal error, 2 usage or config, 3 data (a "
      "video, list, checkpoint or model folder), 4 environment (missing package, output "
-     "folder), 5 non-finite training, 143 preempted"),
+     "folder), 5 non-finite training, 130 Ctrl-C, 143 preempted"),
 )
 
 
@@ -86,6 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if plugins:
             load_plugins(plugins)
         return args.handler(args)
+    except KeyboardInterrupt:
+        # Ctrl-C outside a training loop, or a second one inside it: quit without a traceback
+        # (a training run's last periodic checkpoint still resumes).
+        if debug:
+            raise
+        from motionmae.errors import INTERRUPTED
+
+        print(f"motionmae {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except Exception as error:
         # The single place where errors a user can cause become one line and an exit status;
         # anything else (a bug) keeps its traceback.

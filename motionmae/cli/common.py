@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,20 @@ def load_training_config(cls: type, args: argparse.Namespace, overrides: list[st
     return load_config(cls, args.config, overrides, base=base() if base else None)
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """A training run that saved a checkpoint and stopped on ``SIGTERM`` or Ctrl-C;
+    ``exit_code`` is 128 + the signal's number (143, 130)."""
+
+    exit_code: int
+
+
 def run_training(name: str, run: Callable[..., Any], cfg: Any,
                  args: argparse.Namespace) -> Any:
     """Run ``run(cfg, ...)`` (pretrain or finetune) in this process's distributed context,
     owning the run folder (``--resume``, ``--overwrite``: :mod:`motionmae.train.runfolder`),
-    with a progress bar on rank 0; ``None`` when preempted (SIGTERM: a checkpoint was saved)."""
+    with a progress bar on rank 0; its result, or :class:`Stopped` when a signal stopped it
+    (a checkpoint was saved)."""
     from motionmae.train.distributed import distributed_session
     from motionmae.train.loop import TrainingInterrupted
     from motionmae.train.runfolder import claim_run_folder
@@ -63,7 +73,7 @@ def run_training(name: str, run: Callable[..., Any], cfg: Any,
             return run(cfg, resume=from_checkpoint, dist=dist, on_log=on_log)
         except TrainingInterrupted as stopped:  # every rank stopped at the same step
             log.warning("%s", stopped)
-            return None
+            return Stopped(stopped.exit_code)
         finally:
             if close is not None:
                 close()

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from motionmae.cli.common import add_training_options, load_training_config, log, run_training
-from motionmae.errors import PREEMPTED, UsageError
+from motionmae.cli.common import (
+    Stopped,
+    add_training_options,
+    load_training_config,
+    log,
+    run_training,
+)
+from motionmae.errors import UsageError
 
 
 def add_finetune(sub: argparse._SubParsersAction) -> None:
@@ -68,8 +74,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         return result, evaluate_finetuned(cfg, result, dist)
 
     outcome = run_training("finetune", train_then_evaluate, cfg, args)
-    if outcome is None:
-        return PREEMPTED  # a checkpoint was saved: continue with --resume
+    if isinstance(outcome, Stopped):
+        return outcome.exit_code  # a checkpoint was saved: continue with --resume
     result, evaluation = outcome
     log.info("done: %d steps, checkpoints in %s", result.train.state.step,
              Path(cfg.run.out) / "checkpoints")

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from motionmae.cli.common import (
+    Stopped,
     add_training_options,
     load_training_config,
     log,
     parse_shard,
     run_training,
 )
-from motionmae.errors import DATA, PREEMPTED
+from motionmae.errors import DATA
 
 if TYPE_CHECKING:
     from motionmae.cache.extraction import ExtractStats
@@ -69,8 +70,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     cfg = load_training_config(PretrainConfig, args, pretrain_overrides(args))
     result = run_training("pretrain", pretrain, cfg, args)
-    if result is None:
-        return PREEMPTED  # a checkpoint was saved: continue with --resume
+    if isinstance(result, Stopped):
+        return result.exit_code  # a checkpoint was saved: continue with --resume
     log.info("done: %d steps, checkpoints in %s", result.state.step,
              Path(cfg.run.out) / "checkpoints")
     return 0

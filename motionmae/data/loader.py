@@ -12,6 +12,7 @@ visible to persistent workers).
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -69,7 +70,8 @@ class EpochSampler(Sampler[int]):
 
 def _init_worker(worker_id: int) -> None:
     """Seed the global generators of a worker (for third-party code in hooks; our own code
-    uses explicit generators) and keep torch to one compute thread.
+    uses explicit generators), keep torch to one compute thread and leave Ctrl-C to the main
+    process.
 
     Not ``cv2.setNumThreads``: in a forked worker whose parent already used OpenCV's thread
     pool it deadlocks (tearing down the inherited pool); OpenCV calls themselves are fine.
@@ -77,6 +79,9 @@ def _init_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32  # differs per worker, derived from the loader seed
     np.random.seed(seed)
     torch.set_num_threads(1)
+    # Ctrl-C reaches the whole process group: the main process asks the run to finish its
+    # step and save, which needs the workers alive until it stops them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def build_loader(

@@ -25,9 +25,10 @@ writes metrics and checkpoints. Checkpoints hold the full weights and optimizer 
 position in the epoch counted over all ranks, so a run resumes on any world size, with or
 without FSDP.
 
-Preemption: ``SIGTERM`` (installed in the main thread for the run, then restored) makes the
-loop finish the current step, save a checkpoint and raise :class:`TrainingInterrupted`; all
-ranks agree on the stop step. ``--resume`` continues from that checkpoint.
+Preemption: ``SIGTERM`` or Ctrl-C (handlers installed in the main thread for the run, then
+restored) makes the loop finish the current step, save a checkpoint and raise
+:class:`TrainingInterrupted`; all ranks agree on the stop step. A second Ctrl-C quits at
+once. ``--resume`` continues from that checkpoint.
 
 Storage: before the first step the output folder must be writable and hold the checkpoints
 kept at once (:mod:`motionmae.train.preflight`); a file that rank 0 cannot write later (disk
@@ -44,8 +45,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,9 +80,10 @@ from motionmae.train.records import (
 from motionmae.train.runfolder import write_run_config
 from motionmae.train.save_resume import (
     Checkpoints,
+    StopRequest,
     TrainState,
     check_resumed_model,
-    stop_on_sigterm,
+    stop_on_signals,
 )
 from motionmae.train.step import OptimizerStep
 
@@ -124,13 +126,16 @@ class TrainTask(Protocol):
 
 
 class TrainingInterrupted(RuntimeError):
-    """The run received ``SIGTERM``: it saved a checkpoint at ``step`` and stopped."""
+    """The run received ``SIGTERM`` or Ctrl-C (``SIGINT``): it saved a checkpoint at ``step``
+    and stopped. ``exit_code``: 128 + the signal's number, as a shell reports it."""
 
-    def __init__(self, step: int, out_dir: Path) -> None:
-        super().__init__(f"interrupted by SIGTERM: checkpoint saved at step {step} under "
+    def __init__(self, step: int, out_dir: Path, signum: int = signal.SIGTERM) -> None:
+        name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+        super().__init__(f"interrupted by {name}: checkpoint saved at step {step} under "
                          f"{out_dir / 'checkpoints'}; continue with --resume")
         self.step = step
         self.out_dir = out_dir
+        self.exit_code = 128 + int(signum)
 
 
 @dataclass
@@ -288,7 +293,7 @@ class Trainer:
         self.sinks = RecordSinks(self.out_dir, self.run, main=self.dist.is_main,
                                  resume=self.resume, on_log=self.on_log)
         try:
-            with stop_on_sigterm() as stop:
+            with stop_on_signals() as stop:
                 while self.state.step < self.total_steps:
                     lr = self._step()
                     probed = self._probe()
@@ -389,13 +394,15 @@ class Trainer:
         self.state.epoch = self.stream.epoch
         self.state.samples_in_epoch = self.stream.samples_in_epoch
 
-    def _stop_if_asked(self, stop: threading.Event) -> None:
-        """After a ``SIGTERM`` on any rank, checkpoint this step and stop every rank."""
-        # Every rank stops at the same step, even if SIGTERM reached them at different ones.
+    def _stop_if_asked(self, stop: StopRequest) -> None:
+        """After ``SIGTERM`` or Ctrl-C on any rank, checkpoint this step and stop every rank."""
+        # Every rank stops at the same step, even if the signal reached them at different ones.
         if any_across_ranks(stop.is_set(), self.dist):
-            log.warning("SIGTERM: saving a checkpoint at step %d and stopping", self.state.step)
+            received = stop.signal or signal.SIGTERM  # a rank the signal did not reach
+            log.warning("%s: saving a checkpoint at step %d and stopping",
+                        signal.Signals(received).name, self.state.step)
             if self.saved_step != self.state.step:
                 self._save()
             self.dist.barrier()
-            raise TrainingInterrupted(self.state.step, self.out_dir)
+            raise TrainingInterrupted(self.state.step, self.out_dir, received)
 

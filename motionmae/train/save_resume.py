@@ -1,6 +1,6 @@
 """A training run's save and resume: the position a checkpoint saves (:class:`TrainState`),
 the model and optimizer written from every rank and loaded back from the newest complete
-checkpoint, and ``SIGTERM`` as the request to save and stop. The files themselves (write,
+checkpoint, and ``SIGTERM`` or Ctrl-C as the request to save and stop. The files themselves (write,
 verify, find the newest, prune, clear what killed writes left) are
 :mod:`motionmae.checkpoints.format`'s.
 
@@ -166,20 +166,41 @@ class Checkpoints:
         return f"{kept}; free space (or fix the folder) and continue with --resume"
 
 
+class StopRequest:
+    """Which stop signal the run received, if any (:func:`stop_on_signals`)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def is_set(self) -> bool:
+        return self.signal is not None
+
+
 @contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[threading.Event]:
-    """An event set by ``SIGTERM`` while the block runs (main thread only; the previous handler
-    is restored afterwards). Elsewhere the event is never set."""
-    stop = threading.Event()
+def stop_on_signals() -> Iterator[StopRequest]:
+    """A :class:`StopRequest` set by ``SIGTERM`` or ``SIGINT`` (Ctrl-C) while the block runs
+    (main thread only; the previous handlers are restored afterwards). Elsewhere it is never
+    set.
+
+    A second Ctrl-C puts the previous ``SIGINT`` handler back before it is handled, so it
+    quits at once (``KeyboardInterrupt``) instead of waiting for the step and the save."""
+    request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
-        yield stop
+        yield request
         return
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
 
     def handler(signum, frame) -> None:
-        stop.set()
+        if signum == signal.SIGINT and request.signal == signal.SIGINT:
+            signal.signal(signal.SIGINT, previous[signal.SIGINT])
+            signal.raise_signal(signal.SIGINT)
+            return
+        request.signal = request.signal or signum
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    for number in previous:
+        signal.signal(number, handler)
     try:
-        yield stop
+        yield request
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, old in previous.items():
+            signal.signal(number, old)

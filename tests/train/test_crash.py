@@ -78,13 +78,15 @@ def _losses(run_dir: Path) -> dict[int, float]:
 
 
 def _start(videos, out: Path, *extra: str) -> subprocess.Popen:
+    """The CLI in its own process group (a terminal's Ctrl-C reaches the whole group)."""
     sets = [arg for item in [*SETTINGS, *extra] for arg in ("--set", item)]
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, "pretrain", "--data", str(videos.train_list),
          "--out", str(out), *sets],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
 
 
 def _wait_until(condition, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -165,6 +167,41 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(videos, tmp_path, refer
     assert 2 <= stopped < STEPS
     assert len(metrics.read_text().splitlines()) == stopped
     _assert_resume_matches(videos, out, reference)
+
+
+def test_ctrl_c_saves_a_checkpoint_like_sigterm_with_loader_workers(videos, tmp_path,
+                                                                     reference):
+    """Ctrl-C in a terminal signals the whole process group, loader workers included: the
+    workers keep serving, the run finishes its step, saves, and exits 130 without a
+    traceback; ``--resume`` continues."""
+    out = tmp_path / "ctrl-c"
+    process = _start(videos, out, "run.ckpt_every=100", "data.workers=1")
+    metrics = out / "metrics.jsonl"
+    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 2,
+                process)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "interrupted by Ctrl-C (SIGINT): checkpoint saved at step" in stderr
+    assert "Traceback" not in stderr
+    stopped = _latest_step(out)
+    assert 2 <= stopped < STEPS
+    _assert_resume_matches(videos, out, reference)
+
+
+def test_a_second_ctrl_c_quits_at_once_without_a_traceback(videos, tmp_path):
+    out = tmp_path / "ctrl-c-twice"
+    process = _start(videos, out, "run.ckpt_every=100")
+    metrics = out / "metrics.jsonl"
+    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 1,
+                process)
+    os.killpg(process.pid, signal.SIGINT)
+    time.sleep(0.05)  # within the step (each takes 0.25 s or more)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-3000:]
+    assert stderr.rstrip().endswith("motionmae pretrain: interrupted")
+    assert "Traceback" not in stderr
 
 
 def test_non_finite_losses_stop_the_run_naming_the_step(videos, tmp_path, monkeypatch):
