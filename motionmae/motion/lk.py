@@ -40,8 +40,9 @@ import numpy as np
 from motionmae.motion.lk_config import LKConfig
 from motionmae.motion.protocol import (
     BatchedTracker,
-    appearance_match,
     in_frame,
+    match_patches,
+    patch_stats,
     sample_patches,
     to_gray,
     validate_inputs,
@@ -112,10 +113,12 @@ class _Appearance:
         self.templates = None
         if cfg.patch:
             qt = q[:, 0].astype(np.int64)
-            self.templates = np.empty((len(q), cfg.patch ** 2), np.float32)
+            templates = np.empty((len(q), cfg.patch ** 2), np.float32)
             for s in np.unique(qt):
                 sel = qt == s
-                self.templates[sel] = sample_patches(gray[s], q[sel, 1:], cfg.patch)
+                templates[sel] = sample_patches(gray[s], q[sel, 1:], cfg.patch)
+            # the templates' statistics once, not at every check
+            self.templates = patch_stats(templates)
 
     def check(self, t: int, idx: np.ndarray, pts: np.ndarray) -> np.ndarray:
         """``[n]`` bool: do points ``idx`` at ``pts [n, 2]`` in frame ``t`` look like their
@@ -123,9 +126,9 @@ class _Appearance:
         if self.templates is None or len(idx) == 0:
             return np.ones(len(idx), bool)
         c = self.cfg
-        patches = sample_patches(self.gray[t], pts, c.patch)
-        return appearance_match(self.templates[idx], patches, c.ncc_threshold, c.flat_std,
-                                c.flat_mean)
+        patches = patch_stats(sample_patches(self.gray[t], pts, c.patch))
+        return match_patches(self.templates[idx], patches, c.ncc_threshold, c.flat_std,
+                             c.flat_mean)
 
 
 def _sweep(gray: np.ndarray, q: np.ndarray, cfg: LKConfig, look: _Appearance, forward: bool,

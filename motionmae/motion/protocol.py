@@ -16,6 +16,8 @@ Conventions shared by every backend in :mod:`motionmae.motion`:
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import cv2
@@ -30,6 +32,7 @@ __all__ = [
     "COTRACKER_RESOLUTION",
     "QUERY_GRIDS",
     "BatchedTracker",
+    "PatchStats",
     "PointTracker",
     "appearance_match",
     "apply_homography",
@@ -37,8 +40,10 @@ __all__ = [
     "cotracker_grid_queries",
     "grid_queries",
     "in_frame",
+    "match_patches",
     "patch_center_queries",
     "patch_grid_queries",
+    "patch_stats",
     "query_grid",
     "sample_bilinear",
     "sample_patches",
@@ -346,6 +351,17 @@ def apply_homography(h: np.ndarray, points: np.ndarray) -> np.ndarray:
     return (q / w[:, None]).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
+def _patch_offsets(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``([1, size * size], [1, size * size])`` float32 x and y offsets of a patch's pixels
+    from its centre (read-only: shared by every call)."""
+    r = (np.arange(size, dtype=np.float32) - (size - 1) / 2.0)
+    oy, ox = np.meshgrid(r, r, indexing="ij")
+    ox, oy = ox.reshape(1, -1), oy.reshape(1, -1)
+    ox.flags.writeable = oy.flags.writeable = False
+    return ox, oy
+
+
 def sample_patches(gray: np.ndarray, points: np.ndarray, size: int) -> np.ndarray:
     """Bilinearly sampled ``size`` x ``size`` patches of a ``[H, W]`` uint8 image centred on
     ``[N, 2]`` ``(x, y)`` points (1/32-pixel OpenCV precision, border replicated).
@@ -353,17 +369,48 @@ def sample_patches(gray: np.ndarray, points: np.ndarray, size: int) -> np.ndarra
     n = len(points)
     if n == 0:
         return np.zeros((0, size * size), np.float32)
-    r = (np.arange(size, dtype=np.float32) - (size - 1) / 2.0)
-    oy, ox = np.meshgrid(r, r, indexing="ij")
+    ox, oy = _patch_offsets(size)
     out = np.empty((n, size * size), np.float32)
     chunk = 16384  # remap maps must stay below 32767 rows
     for s in range(0, n, chunk):
         p = np.asarray(points[s:s + chunk], np.float32)
-        mx = np.ascontiguousarray(p[:, :1] + ox.reshape(1, -1))
-        my = np.ascontiguousarray(p[:, 1:2] + oy.reshape(1, -1))
+        mx = np.ascontiguousarray(p[:, :1] + ox)
+        my = np.ascontiguousarray(p[:, 1:2] + oy)
         out[s:s + chunk] = cv2.remap(gray, mx, my, interpolation=cv2.INTER_LINEAR,
                                      borderMode=cv2.BORDER_REPLICATE)
     return out
+
+
+@dataclass(frozen=True)
+class PatchStats:
+    """Per-patch statistics :func:`match_patches` compares: ``mean [N, 1]``, ``centred [N, P]``
+    (the patch minus its mean) and ``std [N]``, of numpy arrays or torch tensors."""
+
+    mean: Array
+    centred: Array
+    std: Array
+
+    def __getitem__(self, index: Array) -> PatchStats:
+        """The statistics of the patches ``index`` selects."""
+        return PatchStats(self.mean[index], self.centred[index], self.std[index])
+
+
+def patch_stats(patches: Array) -> PatchStats:
+    """:class:`PatchStats` of ``[N, P]`` float32 grey values (numpy or torch)."""
+    mean = patches.mean(1, keepdims=True)
+    centred = patches - mean
+    return PatchStats(mean, centred, (centred * centred).mean(1) ** 0.5)
+
+
+def match_patches(template: PatchStats, patch: PatchStats, ncc_threshold: float,
+                  flat_std: float, flat_mean: float) -> Array:
+    """:func:`appearance_match` on precomputed :class:`PatchStats` (a tracker computes its
+    query templates' once); ``[N]`` bool."""
+    ncc = (template.centred * patch.centred).mean(1) / (template.std * patch.std).clip(min=1e-6)
+    t_flat, p_flat = template.std < flat_std, patch.std < flat_std
+    textured = ~t_flat & ~p_flat & (ncc >= ncc_threshold)
+    flat = t_flat & p_flat & (abs(template.mean - patch.mean)[:, 0] <= flat_mean)
+    return textured | flat
 
 
 def appearance_match(template: Array, patch: Array, ncc_threshold: float, flat_std: float,
@@ -377,13 +424,5 @@ def appearance_match(template: Array, patch: Array, ncc_threshold: float, flat_s
     at most ``flat_mean`` grey levels; a flat and a textured patch never match. Returns
     ``[N]`` bool of the inputs' kind.
     """
-    tm = template.mean(1, keepdims=True)
-    pm = patch.mean(1, keepdims=True)
-    tc, pc = template - tm, patch - pm
-    ts = (tc * tc).mean(1) ** 0.5
-    ps = (pc * pc).mean(1) ** 0.5
-    ncc = (tc * pc).mean(1) / (ts * ps).clip(min=1e-6)
-    t_flat, p_flat = ts < flat_std, ps < flat_std
-    textured = ~t_flat & ~p_flat & (ncc >= ncc_threshold)
-    flat = t_flat & p_flat & (abs(tm - pm)[:, 0] <= flat_mean)
-    return textured | flat
+    return match_patches(patch_stats(template), patch_stats(patch), ncc_threshold, flat_std,
+                         flat_mean)
