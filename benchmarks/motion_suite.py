@@ -360,6 +360,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("runs/motion_suite"))
     parser.add_argument("--data-dir", type=Path, default=None,
                         help=f"task videos (default {default_data_dir()}; --quick: its quick/)")
+    parser.add_argument("--pretrain-clips", type=int, metavar="N",
+                        help=f"unlabelled pretraining clips per task (default "
+                             f"{SIZES['full'][0]}; the pool is five times that); the train and "
+                             f"test clips stay the same. Another N lives in its own "
+                             f"--data-dir (default: the default's poolN/)")
     parser.add_argument("--budget", choices=[*BUDGETS, "all"], default="all")
     parser.add_argument("--steps", type=int, help=f"pretraining steps (default {STEPS})")
     parser.add_argument("--quick", action="store_true",
@@ -398,9 +403,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.only:
         wanted = [name for name in wanted if name in args.only]
     steps = args.steps or (50 if args.quick else STEPS)
-    data_dir = args.data_dir or default_data_dir() / ("quick" if args.quick else "")
+    sizes = SIZES["quick" if args.quick else "full"]
+    pool_name = ""
+    if args.pretrain_clips is not None and args.pretrain_clips != sizes[0]:
+        if args.pretrain_clips < 1:
+            raise SystemExit(f"--pretrain-clips must be >= 1, got {args.pretrain_clips}")
+        sizes, pool_name = (args.pretrain_clips, *sizes[1:]), f"pool{args.pretrain_clips}"
+    data_dir = args.data_dir or default_data_dir() / ("quick" if args.quick else "") / pool_name
     start = time.perf_counter()
-    files = make_tasks(data_dir, SIZES["quick" if args.quick else "full"])
+    files = make_tasks(data_dir, sizes)
     print(f"tasks ready in {data_dir} ({time.perf_counter() - start:.0f} s)", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     suite = Suite(args.out, files, steps)
