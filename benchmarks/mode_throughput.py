@@ -11,9 +11,9 @@ machine's load hits every row alike; the table gives each row's median over roun
 ratio to the first row (pixel MAE), and the per-round ratios' range.
 
 Rows: ``pixel`` (the reference), ``motion`` (the library's defaults), plus ``--row
-NAME='--set k=v ...'`` for more (e.g. the decoders before issue 23:
-``--row 'motion, two 4-block decoders=--set model.decoder_depth=4 --set
-model.joint_targets=[]'``).
+NAME='--set k=v ...'`` for more (e.g. the decoders before issue 23: ``--row 'motion, two
+4-block decoders=--set model.decoder_depth=4 --set model.joint_targets=[]'``); ``--env K=V``
+in a row sets that run's environment.
 
 Run on an otherwise idle machine (the number is a ratio of two runs on the same cores)::
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -42,11 +43,23 @@ GEOMETRY = ["--set", "data.frames=16", "--set", "data.size=112", "--set", "data.
 
 
 def run_row(args: list[str], data: Path, steps: int, log_every: int, out: Path) -> float:
-    """Median logged clips/s of one ``motionmae pretrain`` run, first window left out."""
+    """Median logged clips/s of one ``motionmae pretrain`` run, first window left out.
+    ``--env K=V`` items of ``args`` set the run's environment instead of being flags."""
+    env = dict(os.environ)
+    flags: list[str] = []
+    items = iter(args)
+    for item in items:
+        if item == "--env":
+            key, _, value = next(items).partition("=")
+            env[key] = value
+        else:
+            flags.append(item)
+    args = flags
     command = [sys.executable, "-m", "motionmae", "pretrain", "--data", str(data), "--out",
                str(out), "--steps", str(steps), "--batch-size", "8", *GEOMETRY,
                "--set", f"run.log_every={log_every}", "--set", f"run.ckpt_every={steps}", *args]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                   env=env)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     speeds = [r["clips_per_s"] for r in records if "clips_per_s" in r][1:]
     if not speeds:

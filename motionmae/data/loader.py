@@ -11,6 +11,7 @@ visible to persistent workers).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 from collections.abc import Iterator
@@ -71,10 +72,7 @@ class EpochSampler(Sampler[int]):
 def _init_worker(worker_id: int) -> None:
     """Seed the global generators of a worker (for third-party code in hooks; our own code
     uses explicit generators), keep torch to one compute thread and leave Ctrl-C to the main
-    process.
-
-    Not ``cv2.setNumThreads``: in a forked worker whose parent already used OpenCV's thread
-    pool it deadlocks (tearing down the inherited pool); OpenCV calls themselves are fine.
+    process. OpenCV's thread count is set before the fork (:func:`single_threaded_opencv`).
     """
     seed = torch.initial_seed() % 2**32  # differs per worker, derived from the loader seed
     np.random.seed(seed)
@@ -82,6 +80,26 @@ def _init_worker(worker_id: int) -> None:
     # Ctrl-C reaches the whole process group: the main process asks the run to finish its
     # step and save, which needs the workers alive until it stops them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def single_threaded_opencv() -> Iterator[None]:
+    """OpenCV at one thread in this process while the block runs, the previous count after.
+
+    Wrap the call that starts a loader's worker processes (the first ``iter(loader)``): the
+    workers are forked with one OpenCV thread each. They already run in parallel, one clip
+    each, and OpenCV's threads spin between the tracker's many small calls, taking CPU from
+    the training step (docs/benchmarks.md, "What motion costs end to end"). Setting it in
+    the worker itself is not safe: a forked worker that tears down a pool its parent had
+    started deadlocks."""
+    import cv2  # only where workers start
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def build_loader(

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from motionmae.data.badvideos import BadVideoLog
-from motionmae.data.loader import EpochSampler, build_loader, set_epoch
+from motionmae.data.loader import EpochSampler, build_loader, set_epoch, single_threaded_opencv
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,9 @@ class BatchStream:
         """The loader's batches, epoch after epoch, keeping the position."""
         while True:
             set_epoch(self.loader, self.epoch, skip=self._rank_skip())
-            for batch in self.loader:
+            with single_threaded_opencv():  # the first epoch's iter() starts the workers
+                batches = iter(self.loader)
+            for batch in batches:
                 self.samples_in_epoch += self.batch_items * self.world_size
                 yield batch
             self.epoch += 1
