@@ -31,12 +31,12 @@ STEPS = 8
 # The CLI in a subprocess, each step slowed down (numerics unchanged) so the test can act
 # mid-run whatever the machine's speed.
 CHILD = """
-import sys, time
+import os, sys, time
 from motionmae.cli import main
 from motionmae.train.pretrain import PretrainTask
 inner = PretrainTask.loss
 def slow(self, *args):
-    time.sleep(0.25)
+    time.sleep(float(os.environ.get("STEP_SLEEP", "0.25")))
     return inner(self, *args)
 PretrainTask.loss = slow
 sys.exit(main(sys.argv[1:]))
@@ -77,10 +77,11 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records}
 
 
-def _start(videos, out: Path, *extra: str) -> subprocess.Popen:
-    """The CLI in its own process group (a terminal's Ctrl-C reaches the whole group)."""
+def _start(videos, out: Path, *extra: str, step_sleep: float = 0.25) -> subprocess.Popen:
+    """The CLI in its own process group (a terminal's Ctrl-C reaches the whole group), each
+    step slowed by ``step_sleep`` seconds."""
     sets = [arg for item in [*SETTINGS, *extra] for arg in ("--set", item)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEP_SLEEP": str(step_sleep),
            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, "pretrain", "--data", str(videos.train_list),
@@ -191,12 +192,12 @@ def test_ctrl_c_saves_a_checkpoint_like_sigterm_with_loader_workers(videos, tmp_
 
 def test_a_second_ctrl_c_quits_at_once_without_a_traceback(videos, tmp_path):
     out = tmp_path / "ctrl-c-twice"
-    process = _start(videos, out, "run.ckpt_every=100")
+    process = _start(videos, out, "run.ckpt_every=100", step_sleep=5.0)
     metrics = out / "metrics.jsonl"
     _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 1,
                 process)
-    os.killpg(process.pid, signal.SIGINT)
-    time.sleep(0.05)  # within the step (each takes 0.25 s or more)
+    os.killpg(process.pid, signal.SIGINT)  # early in a 5 s step
+    time.sleep(0.5)  # the first is handled, the step goes on
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr[-3000:]
