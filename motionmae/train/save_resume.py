@@ -1,7 +1,7 @@
 """A training run's save and resume: the position a checkpoint saves (:class:`TrainState`),
 the model and optimizer written from every rank and loaded back from the newest complete
-checkpoint, and ``SIGTERM`` or Ctrl-C as the request to save and stop. The files themselves (write,
-verify, find the newest, prune, clear what killed writes left) are
+checkpoint, and ``SIGTERM`` or Ctrl-C as the request to save and stop. The files themselves
+(write, verify, find the newest, prune, clear what killed writes left) are
 :mod:`motionmae.checkpoints.format`'s.
 
 Rank 0 writes the full weights and optimizer state (gathered from the shards under FSDP), so
@@ -188,7 +188,10 @@ def stop_on_signals() -> Iterator[StopRequest]:
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
-    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    # A process started with Ctrl-C ignored (a shell's background job) keeps ignoring it.
+    wanted = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT)
+                                  is not signal.SIG_IGN else [])
+    previous = {number: signal.getsignal(number) for number in wanted}
 
     def handler(signum, frame) -> None:
         if signum == signal.SIGINT and request.signal == signal.SIGINT:
