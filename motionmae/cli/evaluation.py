@@ -141,7 +141,7 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from motionmae.eval import PROBES, load_features, read_probe_lists, run_probe
-    from motionmae.eval.probing import baselines
+    from motionmae.eval.probing import baselines, not_held_out
 
     kinds = [k.strip() for k in args.kind.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in PROBES]
@@ -167,7 +167,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         result = run_probe(kind, train, val)
         results.append(result)
         print(f"{result.kind} probe: top-1 {result.top1:.1%}  top-5 {result.top5:.1%}  "
-              f"({baselines(result)}; {result.num_train} train / {result.num_val} val clips)")
+              f"({baselines(result)}; {result.num_train} train / {result.num_val} val clips)"
+              f"{not_held_out(result)}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         records = [vars(r) for r in results]

@@ -85,4 +85,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
               f"{metrics.mean_class:.1%} ({metrics.num_videos} videos, {cfg.data.test_clips} "
               f"clips x {cfg.data.test_crops} crops); predictions in "
               f"{Path(cfg.run.out) / 'eval'}")
+        if result.val_from_train:
+            print(f"NOT HELD OUT: {result.val_from_train} of {metrics.num_videos} val videos "
+                  f"are in the training list {cfg.data.train}")
     return 0

@@ -12,6 +12,7 @@ classes' ids).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,9 @@ from pathlib import Path
 from motionmae.errors import DataError
 
 __all__ = ["LabelError", "ListFormatError", "VideoEntry", "VideoList", "read_list_text",
-           "relabel"]
+           "relabel", "shared_videos", "warn_shared_videos"]
+
+log = logging.getLogger(__name__)
 
 NAMES_SHOWN = 5  # how many class names an error lists
 
@@ -116,6 +119,26 @@ def relabel(labels: Sequence[int], classes: Sequence[str] | None,
                          f"{_some(unknown_ids)} unknown to {against} (its classes: "
                          f"{_some(its)})")
     return list(labels)
+
+
+def shared_videos(train: Sequence[str | Path], held_out: Sequence[str | Path]) -> list[str]:
+    """The items of ``held_out`` (paths, in its order, repeats kept) whose video file is also
+    in ``train``: the same file after resolving relative parts and links. A score on them is
+    not a held-out score."""
+    seen = {Path(path).resolve() for path in train}
+    return [str(path) for path in held_out if Path(path).resolve() in seen]
+
+
+def warn_shared_videos(train: Sequence[str | Path], held_out: Sequence[str | Path],
+                       train_name: str, held_out_name: str) -> int:
+    """Log a warning when ``held_out`` has videos of ``train`` (:func:`shared_videos`);
+    returns how many of its items do."""
+    shared = shared_videos(train, held_out)
+    if shared:
+        log.warning("%s: %d of %d videos are also in %s (e.g. %s): their accuracy is not "
+                    "held out", held_out_name, len(shared), len(held_out), train_name,
+                    shared[0])
+    return len(shared)
 
 
 def _classes(names: Sequence[str]) -> str:

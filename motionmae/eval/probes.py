@@ -13,7 +13,9 @@ import torch.nn.functional as F
 class ProbeResult:
     """Held-out accuracy of one probe (fractions in [0, 1]) and two baselines: ``chance``,
     a uniform guess among the ``K`` classes of the training set (``1 / K``), and
-    ``majority``, always answering the validation set's most frequent class."""
+    ``majority``, always answering the validation set's most frequent class.
+    ``val_from_train``: how many validation clips come from a video of the training set (then
+    the accuracy is not a held-out one)."""
 
     kind: str
     top1: float
@@ -23,6 +25,7 @@ class ProbeResult:
     num_train: int
     num_val: int
     details: dict
+    val_from_train: int = 0
 
 
 def _check(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray) -> int:

@@ -20,6 +20,7 @@ from torch import nn
 
 from motionmae.data import VideoList, read_video_list
 from motionmae.data.config import DataConfig
+from motionmae.data.entries import shared_videos, warn_shared_videos
 from motionmae.eval.attentive import attentive_probe
 from motionmae.eval.clips import eval_data_config
 from motionmae.eval.features import FeatureFileError, FeatureSet, align_features, list_features
@@ -41,6 +42,8 @@ def read_probe_lists(train: str | Path, val: str | Path) -> tuple[VideoList, Vid
     train_videos = read_video_list(train).require_labels(str(train), "a probe")
     val_videos = read_video_list(val).require_labels(str(val), "a probe")
     known = {entry.label for entry in train_videos.entries}
+    warn_shared_videos([e.path for e in train_videos.entries],
+                       [e.path for e in val_videos.entries], str(train), str(val))
     return train_videos, val_videos.relabelled(train_videos.classes, known, str(val),
                                                str(train))
 
@@ -50,6 +53,15 @@ def baselines(result: ProbeResult) -> str:
     ``chance 1/9 = 11.1%, val majority class 12.5%``."""
     return (f"chance 1/{round(1 / result.chance)} = {result.chance:.1%}, val majority class "
             f"{result.majority:.1%}")
+
+
+def not_held_out(result: ProbeResult) -> str:
+    """A warning to print after the result when some validation clips are from training
+    videos (``""`` when none are)."""
+    if not result.val_from_train:
+        return ""
+    return (f"  NOT HELD OUT: {result.val_from_train} of {result.num_val} val clips are from "
+            "training videos")
 
 
 def run_probe(kind: str, train: FeatureSet, val: FeatureSet) -> ProbeResult:
@@ -63,6 +75,11 @@ def run_probe(kind: str, train: FeatureSet, val: FeatureSet) -> ProbeResult:
         raise FeatureFileError(f"{val.source or 'the validation features'}: features of size "
                                f"{val.features.shape[-1]}, but {train_name} has "
                                f"{train.features.shape[-1]}: from another encoder?")
+    return dataclasses.replace(_fit(kind, train, val),
+                               val_from_train=len(shared_videos(train.paths, val.paths)))
+
+
+def _fit(kind: str, train: FeatureSet, val: FeatureSet) -> ProbeResult:
     if kind == "attentive":
         if train.features.ndim != 3 or val.features.ndim != 3:
             raise FeatureFileError("the attentive probe needs token features [N, L, D]: "

@@ -28,6 +28,7 @@ from motionmae.checkpoints.format import latest_checkpoint, resolve_checkpoint
 from motionmae.config import ConfigError, FinetuneConfig, FinetuneSettings, to_dict
 from motionmae.data import VideoDataset, VideoList, read_video_list
 from motionmae.data.dataset import ClipTransform
+from motionmae.data.entries import warn_shared_videos
 from motionmae.data.erasing import RandomErasing
 from motionmae.data.mixing import MixSettings, mix_batch
 from motionmae.data.randaugment import RandAugment
@@ -186,6 +187,7 @@ class FinetuneResult:
     model: VideoClassifier
     classes: list[str] | None
     val_videos: VideoList | None
+    val_from_train: int = 0  # videos of ``val_videos`` that are also training videos
 
 
 def finetune(
@@ -211,12 +213,15 @@ def finetune(
     if num_classes < found:
         raise ConfigError(f"finetune.num_classes: {num_classes} is fewer than the "
                           f"{found} classes of {cfg.data.train}")
-    val_videos = None
+    val_videos, val_from_train = None, 0
     if cfg.data.val is not None:  # read now: a bad list should fail before training
         # In the training list's classes, matched by name; a class it lacks is refused.
         val_videos = read_video_list(cfg.data.val).require_labels(
             cfg.data.val, "fine-tuning").relabelled(classes, range(num_classes), cfg.data.val,
                                                     cfg.data.train)
+        val_from_train = warn_shared_videos(
+            [e.path for e in train_videos.entries], [e.path for e in val_videos.entries],
+            cfg.data.train, cfg.data.val)
     task = build_task(cfg, num_classes, classes)
     dataset = VideoDataset(train_videos, cfg.data, train=True, seed=cfg.run.seed,
                            clip_transforms=clip_transforms(cfg.finetune))
@@ -226,7 +231,7 @@ def finetune(
              cfg.finetune.checkpoint or "scratch", cfg.run.steps)
     result = train(task, batch_stream(dataset, cfg, dist), cfg, resume=resume, dist=dist,
                    on_log=on_log)
-    return FinetuneResult(result, task.model, classes, val_videos)
+    return FinetuneResult(result, task.model, classes, val_videos, val_from_train)
 
 
 def evaluate_finetuned(cfg: FinetuneConfig, result: FinetuneResult,
@@ -246,7 +251,8 @@ def evaluate_finetuned(cfg: FinetuneConfig, result: FinetuneResult,
     checkpoint = latest_checkpoint(out_dir / "checkpoints")
     save_evaluation(evaluation, out_dir / "eval" / "val.json",
                     {"checkpoint": str(checkpoint.path) if checkpoint else None,
-                     "step": result.train.state.step, "data": cfg.data.val})
+                     "step": result.train.state.step, "data": cfg.data.val,
+                     "val_from_train": result.val_from_train})
     if evaluation.metrics is not None:
         log.info("val (%d clips x %d crops): top-1 %.1f%%, top-5 %.1f%%",
                  cfg.data.test_clips, cfg.data.test_crops,

@@ -171,6 +171,35 @@ def test_probe_scores_val_videos_by_class_name_not_list_position(pretrained, tin
     printed = capsys.readouterr().out
     assert "(chance 1/9 = 11.1%, val majority class 11.1%; 9 train / 9 val clips)" in printed
     assert "(chance 1/9 = 11.1%, val majority class 12.5%; 9 train / 8 val clips)" in printed
+    # Every val clip is a training video here: said on the line and in the JSON.
+    assert results["full"]["val_from_train"] == 9 and results["reduced"]["val_from_train"] == 8
+    assert "9 val clips)  NOT HELD OUT: 9 of 9 val clips are from training videos" in printed
+    assert "NOT HELD OUT: 8 of 8 val clips are from training videos" in printed
+
+
+def test_probe_and_finetune_on_held_out_videos_say_nothing_else(pretrained, tiny_videos,
+                                                                tmp_path, capsys):
+    out = tmp_path / "probe.json"
+    assert main(["probe", "--checkpoint", str(pretrained), "--train",
+                 str(tiny_videos.train_list), "--val", str(tiny_videos.val_list),
+                 "--workers", "0", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["val_from_train"] == 0
+    assert "NOT HELD OUT" not in capsys.readouterr().out
+
+
+def test_finetune_on_its_own_training_videos_says_the_score_is_not_held_out(
+        pretrained, tiny_videos, tmp_path, capsys, caplog):
+    # The validation list names the training videos by another path (relative, with "./").
+    train = tiny_videos.train_list
+    val = tmp_path / "val.txt"
+    val.write_text("".join(f"{train.parent}/./{line}\n"
+                           for line in train.read_text().splitlines()[:3]))
+    out = tmp_path / "run"
+    assert main(["finetune", "--checkpoint", str(pretrained), "--train", str(train), "--val",
+                 str(val), "--out", str(out), "--steps", "1", "--batch-size", "3", *TINY]) == 0
+    assert "NOT HELD OUT: 3 of 3 val videos are in the training list" in capsys.readouterr().out
+    assert json.loads((out / "eval" / "val.json").read_text())["val_from_train"] == 3
+    assert any("3 of 3 videos are also in" in r.getMessage() for r in caplog.records)
 
 
 def test_label_errors_are_one_line_before_any_video_is_decoded(pretrained, finetuned,

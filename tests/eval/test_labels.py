@@ -1,12 +1,13 @@
 """Labels are names: a probe reads the validation labels in the training set's classes, features
 files keep their class names, and features files that cannot be used are refused by name."""
 
+import dataclasses
 import logging
 
 import numpy as np
 import pytest
 
-from motionmae.data.entries import LabelError
+from motionmae.data.entries import LabelError, shared_videos
 from motionmae.errors import DATA
 from motionmae.eval import FeatureSet, load_features, run_probe, save_features
 from motionmae.eval.features import FeatureFileError
@@ -87,3 +88,22 @@ def test_features_files_that_cannot_be_used_are_refused_by_name(tmp_path):
     with pytest.raises(FeatureFileError, match=r"other\.npz: no features or labels or paths "
                                                "array: not a features file"):
         load_features(tmp_path / "other.npz")
+
+
+def test_a_probe_counts_val_clips_from_training_videos_under_any_path(train, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        (videos / name).write_bytes(b"")
+    (tmp_path / "link.mp4").symlink_to(videos / "b.mp4")
+    fitted = dataclasses.replace(train, paths=[str(videos / "a.mp4"), str(videos / "b.mp4")]
+                                 + [str(tmp_path / f"t{i}.mp4") for i in range(7)])
+    val = _features([0, 1, 2], CLASSES, [0, 1, 2], "val.npz")
+    disjoint = dataclasses.replace(val, paths=[str(videos / "c.mp4"), "x.mp4", "y.mp4"])
+    assert run_probe("linear", fitted, disjoint).val_from_train == 0
+    # The same files by a path with "..", by a link, and one video that is not in train.
+    shared = dataclasses.replace(val, paths=[str(videos / ".." / "videos" / "a.mp4"),
+                                             str(tmp_path / "link.mp4"), str(videos / "c.mp4")])
+    for kind in ("linear", "knn"):
+        assert run_probe(kind, fitted, shared).val_from_train == 2
+    assert shared_videos(fitted.paths, shared.paths) == shared.paths[:2]
