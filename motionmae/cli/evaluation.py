@@ -4,6 +4,7 @@ list), ``probe`` (probes trained on them) and ``evaluate`` (multi-view testing).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -29,14 +30,17 @@ def _features(args: argparse.Namespace, videos: str | VideoList, pool: bool = Tr
     """Features of ``videos`` (a list file, a dataset spec, or a list read already)."""
     from motionmae.environment import resolve_device
     from motionmae.eval import eval_data_config, list_features
+    from motionmae.eval.features import feature_origin
     from motionmae.interop import load_any_encoder
 
     device = resolve_device(args.device)
     encoder, description = load_any_encoder(args.checkpoint, device)
     data = eval_data_config(description, workers=args.workers, test_clips=args.clips,
                             test_crops=args.crops)
-    return list_features(encoder, videos, data, args.batch_size, device, args.precision,
-                         pool=pool)
+    features = list_features(encoder, videos, data, args.batch_size, device, args.precision,
+                             pool=pool)
+    return dataclasses.replace(features,
+                               origin=feature_origin(encoder, data, str(args.checkpoint)))
 
 
 def add_features(sub: argparse._SubParsersAction) -> None:

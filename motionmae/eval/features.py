@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +41,8 @@ class FeatureSet:
     ``features [N, D]`` (pooled) or ``[N, L, D]`` (tokens) float32, ``labels [N]`` int64
     (-1 = unlabelled), ``paths`` N strings, ``classes`` the class names (``classes[label]``;
     ``None`` for integer labels without names), ``source`` where they came from (a list or a
-    file; named by errors).
+    file; named by errors), ``origin`` what made them (:func:`feature_origin`: the encoder's
+    weights and the clips; empty when unknown).
     """
 
     features: np.ndarray
@@ -46,6 +50,7 @@ class FeatureSet:
     paths: list[str]
     classes: list[str] | None = None
     source: str = ""
+    origin: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not (len(self.features) == len(self.labels) == len(self.paths)):
@@ -130,6 +135,59 @@ def list_features(
     return dataclasses.replace(features, classes=videos.classes, source=source)
 
 
+def weights_digest(module: nn.Module) -> str:
+    """A short SHA-256 of ``module``'s parameters and buffers (names, dtypes, shapes, values):
+    equal for the same weights wherever they were loaded from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def feature_origin(encoder: nn.Module, data: DataConfig, checkpoint: str = "") -> dict[str, Any]:
+    """What features depend on besides their videos: the encoder's weights
+    (:func:`weights_digest`) and the clips it saw (frames, stride, size, views);
+    ``checkpoint`` only names it in messages."""
+    return {"weights": weights_digest(encoder), "checkpoint": checkpoint,
+            "frames": data.frames, "stride": data.stride, "size": data.size,
+            "test_clips": data.test_clips, "test_crops": data.test_crops}
+
+
+def check_same_origin(val: FeatureSet, train: FeatureSet) -> None:
+    """Refuse to compare features made by different encoders or from different clips (two
+    ``features`` files from two checkpoints score a meaningless number); warn when only the
+    number of views differs (more views at test time is a choice). Sets whose origin is
+    unknown (files written before it was stored, features made in memory) are not checked.
+
+    Raises:
+        FeatureFileError: naming what differs.
+    """
+    if not val.origin or not train.origin:
+        return
+    val_name = val.source or "the validation features"
+    train_name = train.source or "the training features"
+
+    def differences(keys: tuple[str, ...]) -> str:
+        return ", ".join(f"{key} {val.origin.get(key)} against {train.origin.get(key)}"
+                         for key in keys if val.origin.get(key) != train.origin.get(key))
+
+    if val.origin.get("weights") != train.origin.get("weights"):
+        raise FeatureFileError(
+            f"{val_name}: made by another encoder than {train_name} (weights "
+            f"{val.origin.get('weights')} against {train.origin.get('weights')}; checkpoints "
+            f"{val.origin.get('checkpoint') or '?'} and {train.origin.get('checkpoint') or '?'})"
+            ": extract both with the same checkpoint")
+    clips = differences(("frames", "stride", "size"))
+    if clips:
+        raise FeatureFileError(f"{val_name}: made from other clips than {train_name} "
+                               f"({clips}): extract both from the same checkpoint's clips")
+    views = differences(("test_clips", "test_crops"))
+    if views:
+        log.warning("%s: averaged over other views than %s (%s)", val_name, train_name, views)
+
+
 def save_features(features: FeatureSet, path: str | Path) -> None:
     """Write ``features``, ``labels``, ``paths`` and (when named) ``classes`` arrays to an
     ``.npz`` file.
@@ -144,6 +202,8 @@ def save_features(features: FeatureSet, path: str | Path) -> None:
         values = values.astype(np.float16)
     names = {} if features.classes is None else {"classes": np.asarray(features.classes,
                                                                        dtype=str)}
+    if features.origin:
+        names["origin"] = np.asarray(json.dumps(features.origin, sort_keys=True))
     np.savez(path, features=values, labels=features.labels,
              paths=np.asarray(features.paths, dtype=str), **names)
 
@@ -158,7 +218,7 @@ def load_features(path: str | Path) -> FeatureSet:
     """
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in ("features", "labels", "paths", "classes")
+            arrays = {k: data[k] for k in ("features", "labels", "paths", "classes", "origin")
                       if k in data.files}
     except (ValueError, zipfile.BadZipFile, EOFError) as error:
         if "Object arrays" in str(error):
@@ -174,8 +234,9 @@ def load_features(path: str | Path) -> FeatureSet:
         raise FeatureFileError(f"{path}: no {' or '.join(absent)} array: not a features file "
                                "from `motionmae features`")
     classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else None
+    origin = json.loads(str(arrays["origin"])) if "origin" in arrays else {}
     return FeatureSet(arrays["features"].astype(np.float32), arrays["labels"],
-                      [str(p) for p in arrays["paths"]], classes, str(path))
+                      [str(p) for p in arrays["paths"]], classes, str(path), origin)
 
 
 def align_features(val: FeatureSet, train: FeatureSet) -> FeatureSet:

@@ -23,7 +23,13 @@ from motionmae.data.config import DataConfig
 from motionmae.data.entries import shared_videos, warn_shared_videos
 from motionmae.eval.attentive import attentive_probe
 from motionmae.eval.clips import eval_data_config
-from motionmae.eval.features import FeatureFileError, FeatureSet, align_features, list_features
+from motionmae.eval.features import (
+    FeatureFileError,
+    FeatureSet,
+    align_features,
+    check_same_origin,
+    list_features,
+)
 from motionmae.eval.probes import ProbeResult, knn_probe, linear_probe
 
 log = logging.getLogger(__name__)
@@ -69,6 +75,7 @@ def run_probe(kind: str, train: FeatureSet, val: FeatureSet) -> ProbeResult:
     ``train``'s classes (:func:`~motionmae.eval.features.align_features`, which raises a
     ``LabelError`` for an unlabelled clip or a class unknown to ``train``). The attentive
     probe needs token features ``[N, L, D]``; the others pool them if given."""
+    check_same_origin(val, train)
     val = align_features(val, train)
     if train.features.shape[-1] != val.features.shape[-1]:
         train_name = train.source or "the training features"

@@ -118,6 +118,31 @@ def test_probes_from_one_cached_token_pass(pretrained, tiny_videos, tmp_path, ca
     assert "--kind takes a comma-separated list" in capsys.readouterr().err
 
 
+def test_probe_refuses_features_files_of_two_encoders(pretrained, finetuned, tiny_videos,
+                                                       tmp_path, capsys, caplog):
+    def features(checkpoint, listing, name, *extra):
+        out = tmp_path / f"{name}.npz"
+        assert main(["features", "--checkpoint", str(checkpoint), "--data", str(listing),
+                     "--out", str(out), "--workers", "0", *extra]) == 0
+        return str(out)
+
+    train = features(pretrained, tiny_videos.train_list, "train")
+    same = features(pretrained, tiny_videos.val_list, "val")
+    other = features(finetuned, tiny_videos.val_list, "val-finetuned")
+    views = features(pretrained, tiny_videos.val_list, "val-2-clips", "--clips", "2")
+    capsys.readouterr()
+    assert main(["probe", "--features-train", train, "--features-val", same]) == 0
+    # The fine-tuned encoder makes features of the same size: only the origin tells.
+    assert main(["probe", "--features-train", train, "--features-val", other]) == DATA
+    err = capsys.readouterr().err
+    assert "val-finetuned.npz: made by another encoder than" in err
+    assert f"checkpoints {finetuned} and {pretrained}" in err
+    # More views at test time is a choice: warned, not refused.
+    assert main(["probe", "--features-train", train, "--features-val", views]) == 0
+    assert any("averaged over other views" in r.getMessage() and "test_clips 2 against 1"
+               in r.getMessage() for r in caplog.records)
+
+
 def test_evaluate_an_official_fine_tuned_videomae_file(tiny_videos, tmp_path, capsys):
     # A mean-pooling classifier (no final norm) saved in the official fine-tuned layout:
     # top-level encoder keys, fc_norm + head, fixed positions (not saved) -> 16 x 224 clips.

@@ -1,16 +1,20 @@
 """Labels are names: a probe reads the validation labels in the training set's classes, features
 files keep their class names, and features files that cannot be used are refused by name."""
 
+import copy
 import dataclasses
 import logging
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
+from motionmae.data.config import DataConfig
 from motionmae.data.entries import LabelError, shared_videos
 from motionmae.errors import DATA
 from motionmae.eval import FeatureSet, load_features, run_probe, save_features
-from motionmae.eval.features import FeatureFileError
+from motionmae.eval.features import FeatureFileError, feature_origin
 
 CLASSES = ["a", "b", "c"]
 
@@ -107,3 +111,18 @@ def test_a_probe_counts_val_clips_from_training_videos_under_any_path(train, tmp
     for kind in ("linear", "knn"):
         assert run_probe(kind, fitted, shared).val_from_train == 2
     assert shared_videos(fitted.paths, shared.paths) == shared.paths[:2]
+
+
+def test_features_of_one_encoder_carry_its_weights_through_a_file(tmp_path):
+    torch.manual_seed(0)
+    encoder = nn.Linear(3, 2)
+    data = DataConfig(frames=4, stride=2, size=32)
+    origin = feature_origin(encoder, data, "runs/a")
+    assert origin == feature_origin(copy.deepcopy(encoder), data, "runs/copy") | {
+        "checkpoint": "runs/a"}  # the same weights elsewhere: the same digest
+    features = dataclasses.replace(_features([0, 1, 2], CLASSES, [0, 1, 2]), origin=origin)
+    save_features(features, tmp_path / "f.npz")
+    assert load_features(tmp_path / "f.npz").origin == origin
+    with torch.no_grad():
+        encoder.weight[0, 0] += 1e-3
+    assert feature_origin(encoder, data)["weights"] != origin["weights"]
