@@ -48,7 +48,8 @@ def heads_for(dim: int, given: int | None, table: dict[int, int], what: str) -> 
 
 
 def model_config(embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, tubelet: int,
-                 patch: int, difference_gain: float = 0.0, **decoder: int) -> ModelConfig:
+                 patch: int, difference_gain: float = 0.0, positions: str = "1d",
+                 **decoder: int) -> ModelConfig:
     """A resolved :class:`ModelConfig` for these dimensions, named after the matching size in
     ``MODEL_SIZES`` when there is one (``decoder``: optional decoder_dim/_depth/_heads).
     ``difference_gain`` 0: the tubelet kernel reads plain frames, as VideoMAE's does."""
@@ -56,7 +57,7 @@ def model_config(embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, t
                  if dims[:3] == (embed_dim, depth, num_heads)), "tiny")
     cfg = ModelConfig(size=size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                       mlp_ratio=mlp_ratio, patch_size=patch, tubelet_size=tubelet,
-                      difference_gain=difference_gain, **decoder)
+                      difference_gain=difference_gain, positions=positions, **decoder)
     cfg.validate()
     return cfg.resolved()
 
@@ -97,5 +98,5 @@ def encoder_config(encoder: nn.Module) -> ModelConfig:
     return model_config(
         encoder.embed_dim, encoder.depth, block.attn.num_heads,
         block.mlp.fc1.out_features / encoder.embed_dim, encoder.grid.tubelet, encoder.grid.patch,
-        difference_gain=encoder.patch_embed.difference_gain,
+        difference_gain=encoder.patch_embed.difference_gain, positions=encoder.positions,
     )

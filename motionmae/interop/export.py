@@ -121,7 +121,7 @@ def _write_foreign_encoder(encoder: VideoEncoder, description: dict[str, Any], o
     if isinstance(encoder.norm, nn.Identity):
         raise InteropError("this encoder has no final norm (a fine-tuned, mean-pooling model); "
                            "motionmae checkpoints always have one: export it as 'hf' instead")
-    expected = sinusoid_position_embedding(encoder.grid, encoder.embed_dim)
+    expected = sinusoid_position_embedding(encoder.grid, encoder.embed_dim, encoder.positions)
     if not torch.allclose(encoder.pos_embed[0].cpu(), expected, atol=1e-6):
         raise InteropError("this encoder has a learned position table, which motionmae "
                            "checkpoints do not store")

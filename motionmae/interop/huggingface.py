@@ -380,6 +380,10 @@ def export_huggingface(
     grid = grid or encoder.grid
     if grid != encoder.grid:
         raise InteropError(f"grid {grid} differs from the encoder's {encoder.grid}")
+    if encoder.positions != "1d":
+        raise InteropError(f"the encoder's positions are the {encoder.positions} sin-cos "
+                           "table (model.positions); transformers' VideoMAE has only the 1d "
+                           "one: export it as 'motionmae' instead")
     expected = sinusoid_position_embedding(grid, encoder.embed_dim)
     if not torch.allclose(encoder.pos_embed[0].detach().cpu().float(), expected, atol=1e-6):
         raise InteropError("the encoder's position table is not VideoMAE's fixed sin-cos table "

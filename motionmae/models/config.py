@@ -9,6 +9,8 @@ from typing import Any
 from motionmae.config_loading import check
 
 # name -> (embed_dim, depth, num_heads, decoder_dim, decoder_heads)
+POSITION_TABLES = ("1d", "3d")  # ModelConfig.positions
+
 MODEL_SIZES: dict[str, tuple[int, int, int, int, int]] = {
     "tiny": (192, 12, 3, 128, 4),
     "small": (384, 12, 6, 192, 3),
@@ -43,6 +45,11 @@ class ModelConfig:
     # the gradient follows appearance); with gain 4 it did (docs/benchmarks.md, "The tubelet
     # read in the frame-difference basis").
     difference_gain: float = 4.0
+    # The fixed sin-cos position table: "1d" is VideoMAE's, one table over the flattened
+    # (t, h, w) token index; "3d" concatenates one table per axis, so that "the same place at
+    # another time" is one shared part of the code (with the 1D table a token and the one a
+    # tubelet later differ by h*w positions, which no attention head matches easily).
+    positions: str = "1d"
     # Targets predicted by one joint decoder (M3Video's default): one set of blocks and one
     # linear head whose output is split into the targets' values; each target keeps its own
     # loss and weight. Targets not listed get a decoder each. Empty: one decoder per target.
@@ -61,6 +68,8 @@ class ModelConfig:
         check(0.0 <= self.drop_path < 1.0, f"{key}.drop_path", "must be in [0, 1)")
         check(self.difference_gain >= 0.0, f"{key}.difference_gain",
                f"must be >= 0 (0: plain frames), got {self.difference_gain}")
+        check(self.positions in POSITION_TABLES, f"{key}.positions",
+              f"must be one of {list(POSITION_TABLES)}, got {self.positions!r}")
         check(not self.joint_targets or len(self.joint_targets) >= 2, f"{key}.joint_targets",
                f"a joint decoder needs at least two targets, got {self.joint_targets}")
         check(len(set(self.joint_targets)) == len(self.joint_targets), f"{key}.joint_targets",
@@ -103,7 +112,8 @@ def default_decoder_depth(num_decoders: int) -> int:
     return 4 if num_decoders <= 1 else 2
 
 
-SAVED_MODEL_DEFAULTS: dict[str, Any] = {"difference_gain": 0.0, "decoder_depth": 4}
+SAVED_MODEL_DEFAULTS: dict[str, Any] = {"difference_gain": 0.0, "decoder_depth": 4,
+                                        "positions": "1d"}
 """What a ``model`` section saved before a key existed meant: the value that reproduces the
 model it was trained as (not today's default)."""
 

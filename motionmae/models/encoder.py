@@ -37,13 +37,28 @@ def sinusoid_position_table(num_positions: int, dim: int) -> torch.Tensor:
     return table.float()
 
 
-def sinusoid_position_embedding(grid: TokenGrid, dim: int) -> torch.Tensor:
-    """Fixed position embedding of every token of ``grid``: ``[L, dim]`` float32.
+def sinusoid_position_embedding(grid: TokenGrid, dim: int, kind: str = "1d") -> torch.Tensor:
+    """Fixed position embedding of every token of ``grid``: ``[L, dim]`` float32, tokens in
+    (t, h, w) order.
 
-    This is VideoMAE's 1D table over the ``L = t*h*w`` tokens in (t, h, w) order (not a
-    factorised 3D table), so VideoMAE checkpoints load and produce identical features.
+    ``"1d"``: VideoMAE's table over the ``L = t*h*w`` flattened token indices, so VideoMAE
+    checkpoints load and produce identical features. ``"3d"``: the tables of the token's t,
+    h and w concatenated, ``dim - 2*k``, ``k`` and ``k`` wide with ``k = 2*(dim // 6)``
+    (ModelConfig.positions says why).
     """
-    return sinusoid_position_table(grid.num_tokens, dim)
+    if kind == "1d":
+        return sinusoid_position_table(grid.num_tokens, dim)
+    if kind != "3d":
+        raise ValueError(f"unknown position table {kind!r}; choose '1d' or '3d'")
+    side = 2 * (dim // 6)
+    if side == 0:
+        raise ValueError(f"a 3d position table needs dim >= 6, got {dim}")
+    t, h, w = torch.meshgrid(torch.arange(grid.t), torch.arange(grid.h), torch.arange(grid.w),
+                             indexing="ij")
+    parts = [sinusoid_position_table(size, width)[index.reshape(-1)]
+             for size, width, index in ((grid.t, dim - 2 * side, t), (grid.h, side, h),
+                                        (grid.w, side, w))]
+    return torch.cat(parts, dim=1)
 
 
 def temporal_difference_basis(frames: int, gain: float) -> torch.Tensor:
@@ -267,8 +282,10 @@ class VideoEncoder(nn.Module):
         self.embed_dim = cfg.embed_dim
         self.depth = cfg.depth
         self.patch_embed = TubeletEmbed(grid, cfg.embed_dim, cfg.difference_gain)
+        self.positions = cfg.positions
         self.register_buffer(
-            "pos_embed", sinusoid_position_embedding(grid, cfg.embed_dim).unsqueeze(0),
+            "pos_embed",
+            sinusoid_position_embedding(grid, cfg.embed_dim, cfg.positions).unsqueeze(0),
             persistent=False,
         )
         # stochastic depth rising linearly from 0 to drop_path over the blocks

@@ -41,12 +41,14 @@ class TokenDecoder(nn.Module):
         out_dim: int,
         grid: TokenGrid,
         mlp_ratio: float = 4.0,
+        positions: str = "1d",
     ) -> None:
         super().__init__()
         self.encoder_to_decoder = nn.Linear(in_dim, dim, bias=False)  # as VideoMAE
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.register_buffer(
-            "pos_embed", sinusoid_position_embedding(grid, dim).unsqueeze(0), persistent=False
+            "pos_embed", sinusoid_position_embedding(grid, dim, positions).unsqueeze(0),
+            persistent=False
         )
         self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
@@ -116,7 +118,8 @@ class MaskedVideoModel(nn.Module):
 
         def decoder(out_dim: int) -> TokenDecoder:
             return TokenDecoder(cfg.embed_dim, cfg.decoder_dim, cfg.decoder_depth,
-                                cfg.decoder_heads, out_dim, grid, cfg.mlp_ratio)
+                                cfg.decoder_heads, out_dim, grid, cfg.mlp_ratio,
+                                cfg.positions)
 
         decoders = {name: decoder(dim) for name, dim in target_dims.items()
                     if name not in self.joint_targets}

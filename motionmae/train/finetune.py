@@ -108,7 +108,7 @@ def load_init_encoder(cfg: FinetuneConfig) -> tuple[VideoEncoder, dict[str, Any]
         raise ConfigError(f"{key}: clips of {cfg.data.frames} frames at {cfg.data.size} px do "
                           f"not match the checkpoint's ({grid.frames} frames of "
                           f"{grid.height}x{grid.width} px); fine-tune at its geometry")
-    fixed = sinusoid_position_embedding(grid, encoder.embed_dim).unsqueeze(0)
+    fixed = sinusoid_position_embedding(grid, encoder.embed_dim, encoder.positions).unsqueeze(0)
     if not torch.allclose(encoder.pos_embed.cpu(), fixed, atol=1e-5):
         # The table is a non-persistent buffer: a learned one would not be saved.
         raise ConfigError(f"finetune.checkpoint: {path} has a learned position table; "

@@ -3,9 +3,13 @@ import torch
 import torch.nn.functional as F
 
 from motionmae.config import MaskingConfig
+from motionmae.interop import InteropError
+from motionmae.interop.common import encoder_config
+from motionmae.interop.huggingface import export_huggingface
 from motionmae.masking import build_mask_generator
-from motionmae.models import create_encoder, sinusoid_position_table
-from motionmae.models.encoder import TubeletEmbed, temporal_difference_basis
+from motionmae.models import create_encoder, sinusoid_position_embedding, sinusoid_position_table
+from motionmae.models.config import saved_model_dict
+from motionmae.models.encoder import TubeletEmbed, VideoEncoder, temporal_difference_basis
 from motionmae.tokens import TokenGrid, mask_to_indices
 
 GRID = TokenGrid(frames=4, height=32, width=48)  # L = 2 * 2 * 3 = 12
@@ -101,6 +105,39 @@ def test_position_table_matches_videomae_formula():
             angle = torch.tensor(p / 10000 ** (2 * (j // 2) / 6), dtype=torch.float64)
             value = torch.sin(angle) if j % 2 == 0 else torch.cos(angle)
             assert abs(table[p, j].item() - value.item()) < 1e-7
+
+
+def test_3d_positions_are_one_table_per_axis():
+    grid = TokenGrid(frames=6, height=32, width=48)  # t, h, w = 3, 2, 3
+    table = sinusoid_position_embedding(grid, 20, "3d")  # 20 - 2*6 = 8 for t, 6 for h and w
+    assert table.shape == (grid.num_tokens, 20)
+    t_part, h_part, w_part = table[:, :8], table[:, 8:14], table[:, 14:]
+    for index in range(grid.num_tokens):
+        t, rest = divmod(index, grid.spatial)
+        h, w = divmod(rest, grid.w)
+        torch.testing.assert_close(t_part[index], sinusoid_position_table(3, 8)[t])
+        torch.testing.assert_close(h_part[index], sinusoid_position_table(2, 6)[h])
+        torch.testing.assert_close(w_part[index], sinusoid_position_table(3, 6)[w])
+    # The same place a tubelet later shares its whole spatial part; the 1D table does not.
+    later = grid.spatial + 4
+    assert torch.equal(table[4, 8:], table[later, 8:])
+    flat = sinusoid_position_embedding(grid, 20)
+    assert torch.equal(flat, sinusoid_position_table(grid.num_tokens, 20))
+    assert not torch.equal(flat[4, 8:], flat[later, 8:])
+    with pytest.raises(ValueError, match="unknown position table 'xyz'"):
+        sinusoid_position_embedding(grid, 20, "xyz")
+
+
+def test_an_encoder_with_3d_positions_rebuilds_from_its_description(tmp_path):
+    torch.manual_seed(0)
+    encoder = create_encoder("tiny", GRID, depth=1, positions="3d").eval()
+    assert torch.equal(encoder.pos_embed[0], sinusoid_position_embedding(GRID, 192, "3d"))
+    rebuilt = VideoEncoder(encoder_config(encoder), GRID)
+    assert rebuilt.positions == "3d" and torch.equal(rebuilt.pos_embed, encoder.pos_embed)
+    with pytest.raises(InteropError, match="positions are the 3d sin-cos table"):
+        export_huggingface(encoder, None, tmp_path / "hf")
+    # A model section saved before the key existed meant VideoMAE's table.
+    assert saved_model_dict({"size": "tiny"})["positions"] == "1d"
 
 
 def test_grad_checkpointing_gives_the_same_gradients():
