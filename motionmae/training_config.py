@@ -117,6 +117,10 @@ class RunConfig:
     keep_last: int = 2
     keep_every: int | None = None
     max_bad_steps: int = 10
+    # --resume on a training list other than the run's (other videos, or another order) is
+    # refused; true continues on the new list, from the start of a new epoch. It holds for
+    # the command that sets it: a later --resume does not inherit it from config.yaml.
+    resume_with_other_videos: bool = False
     # Under torchrun: "ddp" replicates the model, "fsdp" shards parameters, gradients and
     # optimizer state over the ranks (FSDP2 fully_shard); one process ignores it.
     parallel: str = "ddp"

@@ -12,6 +12,7 @@ classes' ids).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,14 @@ class VideoList:
             return len(self.classes)
         labels = [e.label for e in self.entries if e.label is not None]
         return max(labels) + 1 if labels else None
+
+    def fingerprint(self) -> str:
+        """A short SHA-256 of the videos in list order, each by its folder and file name (so
+        a dataset moved elsewhere keeps it; another list, or another order, does not)."""
+        digest = hashlib.sha256()
+        for entry in self.entries:
+            digest.update(f"{entry.path.parent.name}/{entry.path.name}\n".encode())
+        return digest.hexdigest()[:16]
 
     def require_labels(self, source: str, purpose: str) -> VideoList:
         """This list, if every video has a label; else a :class:`LabelError` naming

@@ -83,6 +83,7 @@ from motionmae.train.save_resume import (
     StopRequest,
     TrainState,
     check_resumed_model,
+    check_resumed_videos,
     stop_on_signals,
 )
 from motionmae.train.step import OptimizerStep
@@ -220,6 +221,8 @@ class Trainer:
                                        self.optimizer, task.describe, run.keep_last,
                                        run.keep_every, self.sharded, dist)
         self.state = self._resume() if resume else TrainState()
+        check_resumed_videos(self.state, stream.dataset, run.resume_with_other_videos,
+                             self.out_dir)
         stream.seek(self.state.epoch, self.state.samples_in_epoch)
         self._prepare_output_folder(one_checkpoint)
         self.history: list[dict[str, float]] = []

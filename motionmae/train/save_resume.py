@@ -14,6 +14,7 @@ every rank with one :class:`~motionmae.fileio.StorageError` saying which checkpo
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -33,10 +34,13 @@ from motionmae.checkpoints.format import (
     recover_latest,
     save_checkpoint,
 )
+from motionmae.data.entries import VideoList
 from motionmae.errors import UsageError
 from motionmae.fileio import StorageError
 from motionmae.models.config import SAVED_MODEL_DEFAULTS, saved_model_dict
 from motionmae.train.distributed import DistInfo, any_across_ranks, full_state, load_full_state
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,6 +62,9 @@ class TrainState:
     # The logging window at the checkpoint (steps since the last record, their sums): a
     # resumed run's next record averages the same steps as an uninterrupted run's.
     log_window: dict[str, Any] = field(default_factory=dict)
+    # The training list (VideoList.fingerprint) and its length; empty: not known.
+    data_fingerprint: str = ""
+    data_videos: int = 0
 
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> TrainState:
@@ -84,6 +91,30 @@ def check_resumed_model(saved: dict, current: dict, path: Path) -> None:
                          + ", this config says "
                          + ", ".join(f"{current['model'].get(k)}" for k in changed)
                          + f": resume with {settings}")
+
+
+def check_resumed_videos(state: TrainState, dataset: object, allow_other: bool,
+                         path: Path) -> None:
+    """Refuse to resume on other videos than the run trained on (a run silently continued on
+    another dataset), unless ``allow_other`` (``run.resume_with_other_videos``): then warn and
+    start the new list's epoch from its beginning. Then record the current list in ``state``.
+    Datasets without a video list, and checkpoints from before the list was recorded, are
+    not checked."""
+    videos = getattr(dataset, "videos", None)
+    if not isinstance(videos, VideoList):
+        return
+    current = videos.fingerprint()
+    if state.data_fingerprint and state.data_fingerprint != current:
+        said = (f"{path} was trained on a list of {state.data_videos} videos (fingerprint "
+                f"{state.data_fingerprint}), this one has {len(videos)} (fingerprint "
+                f"{current}; videos are compared by folder and file name, in list order)")
+        if not allow_other:
+            raise UsageError(f"--resume: {said}: resume with the run's list (its "
+                             "config.yaml, data.train), or continue on this one with --set "
+                             "run.resume_with_other_videos=true")
+        log.warning("resuming on other videos: %s; the data order starts a new epoch", said)
+        state.epoch, state.samples_in_epoch = state.epoch + 1, 0
+    state.data_fingerprint, state.data_videos = current, len(videos)
 
 
 @dataclass

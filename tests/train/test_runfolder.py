@@ -140,6 +140,55 @@ def test_resume_refuses_a_change_the_weights_depend_on_naming_the_key(
     assert (run / "config.yaml").read_text() == before
 
 
+def _error_after_the_bar(capsys) -> str:
+    """The error line of a command that failed once training had started (its progress bar
+    came first), checked to be the only other line: no traceback."""
+    lines = [x for x in capsys.readouterr().err.strip().splitlines()
+             if x.strip() and not x.startswith("pretrain:")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_resume_on_other_videos_is_refused_unless_asked_for_that_once(videos, finished,
+                                                                        tmp_path, capsys,
+                                                                        caplog):
+    run = _copy(finished, tmp_path / "run")
+    lines = videos.train_list.read_text().splitlines()
+    fewer = tmp_path / "fewer.txt"  # the first five of the run's eight videos
+    fewer.write_text("".join(f"{videos.train_list.parent / line}\n" for line in lines[:5]))
+    moved = tmp_path / "moved"  # the same eight videos in another folder of the same name
+    shutil.copytree(videos.train_list.parent, moved / videos.train_list.parent.name)
+    capsys.readouterr()
+
+    def resume(data: Path, steps: int, *flags: str) -> int:
+        return main(["pretrain", "--data", str(data), "--out", str(run), "--resume",
+                     "--steps", str(steps), *flags])
+
+    assert resume(fewer, 6) == USAGE
+    error = _error_after_the_bar(capsys)
+    assert (f"--resume: {run} was trained on a list of 8 videos (fingerprint " in error
+            and "this one has 5" in error and "run.resume_with_other_videos=true" in error)
+    assert latest_checkpoint(run / "checkpoints").step == 4
+    with caplog.at_level(logging.WARNING):
+        assert resume(fewer, 6, "--set", "run.resume_with_other_videos=true") == 0
+    assert "resuming on other videos" in caplog.text
+    assert latest_checkpoint(run / "checkpoints").step == 6
+    # The permission was for that command: the run is now on the five, and the eight are
+    # refused again, wherever the list is.
+    assert resume(moved / videos.train_list.parent.name / videos.train_list.name, 8) == USAGE
+    assert "trained on a list of 5 videos" in _error_after_the_bar(capsys)
+    assert resume(fewer, 8) == 0
+
+
+def test_a_dataset_moved_to_another_folder_resumes(videos, finished, tmp_path):
+    run = _copy(finished, tmp_path / "run")
+    moved = tmp_path / "elsewhere" / videos.train_list.parent.name
+    shutil.copytree(videos.train_list.parent, moved)
+    assert main(["pretrain", "--data", str(moved / videos.train_list.name), "--out", str(run),
+                 "--resume", "--steps", "6"]) == 0
+    assert sorted(_losses(run)) == list(range(1, 7))
+
+
 def test_resume_of_a_run_without_a_checkpoint_starts_at_step_0_with_its_config(
         videos, finished, tmp_path, caplog):
     """A job requeued before its first checkpoint: the same command, --resume, starts over
