@@ -33,11 +33,10 @@ def explained(prediction: torch.Tensor, target: torch.Tensor) -> float:
     return float(1 - (prediction - target).pow(2).mean() / target.pow(2).mean())
 
 
-def copy_predictions(target: torch.Tensor, grid: TokenGrid) -> dict[str, torch.Tensor]:
-    """``target [B, L, D]`` -> each copy predictor's ``[B, t, h, w, D]`` prediction."""
-    tokens = target.reshape(target.shape[0], grid.t, grid.h, grid.w, -1)
+def copy_predictions(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``tokens [B, t, h, w, D]`` -> each copy predictor's prediction, the same shape."""
     previous = torch.cat([tokens[:, 1:2], tokens[:, :-1]], dim=1)
-    others = (tokens.sum(1, keepdim=True) - tokens) / (grid.t - 1)
+    others = (tokens.sum(1, keepdim=True) - tokens) / (tokens.shape[1] - 1)
     left = torch.cat([tokens[:, :, :, 1:2], tokens[:, :, :, :-1]], dim=3)
     return {"same place, previous time slice": previous,
             "same place, mean of the other time slices": others,
@@ -66,7 +65,7 @@ def main() -> None:
                          patch=cfg.model.patch_size, tubelet=cfg.model.tubelet_size)
         target = normalize_patches(patchify(clip * std + mean, grid), 3)
         tokens = target.reshape(target.shape[0], grid.t, grid.h, grid.w, -1)
-        for name, prediction in copy_predictions(target, grid).items():
+        for name, prediction in copy_predictions(tokens).items():
             sums[name] = sums.get(name, 0.0) + explained(prediction, tokens)
         batches = index + 1
     print(f"{args.budget}: norm-pix target explained by copying a neighbour "

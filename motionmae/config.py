@@ -312,8 +312,9 @@ def resume_config(cls: type[RunConfigT], saved: Path, path: str | Path | None = 
     data = read_config_file(saved)
     if isinstance(data.get("model"), dict):  # saved before a model key existed
         data["model"] = saved_model_dict(data["model"])
-    if isinstance(data.get("run"), dict):  # a permission given for one resume only
-        data["run"].pop("resume_with_other_videos", None)
+    if isinstance(data.get("run"), dict):
+        for key in RunConfig.ONE_COMMAND:
+            data["run"].pop(key, None)
     before = load_config(cls, base=data)
     after = load_config(cls, path, overrides, base=data)
     old, new = to_dict(before), to_dict(after)

@@ -101,6 +101,9 @@ class RunConfig:
     """
 
     DEFAULT_STEPS: ClassVar[int] = 1000
+    # Settings that hold for the command that gives them: a --resume reads them from its own
+    # flags only, never from the run's config.yaml.
+    ONE_COMMAND: ClassVar[tuple[str, ...]] = ("resume_with_other_videos",)
 
     out: str = "runs/pretrain"
     steps: int | None = None
@@ -118,8 +121,7 @@ class RunConfig:
     keep_every: int | None = None
     max_bad_steps: int = 10
     # --resume on a training list other than the run's (other videos, or another order) is
-    # refused; true continues on the new list, from the start of a new epoch. It holds for
-    # the command that sets it: a later --resume does not inherit it from config.yaml.
+    # refused; true continues on the new list, from the start of a new epoch (ONE_COMMAND).
     resume_with_other_videos: bool = False
     # Under torchrun: "ddp" replicates the model, "fsdp" shards parameters, gradients and
     # optimizer state over the ranks (FSDP2 fully_shard); one process ignores it.
