@@ -4,6 +4,8 @@ target on the hidden ones (or, as M3Video's joint decoder, one for several targe
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 from torch import nn
 
@@ -55,17 +57,20 @@ class TokenDecoder(nn.Module):
         self.head = nn.Linear(dim, out_dim)
 
     def forward(
-        self, visible: torch.Tensor, visible_idx: torch.Tensor, masked_idx: torch.Tensor
+        self, visible: torch.Tensor, visible_idx: torch.Tensor, masked_idx: torch.Tensor,
+        with_visible: bool = False,
     ) -> torch.Tensor:
-        """Predict the target on the hidden tokens.
+        """Predict the target on the hidden tokens (and the visible ones).
 
         Args:
             visible: ``[B, V, in_dim]`` encoder output, in ``visible_idx`` order.
             visible_idx: ``[B, V]`` int64 token indices of ``visible``.
             masked_idx: ``[B, M]`` int64 token indices of the hidden tokens.
+            with_visible: also predict on the visible tokens.
 
         Returns:
-            ``[B, M, out_dim]`` predictions, in ``masked_idx`` order.
+            ``[B, M, out_dim]`` predictions, in ``masked_idx`` order; with ``with_visible``
+            ``[B, V + M, out_dim]``, the visible tokens first (``visible_idx`` order).
         """
         batch, num_masked = masked_idx.shape
         pos = self.pos_embed.expand(batch, -1, -1)
@@ -78,7 +83,7 @@ class TokenDecoder(nn.Module):
         )
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x[:, -num_masked:]))
+        return self.head(self.norm(x if with_visible else x[:, -num_masked:]))
 
 
 class MaskedVideoModel(nn.Module):
@@ -132,7 +137,8 @@ class MaskedVideoModel(nn.Module):
         self.sampler = sampler
 
     def forward(
-        self, clip: torch.Tensor, visible_idx: torch.Tensor, masked_idx: torch.Tensor
+        self, clip: torch.Tensor, visible_idx: torch.Tensor, masked_idx: torch.Tensor,
+        with_visible: Collection[str] = (),
     ) -> dict[str, torch.Tensor]:
         """Encode the visible tokens and predict every target on the hidden ones.
 
@@ -140,16 +146,21 @@ class MaskedVideoModel(nn.Module):
             clip: ``[B, C, T, H, W]`` normalised.
             visible_idx: ``[B, V]`` int64 visible token indices.
             masked_idx: ``[B, M]`` int64 hidden token indices.
+            with_visible: the targets also predicted on the visible tokens.
 
         Returns:
             ``{target: [B, M, D_target]}`` in ``masked_idx`` order, one entry per target (the
-            joint decoder's output split into its targets).
+            joint decoder's output split into its targets); a target of ``with_visible`` gets
+            ``[B, V + M, D_target]``, the visible tokens first.
         """
         visible = self.encoder(clip, visible_idx)
-        out = {name: module(visible, visible_idx, masked_idx)
+        out = {name: module(visible, visible_idx, masked_idx, name in with_visible)
                for name, module in self.decoders.items() if name != JOINT}
         if self.joint_targets:
-            joint = self.decoders[JOINT](visible, visible_idx, masked_idx)
+            joint_visible = any(name in with_visible for name in self.joint_targets)
+            joint = self.decoders[JOINT](visible, visible_idx, masked_idx, joint_visible)
             dims = [self.target_dims[name] for name in self.joint_targets]
-            out.update(zip(self.joint_targets, joint.split(dims, dim=-1), strict=True))
+            for name, part in zip(self.joint_targets, joint.split(dims, dim=-1), strict=True):
+                hidden_only = joint_visible and name not in with_visible
+                out[name] = part[:, -masked_idx.shape[1]:] if hidden_only else part
         return {name: out[name] for name in self.target_dims}

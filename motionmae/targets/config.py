@@ -18,6 +18,10 @@ class TargetsConfig(ComponentSections):
     REGISTRY = TARGETS
 
     names: list[str] = field(default_factory=lambda: ["pixel"])
+    # Targets also scored on the tokens the encoder sees, at visible_weight times their
+    # weight: the encoder's own tokens must then say what they hold (issue 21).
+    visible: list[str] = field(default_factory=list)
+    visible_weight: float = 1.0
 
     def selected(self) -> list[str]:
         return list(self.names)
@@ -54,4 +58,9 @@ class TargetsConfig(ComponentSections):
                   f"unknown target {name!r}; known: {TARGETS.names()}")
         check(len(set(self.names)) == len(self.names), f"{key}.names",
               f"has duplicates: {self.names}")
+        for name in self.visible:
+            check(name in self.names, f"{key}.visible",
+                  f"{name!r} is not among {key}.names {self.names}")
+        check(self.visible_weight >= 0, f"{key}.visible_weight",
+              f"must be >= 0, got {self.visible_weight}")
         self.validate_sections(key)

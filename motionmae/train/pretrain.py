@@ -70,10 +70,12 @@ class PretrainTask:
 
     ``loss = sum_k weight_k * masked_mse_k`` over the configured targets, on the hidden
     tokens the decoders reconstruct (all of them, or the running-cell subset with
-    ``masking.decoder_ratio``). With a trainable masking kind (``learned``) the mask comes
-    from its :class:`~motionmae.masking.TrainableSampler` (``model.sampler``, its own parameter
-    group at its section's ``lr``) and its loss, driven by the detached per-token errors
-    ``sum_k weight_k * token_weight_k * error_k``, is added at its section's ``loss_weight``.
+    ``masking.decoder_ratio``); a target of ``targets.visible`` adds ``visible_weight *
+    weight_k`` times its masked MSE on the visible tokens (logged as ``loss_visible/k``).
+    With a trainable masking kind (``learned``) the mask comes from its
+    :class:`~motionmae.masking.TrainableSampler` (``model.sampler``, its own parameter group at
+    its section's ``lr``) and its loss, driven by the detached per-token errors ``sum_k
+    weight_k * token_weight_k * error_k``, is added at its section's ``loss_weight``.
 
     Logged parts per target ``k``: ``loss/k``, ``trivial/k`` (the loss of predicting the
     batch mean per channel) and ``explained/k = 1 - loss/trivial``
@@ -115,7 +117,8 @@ class PretrainTask:
         if self.decoder_mask is not None:
             # From here on "masked" = the hidden tokens that are decoded and scored.
             masked_idx = self.decoder_mask(masked_idx, generator)
-        predictions = model(batch["clip"], visible_idx, masked_idx)
+        visible_targets = self.cfg.targets.visible
+        predictions = model(batch["clip"], visible_idx, masked_idx, visible_targets)
         total = torch.zeros((), device=batch["clip"].device)
         token_error = torch.zeros(masked_idx.shape, device=batch["clip"].device)
         parts = {}
@@ -123,6 +126,11 @@ class PretrainTask:
             with torch.no_grad(), torch.autocast(batch["clip"].device.type, enabled=False):
                 values, token_weight = target(batch)
             pred = predictions[name].float()
+            if name in visible_targets:
+                seen, pred = pred.split([visible_idx.shape[1], masked_idx.shape[1]], dim=1)
+                seen_loss = masked_mse(seen, values.float(), visible_idx, token_weight)
+                parts[f"loss_visible/{name}"] = seen_loss.detach()
+                total = total + target.weight * self.cfg.targets.visible_weight * seen_loss
             loss = masked_mse(pred, values.float(), masked_idx, token_weight)
             parts[f"loss/{name}"] = loss.detach()
             with torch.no_grad():

@@ -50,3 +50,22 @@ def test_prediction_of_a_hidden_token_depends_on_its_position():
     visible_idx, masked_idx = _indices(batch=1)
     out = decoder(torch.randn(1, 4, 24), visible_idx, masked_idx)
     assert not torch.allclose(out[0, 0], out[0, 1])
+
+
+def test_with_visible_predicts_every_token_visible_first():
+    """The visible tokens' predictions are the scattered sequence's outputs at their
+    positions, and the hidden ones are the same as without them."""
+    decoder = _decoder()
+    visible_idx, masked_idx = _indices()
+    visible = torch.randn(3, 4, 24)
+    both = decoder(visible, visible_idx, masked_idx, with_visible=True)
+    assert both.shape == (3, GRID.num_tokens, 5)
+    torch.testing.assert_close(both[:, 4:], decoder(visible, visible_idx, masked_idx))
+
+    x = decoder.mask_token.expand(3, GRID.num_tokens, -1).clone()
+    x.scatter_(1, visible_idx.unsqueeze(-1).expand(-1, -1, 32), decoder.encoder_to_decoder(visible))
+    x = x + decoder.pos_embed
+    for block in decoder.blocks:
+        x = block(x)
+    expected = decoder.head(decoder.norm(gather_tokens(x, visible_idx)))
+    torch.testing.assert_close(both[:, :4], expected, atol=1e-5, rtol=1e-5)

@@ -187,3 +187,32 @@ def test_bf16_autocast_training_step():
     assert torch.isfinite(loss)
     assert all(p.grad is not None and torch.isfinite(p.grad).all()
                for name, p in model.named_parameters() if not name.endswith("attn.qkv.bias"))
+
+
+def test_targets_predicted_on_visible_tokens_too():
+    """``with_visible`` names the targets whose output covers ``[visible, hidden]``; the
+    hidden part and every other target are as without it, with separate decoders and with a
+    joint one."""
+    dims = {"pixel": GRID.patch_dim, "hog": 108, "m3traj": 696}
+    torch.manual_seed(0)
+    joint = create_model("tiny", GRID, dims, depth=1, decoder_depth=1,
+                         joint_targets=["m3traj", "hog"]).eval()
+    visible_idx, masked_idx = _indices()
+    clip = _batch()["clip"]
+    hidden = joint(clip, visible_idx, masked_idx)
+    both = joint(clip, visible_idx, masked_idx, with_visible=["pixel", "hog"])
+    assert {k: tuple(v.shape) for k, v in both.items()} == {
+        "pixel": (2, 8, 1536), "hog": (2, 8, 108), "m3traj": (2, 4, 696)}
+    for name in dims:
+        torch.testing.assert_close(both[name][:, -4:], hidden[name])
+
+
+def test_visible_targets_must_be_selected():
+    cfg = PretrainConfig()
+    cfg.targets.names = ["pixel", "tracks"]
+    cfg.targets.visible = ["hog"]
+    with pytest.raises(ConfigError, match=r"targets\.visible: 'hog' is not among"):
+        cfg.targets.validate()
+    cfg.targets.visible, cfg.targets.visible_weight = ["tracks"], -1.0
+    with pytest.raises(ConfigError, match=r"targets\.visible_weight: must be >= 0"):
+        cfg.targets.validate()

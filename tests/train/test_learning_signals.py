@@ -133,6 +133,33 @@ def test_records_hold_trivial_loss_and_explained_fraction(videos, tmp_path):
     assert records[0]["trivial/pixel"] == pytest.approx(1.0, abs=0.1)
 
 
+def test_a_visible_target_adds_its_visible_loss(videos):
+    """``targets.visible``: the step's loss is the hidden tokens' losses plus
+    ``visible_weight`` x the target's weight x its loss on the visible tokens; the other
+    targets and the hidden losses are as without it."""
+    import torch
+
+    from motionmae.train.pretrain import PretrainTask
+
+    def step_loss(*extra):
+        cfg = _config(videos, "unused", "targets.names=[pixel,hog]", *extra)
+        task = PretrainTask(cfg.resolve(num_videos=cfg.run.batch_size))
+        torch.manual_seed(0)
+        task.model.load_state_dict(reference)
+        batch = {"clip": torch.randn(4, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))}
+        return task.loss(task.model, batch, torch.Generator().manual_seed(2))
+
+    cfg = _config(videos, "unused", "targets.names=[pixel,hog]")
+    reference = PretrainTask(cfg.resolve(num_videos=cfg.run.batch_size)).model.state_dict()
+    base, base_parts = step_loss()
+    total, parts = step_loss("targets.visible=[hog]", "targets.visible_weight=0.5")
+    assert set(parts) - set(base_parts) == {"loss_visible/hog"}
+    for name in base_parts:
+        torch.testing.assert_close(parts[name], base_parts[name])
+    torch.testing.assert_close(total, base + 0.5 * parts["loss_visible/hog"])
+    assert parts["loss_visible/hog"] > 0
+
+
 # ---------------------------------------------------------------------------------------------
 # In-run probes
 
