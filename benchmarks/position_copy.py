@@ -20,7 +20,7 @@ import argparse
 import torch
 
 from motionmae.models.config import POSITION_TABLES
-from motionmae.models.pretrain import TokenDecoder
+from motionmae.models.vit import TokenDecoder
 from motionmae.tokens import TokenGrid, gather_tokens
 
 GRID = TokenGrid(frames=16, height=112, width=112)

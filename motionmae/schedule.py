@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 
 def lr_at(step: int, total_steps: int, peak_lr: float, min_lr: float, warmup_steps: int) -> float:
     """Learning rate at optimizer step ``step`` (0-based): linear warmup from 0 over
@@ -15,6 +17,13 @@ def lr_at(step: int, total_steps: int, peak_lr: float, min_lr: float, warmup_ste
     span = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / span)
     return min_lr + 0.5 * (peak_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def lr_table(total_steps: int, peak_lr: float, min_lr: float, warmup_steps: int) -> np.ndarray:
+    """``[total_steps]`` float64: :func:`lr_at` of every step, made once before training so
+    that a step reads its rate by index (VideoMAE's ``lr_schedule_values[it]``)."""
+    return np.array([lr_at(step, total_steps, peak_lr, min_lr, warmup_steps)
+                     for step in range(total_steps)], dtype=np.float64)
 
 
 def resumed_length_warning(step: int, planned: int, total: int, peak_lr: float, min_lr: float,

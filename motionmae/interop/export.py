@@ -41,7 +41,8 @@ from motionmae.interop.auto import detect_format, load_any_encoder
 from motionmae.interop.common import InteropError
 from motionmae.interop.huggingface import export_huggingface
 from motionmae.models import VideoEncoder
-from motionmae.models.encoder import LAYER_NORM_EPS, sinusoid_position_embedding
+from motionmae.models.tables import sinusoid_position_embedding
+from motionmae.models.vit import LAYER_NORM_EPS
 from motionmae.version import __version__
 
 log = logging.getLogger(__name__)

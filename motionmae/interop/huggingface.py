@@ -48,7 +48,7 @@ from motionmae.interop.common import (
     set_layer_norm_eps,
 )
 from motionmae.models import VideoEncoder
-from motionmae.models.encoder import sinusoid_position_embedding
+from motionmae.models.tables import sinusoid_position_embedding
 from motionmae.tokens import TokenGrid
 
 log = logging.getLogger(__name__)

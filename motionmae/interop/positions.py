@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from motionmae.interop.common import InteropError
-from motionmae.models.encoder import sinusoid_position_table
+from motionmae.models.tables import sinusoid_position_table
 
 Layout = tuple[int, int, int]
 

@@ -68,12 +68,8 @@ from motionmae.masking.plackett_luce import (
 )
 from motionmae.masking.registry import register_masking
 from motionmae.masking.sampler_inputs import input_dim, sampler_inputs
-from motionmae.models.encoder import (
-    LAYER_NORM_EPS,
-    Block,
-    init_weights,
-    sinusoid_position_embedding,
-)
+from motionmae.models.tables import sinusoid_position_embedding
+from motionmae.models.vit import LAYER_NORM_EPS, Block, init_weights
 from motionmae.tokens import TokenGrid
 
 __all__ = ["Draw", "LearnedMask", "LearnedSampler", "Rollout", "SamplerPolicy"]

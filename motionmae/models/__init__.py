@@ -2,18 +2,18 @@
 classifier, and a factory with named sizes."""
 
 from motionmae.models.classifier import VideoClassifier
-from motionmae.models.encoder import (
+from motionmae.models.factory import create_encoder, create_model, model_config
+from motionmae.models.tables import sinusoid_position_embedding, sinusoid_position_table
+from motionmae.models.vit import (
     Attention,
     Block,
     DropPath,
+    MaskedVideoModel,
     Mlp,
+    TokenDecoder,
     TubeletEmbed,
     VideoEncoder,
-    sinusoid_position_embedding,
-    sinusoid_position_table,
 )
-from motionmae.models.factory import create_encoder, create_model, model_config
-from motionmae.models.pretrain import MaskedVideoModel, TokenDecoder
 
 __all__ = [
     "Attention",

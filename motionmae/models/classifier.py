@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from motionmae.models.encoder import LAYER_NORM_EPS, VideoEncoder
+from motionmae.models.vit import LAYER_NORM_EPS, VideoEncoder
 
 POOLINGS = ("mean",)
 

@@ -6,8 +6,7 @@ import dataclasses
 from typing import Any
 
 from motionmae.models.config import ModelConfig
-from motionmae.models.encoder import VideoEncoder
-from motionmae.models.pretrain import MaskedVideoModel
+from motionmae.models.vit import MaskedVideoModel, VideoEncoder
 from motionmae.tokens import TokenGrid
 
 

@@ -9,13 +9,7 @@ the built-in ones (``pixel``, ``tracks``, ``hog``, ``m3traj``, ``teacher``);
 from __future__ import annotations
 
 from motionmae.data.config import DataConfig
-from motionmae.targets.base import (
-    Target,
-    explained_fraction,
-    masked_mse,
-    per_token_error,
-    trivial_mse,
-)
+from motionmae.targets.base import Target
 from motionmae.targets.config import TargetsConfig
 from motionmae.targets.hog import HogTarget, HogTargetConfig
 from motionmae.targets.m3traj import (
@@ -36,7 +30,13 @@ from motionmae.targets.registry import TARGETS, TargetContext, TargetSpec, regis
 from motionmae.targets.teacher import TeacherTarget, TeacherTargetConfig
 from motionmae.targets.teacher_cache import build_teacher_target
 from motionmae.targets.tracks import TracksTarget, TracksTargetConfig
-from motionmae.tokens import TokenGrid
+from motionmae.tokens import (
+    TokenGrid,
+    explained_fraction,
+    masked_mse,
+    per_token_error,
+    trivial_mse,
+)
 
 __all__ = [
     "TARGETS",

@@ -20,7 +20,7 @@ histograms of ``bins`` bins, or none without HOG).
      raw Sobel histograms scale with the edges' grey levels (hundreds) and would swamp
      positions of unit RMS. Then the whole HOG block is multiplied by ``s = min(1,
      sqrt(V_pos / V_hog))``, ``V`` a block's summed per-value weighted variance over the
-     batch's tokens (the trivial predictor's loss, :func:`motionmae.targets.base.trivial_mse`,
+     batch's tokens (the trivial predictor's loss, :func:`motionmae.tokens.trivial_mse`,
      restricted to the block, times its width). So the HOG's share of the variance the loss
      starts from, and of what ``explained/m3traj`` divides by, is at most a half: learning
      appearance can never pay more than learning the motion, which is what went wrong with

@@ -12,7 +12,7 @@ the tubelet's own displacement and appended to the token's values: ``dim = U^2 *
 for ``K`` horizons, ordered ``(horizon, sub-row, sub-column, (dx, dy))`` after the tubelet's
 ``U^2 * 2``. Where ``s_t + k*u`` runs past the clip the window is **clamped** to the clip's
 last frame, not zeroed with loss weight 0: the loss has one weight per token
-(:func:`~motionmae.targets.base.masked_mse`, the trivial baseline and the learned sampler's
+(:func:`~motionmae.tokens.masked_mse`, the trivial baseline and the learned sampler's
 reward all read ``[B, L]``), so a zeroed channel would be a target saying "static"; a clamped
 one is a real, measured displacement over a shorter window whose length the decoder knows
 from the token's position (``T-1-s_t`` frames, the same for every clip).

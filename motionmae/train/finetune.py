@@ -38,7 +38,7 @@ from motionmae.eval.predictions import Evaluation, evaluate_videos, save_evaluat
 from motionmae.interop import detect_format, load_any_encoder
 from motionmae.interop.common import encoder_config
 from motionmae.models import DropPath, VideoClassifier, VideoEncoder
-from motionmae.models.encoder import sinusoid_position_embedding
+from motionmae.models.tables import sinusoid_position_embedding
 from motionmae.tokens import TokenGrid
 from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, batch_stream, train

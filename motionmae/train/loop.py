@@ -62,7 +62,7 @@ from motionmae.data.badvideos import FILE_NAME as BAD_VIDEOS_FILE
 from motionmae.data.stream import BatchStream
 from motionmae.environment import resolve_device
 from motionmae.errors import SetupError
-from motionmae.schedule import lr_at, resumed_length_warning
+from motionmae.schedule import lr_table, resumed_length_warning
 from motionmae.train.distributed import DistInfo, any_across_ranks, shard_model, sum_across_ranks
 from motionmae.train.optim import build_optimizer
 from motionmae.train.preflight import (
@@ -73,7 +73,6 @@ from motionmae.train.preflight import (
 from motionmae.train.records import (
     METRICS_FILE,
     RecordSinks,
-    Window,
     trim_metrics,
     write_environment,
 )
@@ -86,7 +85,7 @@ from motionmae.train.save_resume import (
     check_resumed_videos,
     stop_on_signals,
 )
-from motionmae.train.step import OptimizerStep
+from motionmae.train.step import OptimizerStep, Window
 
 __all__ = [
     "TrainResult",
@@ -214,7 +213,8 @@ class Trainer:
         one_checkpoint = self._build_model()
         self.total_steps, self.peak_lr = run.steps, optim.lr
         self.global_batch = run.global_batch(optim.accum_steps, dist.world_size)
-        self.warmup = int(self.total_steps * optim.warmup_fraction)
+        self.lrs = lr_table(self.total_steps, self.peak_lr, optim.min_lr,
+                            int(self.total_steps * optim.warmup_fraction))
         self.optimizer = build_optimizer(task.parameter_groups(optim.weight_decay), optim,
                                          self.peak_lr)
         self.checkpoints = Checkpoints(self.out_dir / "checkpoints", self.model,
@@ -319,8 +319,7 @@ class Trainer:
 
     def _step(self) -> float:
         """Take one optimizer step, its values summed into the window; returns its lr."""
-        lr = lr_at(self.state.step, self.total_steps, self.peak_lr, self.optim.min_lr,
-                   self.warmup)
+        lr = float(self.lrs[self.state.step])
         for group in self.optimizer.param_groups:  # its share: layer decay, the sampler's lr
             group["lr"] = lr * group.get("lr_scale", 1.0)
         loss, grad_norm, skipped = self.optimizer_step(

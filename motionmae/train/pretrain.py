@@ -79,7 +79,7 @@ class PretrainTask:
 
     Logged parts per target ``k``: ``loss/k``, ``trivial/k`` (the loss of predicting the
     batch mean per channel) and ``explained/k = 1 - loss/trivial``
-    (:func:`~motionmae.targets.base.trivial_mse`).
+    (:func:`~motionmae.tokens.trivial_mse`).
 
     ``world_size``: data-parallel processes (the sampler's learning rate is set relative to
     the run's peak rate, which depends on the global batch).

@@ -1,7 +1,6 @@
-"""What a training run records besides checkpoints: ``RUN/env.json`` (the machine), and the
-logged records: the window of steps each one averages (summed on the device, read once per
-logging interval; its partial sums travel in a checkpoint), and where they go on rank 0:
-``RUN/metrics.jsonl`` (one JSON line each, trimmed back to the checkpoint on resume), the
+"""What a training run records besides checkpoints: ``RUN/env.json`` (the machine), and where
+the logged records (the means of a :class:`~motionmae.train.step.Window` of steps) go on
+rank 0: ``RUN/metrics.jsonl`` (one JSON line each, trimmed back to the checkpoint on resume), the
 caller's ``on_log``, TensorBoard (``run.tensorboard``) and Weights & Biases (``run.wandb``).
 
 A resumed run writes the same records as an uninterrupted one, step for step, except the
@@ -10,9 +9,7 @@ A resumed run writes the same records as an uninterrupted one, step for step, ex
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,6 @@ import torch
 from motionmae.config import RunConfig
 from motionmae.environment import machine_environment
 from motionmae.fileio import StorageError, append_text, atomic_write_text, cannot_write
-from motionmae.train.distributed import DistInfo, average_across_ranks
 from motionmae.train.preflight import OutputFolderError
 from motionmae.train.tensorboard import TensorBoardWriter
 from motionmae.train.wandb_logger import WandbLogger
@@ -30,52 +26,6 @@ METRICS_FILE = "metrics.jsonl"
 # Fields of a record that measure the clock, not the training: the only ones that differ
 # between a resumed run and an uninterrupted one (or two runs of the same seed).
 WALL_CLOCK_FIELDS = frozenset({"time", "clips_per_s"})
-
-
-@dataclass
-class Window:
-    """The steps since the last record: their summed values (on the device), and this
-    process's clips and start time (for the throughput)."""
-
-    sums: dict[str, torch.Tensor] = field(default_factory=dict)
-    start: float = field(default_factory=time.perf_counter)
-    clips: int = 0
-    steps: int = 0
-
-    @classmethod
-    def resumed(cls, saved: dict[str, Any], device: torch.device) -> Window:
-        """The window a checkpoint saved (:meth:`snapshot`), continued on ``device``."""
-        sums = {name: value.to(device) for name, value in saved.get("sums", {}).items()}
-        return cls(sums=sums, steps=saved.get("steps", 0))
-
-    def snapshot(self, dist: DistInfo) -> dict[str, Any]:
-        """The sums and step count so far, for a checkpoint (a host sync). Over several ranks,
-        their mean: every rank resumes with it, and the record's mean over ranks is the same."""
-        sums = {name: value.detach().cpu() for name, value in self.sums.items()}
-        if dist.enabled:  # a collective: every rank saves at the same step
-            means = average_across_ranks({k: float(v) for k, v in sums.items()}, dist)
-            sums = {name: torch.tensor(value) for name, value in means.items()}
-        return {"sums": sums, "steps": self.steps}
-
-    def add(self, name: str, value: torch.Tensor) -> None:
-        """Sum ``value`` into ``name`` (on the device: no host sync)."""
-        self.sums[name] = self.sums.get(name, 0) + value
-
-    def add_step(self, loss: torch.Tensor, grad_norm: torch.Tensor, skipped: torch.Tensor,
-                 clips: int) -> None:
-        """Count one optimizer step: its loss, gradient norm, skip flag and clips."""
-        self.add("loss", torch.nan_to_num(loss, nan=0.0))
-        self.add("grad_norm", torch.nan_to_num(grad_norm, nan=0.0))
-        self.add("bad", skipped)
-        self.clips += clips
-        self.steps += 1
-
-    def means(self, bad: int, dist: DistInfo) -> dict[str, float]:
-        """Each value's mean over the steps not skipped and the ranks, and the throughput."""
-        good = max(1, self.steps - bad)
-        elapsed = time.perf_counter() - self.start
-        means = average_across_ranks({k: float(v) / good for k, v in self.sums.items()}, dist)
-        return {**means, "clips_per_s": self.clips / max(elapsed, 1e-9)}
 
 
 def write_environment(path: Path, device: torch.device, world_size: int) -> None:

@@ -1,12 +1,18 @@
 """One optimizer step of the training loop, kept on the device (no host sync): ``accum_steps``
 micro-batches under the run's precision, gradients all-reduced on the last one only, clipping,
 and a non-finite gradient skipping the update (inside the fused optimizer kernel). Too many
-skipped steps in a row stop the run, checked where the loop reads the device anyway."""
+skipped steps in a row stop the run, checked where the loop reads the device anyway.
+
+The step's values (loss, its parts, gradient norm, skip flag) are summed into a
+:class:`Window`, on the device; the loop reads it once per logging interval, and its partial
+sums travel in a checkpoint."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -15,7 +21,7 @@ from torch.distributed.tensor import DTensor
 
 from motionmae.config import OptimConfig, RunConfig
 from motionmae.errors import NonFiniteLossError
-from motionmae.train.distributed import DistInfo
+from motionmae.train.distributed import DistInfo, average_across_ranks
 
 Loss = Callable[[nn.Module, dict[str, Any], torch.Generator],
                 tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -25,6 +31,52 @@ def step_seed(seed: int, step: int, micro: int = 0, rank: int = 0) -> int:
     """The seed of a step's (or micro-batch's) masks and module randomness."""
     # Rank 0 keeps the single-process seeds; other ranks are offset far apart.
     return (seed * 1_000_003 + step * 101 + micro + rank * 1_000_000_007) % (2**63 - 1)
+
+
+@dataclass
+class Window:
+    """The steps since the last record: their summed values (on the device), and this
+    process's clips and start time (for the throughput)."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    start: float = field(default_factory=time.perf_counter)
+    clips: int = 0
+    steps: int = 0
+
+    @classmethod
+    def resumed(cls, saved: dict[str, Any], device: torch.device) -> Window:
+        """The window a checkpoint saved (:meth:`snapshot`), continued on ``device``."""
+        sums = {name: value.to(device) for name, value in saved.get("sums", {}).items()}
+        return cls(sums=sums, steps=saved.get("steps", 0))
+
+    def snapshot(self, dist: DistInfo) -> dict[str, Any]:
+        """The sums and step count so far, for a checkpoint (a host sync). Over several ranks,
+        their mean: every rank resumes with it, and the record's mean over ranks is the same."""
+        sums = {name: value.detach().cpu() for name, value in self.sums.items()}
+        if dist.enabled:  # a collective: every rank saves at the same step
+            means = average_across_ranks({k: float(v) for k, v in sums.items()}, dist)
+            sums = {name: torch.tensor(value) for name, value in means.items()}
+        return {"sums": sums, "steps": self.steps}
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        """Sum ``value`` into ``name`` (on the device: no host sync)."""
+        self.sums[name] = self.sums.get(name, 0) + value
+
+    def add_step(self, loss: torch.Tensor, grad_norm: torch.Tensor, skipped: torch.Tensor,
+                 clips: int) -> None:
+        """Count one optimizer step: its loss, gradient norm, skip flag and clips."""
+        self.add("loss", torch.nan_to_num(loss, nan=0.0))
+        self.add("grad_norm", torch.nan_to_num(grad_norm, nan=0.0))
+        self.add("bad", skipped)
+        self.clips += clips
+        self.steps += 1
+
+    def means(self, bad: int, dist: DistInfo) -> dict[str, float]:
+        """Each value's mean over the steps not skipped and the ranks, and the throughput."""
+        good = max(1, self.steps - bad)
+        elapsed = time.perf_counter() - self.start
+        means = average_across_ranks({k: float(v) / good for k, v in self.sums.items()}, dist)
+        return {**means, "clips_per_s": self.clips / max(elapsed, 1e-9)}
 
 
 class OptimizerStep:

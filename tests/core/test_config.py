@@ -83,7 +83,8 @@ def test_component_sections_are_found_by_registered_name():
     from motionmae.targets import TracksTargetConfig
 
     with pytest.raises(ConfigError, match=r"^targets\.trakcs: unknown key; known keys here: "
-                                          r"\['names'\] and the registered targets \['hog', "):
+                                          r"\['names', 'visible', 'visible_weight'\] and the "
+                                          r"registered targets \['hog', "):
         load_config(PretrainConfig, overrides=["targets.trakcs.norm=patch"])
     with pytest.raises(ConfigError, match=r"^masking\.motion: must be a mapping, got 0\.5"):
         load_config(PretrainConfig, overrides=["masking.motion=0.5"])
@@ -95,7 +96,7 @@ def test_component_sections_are_found_by_registered_name():
     # Saved: the selected sections and any changed one; a changed, unselected section is
     # validated too (a typo there is still a typo).
     cfg.hog.cell = 1
-    assert list(to_dict(cfg)) == ["names", "tracks", "hog"]
+    assert list(to_dict(cfg)) == ["names", "visible", "visible_weight", "tracks", "hog"]
     with pytest.raises(ConfigError, match=r"targets\.hog\.cell: must be >= 2"):
         cfg.validate()
 

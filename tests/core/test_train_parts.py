@@ -7,7 +7,7 @@ import torch
 
 from motionmae.data.loader import EpochSampler
 from motionmae.eval.probes import knn_probe, linear_probe
-from motionmae.schedule import lr_at
+from motionmae.schedule import lr_at, lr_table
 from motionmae.train.optim import parameter_groups
 
 
@@ -17,6 +17,13 @@ def test_lr_schedule_warmup_peak_and_floor():
     assert math.isclose(lrs[10], 1.0)
     assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert lr_at(100, 100, 1.0, 0.01, 10) == 0.01
+
+
+def test_lr_table_holds_every_steps_rate():
+    table = lr_table(100, 1.0, 0.01, 10)
+    assert table.shape == (100,)
+    assert table.tolist() == [lr_at(s, 100, 1.0, 0.01, 10) for s in range(100)]
+    assert lr_table(0, 1.0, 0.01, 0).shape == (0,)
 
 
 def test_no_weight_decay_on_norms_and_biases():

@@ -1,7 +1,7 @@
 import torch
 
 from motionmae.models import TokenDecoder
-from motionmae.models.encoder import init_weights
+from motionmae.models.vit import init_weights
 from motionmae.tokens import TokenGrid, gather_tokens, mask_to_indices
 
 GRID = TokenGrid(frames=4, height=32, width=48)  # L = 12

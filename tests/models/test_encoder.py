@@ -9,7 +9,8 @@ from motionmae.interop.huggingface import export_huggingface
 from motionmae.masking import build_mask_generator
 from motionmae.models import create_encoder, sinusoid_position_embedding, sinusoid_position_table
 from motionmae.models.config import saved_model_dict
-from motionmae.models.encoder import TubeletEmbed, VideoEncoder, temporal_difference_basis
+from motionmae.models.tables import temporal_difference_basis
+from motionmae.models.vit import TubeletEmbed, VideoEncoder
 from motionmae.tokens import TokenGrid, mask_to_indices
 
 GRID = TokenGrid(frames=4, height=32, width=48)  # L = 2 * 2 * 3 = 12

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from motionmae.targets.base import explained_fraction, masked_mse, trivial_mse
+from motionmae.tokens import explained_fraction, masked_mse, trivial_mse
 
 
 def _setup(seed=0, batch=3, tokens=10, dim=4, hidden=6):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from motionmae.train.distributed import DistInfo
-from motionmae.train.records import Window
+from motionmae.train.step import Window
 
 
 def test_window_means_skip_bad_steps_and_keep_the_order_of_first_use():
