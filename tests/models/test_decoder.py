@@ -22,6 +22,17 @@ def _indices(batch=3, num_visible=4, seed=0):
     return mask_to_indices(mask, num_visible)
 
 
+def _scattered(decoder, visible, visible_idx):
+    """The decoder's blocks run on the full (t, h, w) sequence: the visible tokens scattered
+    into place among mask tokens (what the [visible, mask tokens] order must equal)."""
+    x = decoder.mask_token.expand(visible.shape[0], GRID.num_tokens, -1).clone()
+    x.scatter_(1, visible_idx.unsqueeze(-1).expand(-1, -1, 32), decoder.encoder_to_decoder(visible))
+    x = x + decoder.pos_embed
+    for block in decoder.blocks:
+        x = block(x)
+    return x
+
+
 def test_returns_masked_predictions_only():
     decoder = _decoder()
     visible_idx, masked_idx = _indices()
@@ -36,12 +47,8 @@ def test_equals_scatter_into_token_order():
     visible = torch.randn(3, 4, 24)
     out = decoder(visible, visible_idx, masked_idx)
 
-    x = decoder.mask_token.expand(3, GRID.num_tokens, -1).clone()
-    x.scatter_(1, visible_idx.unsqueeze(-1).expand(-1, -1, 32), decoder.encoder_to_decoder(visible))
-    x = x + decoder.pos_embed
-    for block in decoder.blocks:
-        x = block(x)
-    expected = decoder.head(decoder.norm(gather_tokens(x, masked_idx)))
+    expected = decoder.head(decoder.norm(gather_tokens(_scattered(decoder, visible, visible_idx),
+                                                       masked_idx)))
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -62,10 +69,6 @@ def test_with_visible_predicts_every_token_visible_first():
     assert both.shape == (3, GRID.num_tokens, 5)
     torch.testing.assert_close(both[:, 4:], decoder(visible, visible_idx, masked_idx))
 
-    x = decoder.mask_token.expand(3, GRID.num_tokens, -1).clone()
-    x.scatter_(1, visible_idx.unsqueeze(-1).expand(-1, -1, 32), decoder.encoder_to_decoder(visible))
-    x = x + decoder.pos_embed
-    for block in decoder.blocks:
-        x = block(x)
-    expected = decoder.head(decoder.norm(gather_tokens(x, visible_idx)))
+    expected = decoder.head(decoder.norm(gather_tokens(_scattered(decoder, visible, visible_idx),
+                                                       visible_idx)))
     torch.testing.assert_close(both[:, :4], expected, atol=1e-5, rtol=1e-5)
