@@ -1,12 +1,14 @@
-"""Two opt-in variants of the tracks target (issue 21): longer horizons, motion-weighted tokens.
+"""The tracks target's tubelet windows (which frames each token's displacement spans), and its
+three opt-in variants (issue 21): longer horizons, motion-weighted tokens, motion relative to
+the scene.
 
-Both are off by default (``targets.tracks.horizons: []``, ``targets.tracks.motion_weight: 0``),
-and then :class:`~motionmae.targets.tracks.TracksTarget` computes exactly what it computed
-before they existed (the same operations, bit for bit).
+All are off by default (``targets.tracks.horizons: []``, ``targets.tracks.motion_weight: 0``,
+``targets.tracks.relative: false``), and then :class:`~motionmae.targets.tracks.TracksTarget`
+computes exactly what it computed before they existed (the same operations, bit for bit).
 
 **Horizons** (``horizons: [k, ...]``, each ``k >= 2`` tubelets). Tubelet ``t``'s window starts
-at ``s_t`` (the ``tubelet`` windows of :func:`~motionmae.targets.tracks.tubelet_windows`);
-horizon ``k`` is the displacement of the same grid points from ``s_t`` to
+at ``s_t`` (the ``tubelet`` windows of :func:`tubelet_windows`); horizon ``k`` is the
+displacement of the same grid points from ``s_t`` to
 ``e_{t,k} = min(s_t + k*u, T-1)`` (``u`` = tubelet size, ``T`` clip frames), upsampled like
 the tubelet's own displacement and appended to the token's values: ``dim = U^2 * 2 * (1 + K)``
 for ``K`` horizons, ordered ``(horizon, sub-row, sub-column, (dx, dy))`` after the tubelet's
@@ -30,6 +32,14 @@ weighted mean over the batch's tokens: a static token keeps weight 1, a token mo
 batch's mean speed weighs ``1 + w``. The weights are detached and computed on the device (no
 host synchronisation); the loss stays a weighted mean (``sum(w e) / sum(w)``), so its scale
 is comparable with ``w = 0``.
+
+**Relative motion** (``relative: true``). Each token also predicts its points' displacement
+minus the median displacement of all the clip's points over the same tubelet window: the
+scene's (the camera's) translation removed, as M3Video removes camera motion before its
+trajectories, but kept beside the token's own motion rather than instead of it. Appended
+after the tubelet's ``U^2 * 2`` values (before any horizon), normalised like them; ``batch``
+divides it by its own batch RMS. Refused with the patch norms (which already remove every
+token's own mean motion).
 """
 
 from __future__ import annotations
@@ -53,8 +63,11 @@ __all__ = [
     "HorizonSettings",
     "TrackHorizons",
     "check_horizon_settings",
+    "frames_read",
     "horizon_windows",
     "motion_weights",
+    "scene_relative",
+    "tubelet_windows",
 ]
 
 
@@ -63,6 +76,7 @@ class HorizonSettings(Protocol):
 
     horizons: list[int]
     motion_weight: float
+    relative: bool
     norm: str
     windows: str
     scale: float
@@ -75,6 +89,9 @@ def check_horizon_settings(cfg: HorizonSettings, key: str = "targets.tracks") ->
     horizons, norm, windows = cfg.horizons, cfg.norm, cfg.windows
     check(math.isfinite(cfg.motion_weight) and cfg.motion_weight >= 0, f"{key}.motion_weight",
           f"must be a finite number >= 0, got {cfg.motion_weight}")
+    check(not cfg.relative or norm in HORIZON_NORMS, f"{key}.relative",
+          f"needs {key}.norm in {list(HORIZON_NORMS)}, got {norm!r} (the patch norms already "
+          "remove each token's own mean motion)")
     if not horizons:
         return
     check(all(k >= 2 for k in horizons), f"{key}.horizons",
@@ -89,6 +106,40 @@ def check_horizon_settings(cfg: HorizonSettings, key: str = "targets.tracks") ->
     check(norm in HORIZON_NORMS, f"{key}.horizons",
           f"needs {key}.norm in {list(HORIZON_NORMS)}, got {norm!r} (the patch norms remove "
           "each token's own motion, which is what a horizon channel carries)")
+
+
+def tubelet_windows(frames: int, tubelet: int,
+                    mode: str = "tubelet") -> tuple[list[int], list[int]]:
+    """Start and end clip frame of each tubelet's displacement window
+    (:mod:`~motionmae.targets.tracks`, item 1).
+
+    Args:
+        frames: clip frames ``T`` (a multiple of ``tubelet``).
+        tubelet: frames per tubelet ``u``.
+        mode: ``tubelet`` or ``official``.
+
+    Returns:
+        ``(starts, ends)``, ``t_n = T // u`` ints each, ``(0, T-1)`` when ``T <= u``; else
+        ``tubelet``: ``s_t = min(t*u, T-1-u)``; ``official``: ``s_t = min(t, t_n-2) * u``;
+        ``e_t = s_t + u``.
+    """
+    if mode not in ("tubelet", "official"):
+        raise ValueError(f"mode must be 'tubelet' or 'official', got {mode!r}")
+    count = frames // tubelet
+    if frames <= tubelet:
+        return [0] * count, [frames - 1] * count
+    if mode == "official":
+        starts = [min(t, count - 2) * tubelet for t in range(count)]
+    else:
+        starts = [min(t * tubelet, frames - 1 - tubelet) for t in range(count)]
+    return starts, [s + tubelet for s in starts]
+
+
+def frames_read(frames: int, tubelet: int, mode: str = "tubelet") -> list[int]:
+    """The clip frames whose tracks the target reads: every window's start and end
+    (:func:`tubelet_windows`), sorted."""
+    starts, ends = tubelet_windows(frames, tubelet, mode)
+    return sorted(set(starts) | set(ends))
 
 
 def horizon_windows(starts: Sequence[int], frames: int, tubelet: int,
@@ -220,3 +271,11 @@ def motion_weights(pixels: torch.Tensor, weight: torch.Tensor | None,
     factor = 1.0 + motion_weight * m / mean.clamp(min=MOTION_MEAN_EPS)
     return factor if weight is None else weight * factor
 
+
+def scene_relative(pixels: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
+    """``pixels [B, L, U^2, 2]`` (each token's displacements, tokens in ``(t, h, w)`` order) ->
+    the same minus, per clip and tubelet window ``t``, the median over its ``h*w*U^2`` points
+    of each coordinate: the scene's translation removed."""
+    per_window = pixels.reshape(pixels.shape[0], grid.t, -1, 2)
+    median = per_window.median(dim=2, keepdim=True).values
+    return (per_window - median).reshape(pixels.shape)

@@ -70,7 +70,7 @@ Definition, per token ``(t, h, w)``:
    its neighbours) is valid, else 0. All-or-nothing rather than the visible fraction because
    one bad point corrupts the patch statistics of every value of the token. With
    ``use_visibility=False`` (TrackMAE's behaviour) the weights are ``None``.
-6. **Opt-in** ``horizons`` and ``motion_weight``: :mod:`motionmae.targets.track_horizons`.
+6. **Opt-in** ``horizons``, ``motion_weight``, ``relative``: :mod:`~.track_horizons`.
 
 Everything is index/einsum arithmetic on device: no host synchronisation.
 """
@@ -86,7 +86,14 @@ import torch
 from motionmae.config_loading import check
 from motionmae.targets.pixel import NORM_EPS
 from motionmae.targets.registry import TargetContext, TargetSpec, register_target
-from motionmae.targets.track_horizons import TrackHorizons, check_horizon_settings, motion_weights
+from motionmae.targets.track_horizons import (
+    TrackHorizons,
+    check_horizon_settings,
+    frames_read,
+    motion_weights,
+    scene_relative,
+    tubelet_windows,
+)
 from motionmae.tokens import TokenGrid
 
 # TrackMAE's loss weight of the tracks target next to a feature (teacher) target.
@@ -133,6 +140,7 @@ class TracksTargetConfig:
     use_visibility: bool = True
     horizons: list[int] = field(default_factory=list)
     motion_weight: float = 0.0
+    relative: bool = False
 
     def validate(self, key: str) -> None:
         check(self.weight is None or self.weight >= 0, f"{key}.weight",
@@ -161,49 +169,10 @@ class TracksTargetConfig:
         return "std_plus_eps" if self.windows == "official" else "sqrt_var_eps"
 
 
-__all__ = [
-    "TracksTarget",
-    "frames_read",
-    "token_displacements",
-    "tubelet_windows",
-    "upsample_matrix",
-]
+__all__ = ["TracksTarget", "token_displacements", "upsample_matrix"]
 
 # Norms that z-score each token's points and so need upsample >= 2.
 _PATCH_NORMS = ("patch", "patch_mean")
-
-
-def tubelet_windows(frames: int, tubelet: int,
-                    mode: str = "tubelet") -> tuple[list[int], list[int]]:
-    """Start and end clip frame of each tubelet's displacement window (module doc, item 1).
-
-    Args:
-        frames: clip frames ``T`` (a multiple of ``tubelet``).
-        tubelet: frames per tubelet ``u``.
-        mode: ``tubelet`` or ``official``.
-
-    Returns:
-        ``(starts, ends)``, ``t_n = T // u`` ints each, ``(0, T-1)`` when ``T <= u``; else
-        ``tubelet``: ``s_t = min(t*u, T-1-u)``; ``official``: ``s_t = min(t, t_n-2) * u``;
-        ``e_t = s_t + u``.
-    """
-    if mode not in ("tubelet", "official"):
-        raise ValueError(f"mode must be 'tubelet' or 'official', got {mode!r}")
-    count = frames // tubelet
-    if frames <= tubelet:
-        return [0] * count, [frames - 1] * count
-    if mode == "official":
-        starts = [min(t, count - 2) * tubelet for t in range(count)]
-    else:
-        starts = [min(t * tubelet, frames - 1 - tubelet) for t in range(count)]
-    return starts, [s + tubelet for s in starts]
-
-
-def frames_read(frames: int, tubelet: int, mode: str = "tubelet") -> list[int]:
-    """The clip frames whose tracks the target reads: every window's start and end
-    (:func:`tubelet_windows`), sorted."""
-    starts, ends = tubelet_windows(frames, tubelet, mode)
-    return sorted(set(starts) | set(ends))
 
 
 def upsample_matrix(n: int, factor: int, align_corners: bool = False) -> torch.Tensor:
@@ -289,7 +258,9 @@ class TracksTarget:
         self.points = factor * factor
         starts = tubelet_windows(grid.frames, grid.tubelet)[0]
         self.horizon = TrackHorizons(cfg, grid, starts) if cfg.horizons else None
-        channels = 1 + len(cfg.horizons)  # the tubelet's own window, then each horizon
+        self.relative = cfg.relative
+        # the tubelet's own window, the scene-relative one, then each horizon
+        channels = 1 + int(cfg.relative) + len(cfg.horizons)
         self.dim = self.points * 2 * channels + (2 if cfg.norm == "patch_mean" else 0)
         self.motion_weight = float(cfg.motion_weight)
         self.weight = cfg.weight
@@ -382,10 +353,13 @@ class TracksTarget:
         0 do not count in the batch's RMS."""
         g = self.grid
         tokens = self.pixels(tracks)  # [B, L, U^2, 2]
+        if self.relative:  # beside the tokens' own, normalised alike (patch norms refuse it)
+            tokens = torch.cat([tokens, scene_relative(tokens, g)], dim=2)
         if self.norm == "scale":
             tokens = tokens / self.scale
         elif self.norm == "batch":
-            tokens = tokens / self.batch_rms(tokens, weight)
+            parts = tokens.split(self.points, dim=2)
+            tokens = torch.cat([part / self.batch_rms(part, weight) for part in parts], dim=2)
         elif self.norm in _PATCH_NORMS:
             var, mean = torch.var_mean(tokens, dim=2, correction=1, keepdim=True)
             std = var.sqrt() + NORM_EPS if self.std_plus_eps else (var + NORM_EPS).sqrt()
@@ -393,7 +367,7 @@ class TracksTarget:
             if self.norm == "patch":
                 return shape
             return torch.cat([shape, mean.flatten(2) / self.scale], dim=2)
-        values = tokens.reshape(-1, g.num_tokens, self.points * 2)
+        values = tokens.reshape(-1, g.num_tokens, tokens.shape[2] * 2)
         if self.horizon is None:
             return values
         return torch.cat([values, self.horizon.values(tracks, self._upsample, weight)], dim=2)

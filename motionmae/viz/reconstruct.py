@@ -128,13 +128,13 @@ def integrate_tracks(
     Args:
         start: ``[N, 2]`` positions at clip frame 0.
         displacements: ``[t, N, 2]`` displacement over each tubelet's window
-            (:func:`motionmae.targets.tracks.tubelet_windows`).
+            (:func:`motionmae.targets.track_horizons.tubelet_windows`).
 
     Returns:
         ``[frames, N, 2]``: each window's displacement is spread linearly over the frames it
         adds beyond those already placed (later windows may overlap earlier ones).
     """
-    from motionmae.targets.tracks import tubelet_windows
+    from motionmae.targets.track_horizons import tubelet_windows
 
     starts, ends = tubelet_windows(frames, tubelet)
     out = torch.full((frames, *start.shape), float("nan"))

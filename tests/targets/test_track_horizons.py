@@ -275,3 +275,51 @@ def test_two_pretraining_steps_with_each_option(videos, tmp_path, option, head):
     heads = {tuple(w[key].shape) for w in weights for key in w
              if key.endswith("tracks.head.weight")}
     assert heads and {shape[0] for shape in heads} == {head}
+
+
+# -- motion relative to the scene ---------------------------------------------------------------
+
+
+def _object_on_a_panning_scene(batch=1):
+    """The scene pans (1, -0.5) px per frame; patch column 2 (a third of the points, not the
+    median) moves (3, 1) px per frame."""
+    return _field_tracks(lambda p: torch.where(p[:, :1] > 30, torch.tensor([3.0, 1.0]),
+                                               torch.tensor([1.0, -0.5])), batch=batch)
+
+
+def test_relative_motion_removes_the_scenes_translation():
+    cfg = TracksTargetConfig(norm="none", upsample=1, relative=True)
+    target = TracksTarget(cfg, GRID)
+    values, _ = target({"tracks": _object_on_a_panning_scene(), "track_visible": _visible()})
+    assert target.dim == 4
+    own, relative = values[0].view(GRID.t, GRID.h, GRID.w, 2, 2).unbind(dim=3)
+    # Over each 2-frame tubelet window: own motion 2 v, relative 2 (v - v_scene).
+    torch.testing.assert_close(own[..., 2, :], torch.tensor([6.0, 2.0]).expand(4, 4, 2))
+    torch.testing.assert_close(own[..., :2, :], torch.tensor([2.0, -1.0]).expand(4, 4, 2, 2))
+    torch.testing.assert_close(relative[..., 2, :], torch.tensor([4.0, 3.0]).expand(4, 4, 2))
+    assert torch.all(relative[..., :2, :] == 0)
+    # A pure pan has no relative motion at all.
+    pan, _ = target({"tracks": _translation([1.0, -0.5]), "track_visible": _visible()})
+    assert torch.all(pan.view(-1, 2, 2)[:, 1] == 0)
+
+
+def test_relative_motion_is_normalised_by_its_own_batch_rms():
+    cfg = TracksTargetConfig(norm="batch", upsample=2, relative=True, rms_floor=0.01)
+    target = TracksTarget(cfg, GRID)
+    values, _ = target({"tracks": _object_on_a_panning_scene(batch=2),
+                        "track_visible": _visible(batch=2)})
+    own, relative = values.view(2, GRID.num_tokens, 2, target.points * 2).unbind(dim=2)
+    assert own.square().mean().item() == pytest.approx(1.0, rel=1e-5)
+    assert relative.square().mean().item() == pytest.approx(1.0, rel=1e-5)
+    plain = TracksTarget(TracksTargetConfig(norm="batch", upsample=2, rms_floor=0.01), GRID)
+    alone, _ = plain({"tracks": _object_on_a_panning_scene(batch=2),
+                      "track_visible": _visible(batch=2)})
+    torch.testing.assert_close(own, alone)  # the tokens' own channels are unchanged
+
+
+def test_relative_motion_needs_a_norm_that_keeps_a_tokens_own_motion():
+    with pytest.raises(ConfigError, match=r"targets\.tracks\.relative: needs targets\.tracks"
+                                          r"\.norm in \['none', 'scale', 'batch'\], got 'patch'"):
+        load_config(PretrainConfig, overrides=["targets.names=[tracks]",
+                                               "targets.tracks.norm=patch",
+                                               "targets.tracks.relative=true"])

@@ -8,7 +8,8 @@ from trackmae_reference import official_tracks_target
 from motionmae.config import ConfigError, DataConfig, TargetsConfig
 from motionmae.motion import patch_center_queries, patch_grid_queries
 from motionmae.targets import Target, TracksTarget, TracksTargetConfig, build_targets
-from motionmae.targets.tracks import tubelet_windows, upsample_matrix
+from motionmae.targets.track_horizons import tubelet_windows
+from motionmae.targets.tracks import upsample_matrix
 from motionmae.tokens import TokenGrid
 
 GRID = TokenGrid(frames=8, height=64, width=48)  # t=4, h=4, w=3
