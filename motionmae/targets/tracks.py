@@ -353,24 +353,23 @@ class TracksTarget:
         0 do not count in the batch's RMS."""
         g = self.grid
         tokens = self.pixels(tracks)  # [B, L, U^2, 2]
-        if self.relative:  # beside the tokens' own, normalised alike (patch norms refuse it)
-            tokens = torch.cat([tokens, scene_relative(tokens, g)], dim=2)
-        if self.norm == "scale":
-            tokens = tokens / self.scale
-        elif self.norm == "batch":
-            parts = tokens.split(self.points, dim=2)
-            tokens = torch.cat([part / self.batch_rms(part, weight) for part in parts], dim=2)
-        elif self.norm in _PATCH_NORMS:
+        if self.norm in _PATCH_NORMS:  # (relative and horizons refuse these norms)
             var, mean = torch.var_mean(tokens, dim=2, correction=1, keepdim=True)
             std = var.sqrt() + NORM_EPS if self.std_plus_eps else (var + NORM_EPS).sqrt()
             shape = ((tokens - mean) / std).flatten(2)
             if self.norm == "patch":
                 return shape
             return torch.cat([shape, mean.flatten(2) / self.scale], dim=2)
-        values = tokens.reshape(-1, g.num_tokens, tokens.shape[2] * 2)
-        if self.horizon is None:
-            return values
-        return torch.cat([values, self.horizon.values(tracks, self._upsample, weight)], dim=2)
+        # The tubelet's own channels, then the scene-relative ones, each normalised alone.
+        channels = [tokens, scene_relative(tokens, g)] if self.relative else [tokens]
+        if self.norm == "scale":
+            channels = [part / self.scale for part in channels]
+        elif self.norm == "batch":
+            channels = [part / self.batch_rms(part, weight) for part in channels]
+        values = [part.reshape(-1, g.num_tokens, self.points * 2) for part in channels]
+        if self.horizon is not None:
+            values.append(self.horizon.values(tracks, self._upsample, weight))
+        return values[0] if len(values) == 1 else torch.cat(values, dim=2)
 
     def __call__(
         self, batch: dict[str, torch.Tensor]
