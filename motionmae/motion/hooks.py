@@ -19,13 +19,19 @@ flip). :class:`TracksHook` makes them either
   the grid's hull or outside the clip frame are not visible, as an online tracker would
   report a point that left its frame. A miss (no entry, clip not cached) tracks online and
   is counted in :attr:`TracksHook.stats` (per worker process).
+
+With ``windows`` (the tracks target's ``queries: every_tubelet``) the hook also tracks, online,
+the same query grid *re-seeded at the start of every tubelet window*, each over its own window
+only, and adds the displacement of each: the motion of what is at the token's place in its
+own tubelet, not of what was there in frame 0. The windows are ``u + 1`` frames long, so this
+costs about what tracking the frame-0 grid through the clip costs.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +98,11 @@ class TracksHook:
         min_visible_weight: visibility rule of cached tracks, see
             :func:`~motionmae.motion.grid_tracks.interpolate_grid_tracks` (``None``: a point is
             visible when all 4 grid neighbours are).
+        windows: ``(starts, ends)`` clip frames of the tubelet windows (``t`` ints each); when
+            given, the hook also adds ``tubelet_motion`` float32 ``[t, N, 2]``, the
+            displacement from ``starts[k]`` to ``ends[k]`` of the query grid seeded in frame
+            ``starts[k]``, and ``tubelet_motion_visible`` bool ``[t, N]`` (visible at both
+            ends), always tracked online (needs ``frame_step = 1``).
 
     Picklable; the tracker is built lazily in each worker process.
     """
@@ -102,8 +113,17 @@ class TracksHook:
                  tracker_settings: dict[str, Any] | None = None,
                  decode_size: int | None = None,
                  min_visible_weight: float | None = None,
-                 grid: str = "patch_centres", frame_step: int = 1) -> None:
+                 grid: str = "patch_centres", frame_step: int = 1,
+                 windows: tuple[Sequence[int], Sequence[int]] | None = None) -> None:
         check_grid_settings(patch, grid, frame_step)
+        if windows is not None:
+            starts, ends = windows
+            if frame_step != 1 or len(starts) != len(ends) or any(
+                    not 0 <= s < e for s, e in zip(starts, ends, strict=True)):
+                raise ValueError(f"TracksHook: windows {windows} need frame_step 1 (got "
+                                 f"{frame_step}) and starts before ends, as many of each")
+            windows = (tuple(int(s) for s in starts), tuple(int(e) for e in ends))
+        self.windows = windows
         self.patch = patch
         self.grid = grid
         self.frame_step = frame_step
@@ -134,7 +154,8 @@ class TracksHook:
 
     def __repr__(self) -> str:
         return (f"TracksHook(patch={self.patch}, grid={self.grid!r}, "
-                f"tracker={self.tracker!r}, frame_step={self.frame_step}, cache={self.cache!r})")
+                f"tracker={self.tracker!r}, frame_step={self.frame_step}, cache={self.cache!r}, "
+                f"windows={self.windows})")
 
     def _get_tracker(self) -> PointTracker:
         """A new tracker of the configured backend and settings."""
@@ -163,8 +184,26 @@ class TracksHook:
         else:
             self.stats.cached += 1
             tracks, visible = result
-        return {"tracks": torch.from_numpy(np.ascontiguousarray(tracks, np.float32)),
-                "track_visible": torch.from_numpy(np.ascontiguousarray(visible, bool))}
+        out = {"tracks": torch.from_numpy(np.ascontiguousarray(tracks, np.float32)),
+               "track_visible": torch.from_numpy(np.ascontiguousarray(visible, bool))}
+        if self.windows is not None:
+            out.update(self._tubelet_motion(frames, queries))
+        return out
+
+    def _tubelet_motion(self, frames: np.ndarray, queries: np.ndarray) -> dict[str, torch.Tensor]:
+        """``tubelet_motion [t, N, 2]`` and ``tubelet_motion_visible [t, N]``: the query grid
+        seeded at each window's first frame, tracked over that window only."""
+        assert self.windows is not None
+        track = self._online()  # the tracker's own call: windows need frame_step 1
+        starts, ends = self.windows
+        motion = np.zeros((len(starts), len(queries), 2), np.float32)
+        seen = np.zeros((len(starts), len(queries)), bool)
+        for k, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            tracks, visible = track(frames[start:end + 1], queries)  # queries in frame 0
+            motion[k] = tracks[-1] - tracks[0]
+            seen[k] = visible[-1] & visible[0]
+        return {"tubelet_motion": torch.from_numpy(motion),
+                "tubelet_motion_visible": torch.from_numpy(seen)}
 
     def _from_cache(self, sample: HookInput,
                     points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

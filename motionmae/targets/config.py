@@ -47,6 +47,12 @@ class TargetsConfig(ComponentSections):
         return any(TARGETS.get(name).needs_tracks for name in self.names)
 
     @property
+    def tracks_per_tubelet(self) -> bool:
+        """Whether the tracks target re-seeds its points at every tubelet
+        (``tracks.queries: every_tubelet``): the loader workers then track each window."""
+        return "tracks" in self.names and self.tracks.queries == "every_tubelet"
+
+    @property
     def cacheable(self) -> bool:
         """Whether a selected target can read from the offline cache."""
         return any(TARGETS.get(name).cacheable for name in self.names)

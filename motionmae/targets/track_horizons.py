@@ -1,10 +1,11 @@
 """The tracks target's tubelet windows (which frames each token's displacement spans), and its
-three opt-in variants (issue 21): longer horizons, motion-weighted tokens, motion relative to
-the scene.
+four opt-in variants (issue 21): longer horizons, motion-weighted tokens, motion relative to
+the scene, points re-seeded at every tubelet.
 
 All are off by default (``targets.tracks.horizons: []``, ``targets.tracks.motion_weight: 0``,
-``targets.tracks.relative: false``), and then :class:`~motionmae.targets.tracks.TracksTarget`
-computes exactly what it computed before they existed (the same operations, bit for bit).
+``targets.tracks.relative: false``, ``targets.tracks.queries: first_frame``), and then
+:class:`~motionmae.targets.tracks.TracksTarget` computes exactly what it computed before they
+existed (the same operations, bit for bit).
 
 **Horizons** (``horizons: [k, ...]``, each ``k >= 2`` tubelets). Tubelet ``t``'s window starts
 at ``s_t`` (the ``tubelet`` windows of :func:`tubelet_windows`); horizon ``k`` is the
@@ -40,6 +41,18 @@ trajectories, but kept beside the token's own motion rather than instead of it. 
 after the tubelet's ``U^2 * 2`` values (before any horizon), normalised like them; ``batch``
 divides it by its own batch RMS. Refused with the patch norms (which already remove every
 token's own mean motion).
+
+**Points re-seeded at every tubelet** (``queries: every_tubelet``). TrackMAE seeds its grid in
+clip frame 0 and reads tubelet ``t``'s target from the points that *started* in the token's
+patch, which by frame ``s_t`` may be patches away: the target of token ``(t, i, j)`` is the
+motion of content the token may not hold. Here the grid is seeded again at each window's
+first frame ``s_t`` and tracked over its window only (the loader's
+:class:`~motionmae.motion.hooks.TracksHook` with ``windows``, ``batch["tubelet_motion"]
+[B, t, h*w, 2]`` and ``batch["tubelet_motion_visible"] [B, t, h*w]``), so a token's target is
+the motion of what is at its own place in its own tubelet. The windows, upsampling,
+normalisation and the visibility rule are the default's; ``windows: official``, horizons
+(which read frame-0 points beyond the window), ``tracking.frame_step > 1`` and
+``tracking.where: step`` are refused.
 """
 
 from __future__ import annotations
@@ -66,9 +79,14 @@ __all__ = [
     "frames_read",
     "horizon_windows",
     "motion_weights",
+    "requeried_motion",
     "scene_relative",
     "tubelet_windows",
 ]
+
+# Where each token's points start: TrackMAE's grid of clip frame 0, or a grid seeded again at
+# every tubelet window's first frame.
+TRACK_QUERIES = ("first_frame", "every_tubelet")
 
 
 class HorizonSettings(Protocol):
@@ -77,6 +95,7 @@ class HorizonSettings(Protocol):
     horizons: list[int]
     motion_weight: float
     relative: bool
+    queries: str
     norm: str
     windows: str
     scale: float
@@ -92,6 +111,13 @@ def check_horizon_settings(cfg: HorizonSettings, key: str = "targets.tracks") ->
     check(not cfg.relative or norm in HORIZON_NORMS, f"{key}.relative",
           f"needs {key}.norm in {list(HORIZON_NORMS)}, got {norm!r} (the patch norms already "
           "remove each token's own mean motion)")
+    check(cfg.queries in TRACK_QUERIES, f"{key}.queries",
+          f"must be one of {list(TRACK_QUERIES)}, got {cfg.queries!r}")
+    if cfg.queries == "every_tubelet":
+        check(windows == "tubelet" and not horizons, f"{key}.queries",
+              f"every_tubelet needs {key}.windows: tubelet and no {key}.horizons (got "
+              f"windows {windows!r}, horizons {list(horizons)}): each re-seeded grid is "
+              "tracked over its own tubelet window only")
     if not horizons:
         return
     check(all(k >= 2 for k in horizons), f"{key}.horizons",
@@ -279,3 +305,24 @@ def scene_relative(pixels: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
     per_window = pixels.reshape(pixels.shape[0], grid.t, -1, 2)
     median = per_window.median(dim=2, keepdim=True).values
     return (per_window - median).reshape(pixels.shape)
+
+
+def requeried_motion(batch: dict[str, torch.Tensor],
+                     grid: TokenGrid) -> tuple[torch.Tensor, torch.Tensor]:
+    """``queries: every_tubelet``'s displacements (module docstring) from the batch.
+
+    Returns:
+        ``(delta [B, t, h, w, 2] float32 pixels, valid [B, t, h*w] bool)``.
+    """
+    if "tubelet_motion" not in batch or "tubelet_motion_visible" not in batch:
+        raise KeyError("targets.tracks.queries=every_tubelet needs batch['tubelet_motion'] "
+                       "[B, t, h*w, 2] and batch['tubelet_motion_visible'] [B, t, h*w], made "
+                       "by the loader's tracks hook (tracking.where: workers)")
+    motion, valid = batch["tubelet_motion"], batch["tubelet_motion_visible"]
+    expected = (grid.t, grid.spatial)
+    if motion.ndim != 4 or tuple(motion.shape[1:]) != (*expected, 2) \
+            or tuple(valid.shape) != tuple(motion.shape[:3]):
+        raise ValueError(f"batch['tubelet_motion']: expected [B, {grid.t}, {grid.spatial}, 2] "
+                         f"with visibility [B, {grid.t}, {grid.spatial}], got "
+                         f"{tuple(motion.shape)} and {tuple(valid.shape)}")
+    return motion.float().view(-1, grid.t, grid.h, grid.w, 2), valid.bool()

@@ -70,7 +70,8 @@ Definition, per token ``(t, h, w)``:
    its neighbours) is valid, else 0. All-or-nothing rather than the visible fraction because
    one bad point corrupts the patch statistics of every value of the token. With
    ``use_visibility=False`` (TrackMAE's behaviour) the weights are ``None``.
-6. **Opt-in** ``horizons``, ``motion_weight``, ``relative``: :mod:`~.track_horizons`.
+6. **Opt-in** ``horizons``, ``motion_weight``, ``relative``, ``queries``:
+   :mod:`~.track_horizons`.
 
 Everything is index/einsum arithmetic on device: no host synchronisation.
 """
@@ -91,6 +92,7 @@ from motionmae.targets.track_horizons import (
     check_horizon_settings,
     frames_read,
     motion_weights,
+    requeried_motion,
     scene_relative,
     tubelet_windows,
 )
@@ -125,7 +127,8 @@ class TracksTargetConfig:
     ``std + 1e-6``) or ``auto`` (TrackMAE's with ``windows: official``). Invisible points get
     loss weight 0 unless ``use_visibility`` is false (TrackMAE's original behaviour).
     ``weight`` null (default): TrackMAE's lambda, 0.25 next to a teacher target, else 1
-    (:meth:`TargetsConfig.loss_weight`). ``horizons``, ``motion_weight``: opt-in,
+    (:meth:`TargetsConfig.loss_weight`). ``horizons``, ``motion_weight``, ``relative``,
+    ``queries`` (``first_frame``, TrackMAE's grid of frame 0, or ``every_tubelet``): opt-in,
     :mod:`motionmae.targets.track_horizons`.
     """
 
@@ -141,6 +144,7 @@ class TracksTargetConfig:
     horizons: list[int] = field(default_factory=list)
     motion_weight: float = 0.0
     relative: bool = False
+    queries: str = "first_frame"
 
     def validate(self, key: str) -> None:
         check(self.weight is None or self.weight >= 0, f"{key}.weight",
@@ -259,6 +263,7 @@ class TracksTarget:
         starts = tubelet_windows(grid.frames, grid.tubelet)[0]
         self.horizon = TrackHorizons(cfg, grid, starts) if cfg.horizons else None
         self.relative = cfg.relative
+        self.requery = cfg.queries == "every_tubelet"
         # the tubelet's own window, the scene-relative one, then each horizon
         channels = 1 + int(cfg.relative) + len(cfg.horizons)
         self.dim = self.points * 2 * channels + (2 if cfg.norm == "patch_mean" else 0)
@@ -316,6 +321,12 @@ class TracksTarget:
         valid = visible.index_select(1, start) & visible.index_select(1, end)  # [B, t, h*w]
         if self.horizon is not None:
             valid = valid & self.horizon.valid(visible)
+        return self.window_weights(valid)
+
+    def window_weights(self, valid: torch.Tensor) -> torch.Tensor:
+        """``[B, t, h*w]`` bool, each grid point valid over its window -> ``[B, L]`` float32
+        0/1 (module doc, item 5)."""
+        g = self.grid
         invalid = (~valid).to(torch.float32).view(-1, g.t, g.h, g.w)
         _, _, sh, sw = self._interp(invalid)
         bad = torch.einsum("ik,jl,btkl->btij", sh, sw, invalid)
@@ -351,8 +362,13 @@ class TracksTarget:
 
         ``weight [B, L]`` (the token weights) only matters for ``norm=batch``: tokens of weight
         0 do not count in the batch's RMS."""
+        return self.normalised(self.pixels(tracks), weight, tracks)
+
+    def normalised(self, tokens: torch.Tensor, weight: torch.Tensor | None = None,
+                   tracks: torch.Tensor | None = None) -> torch.Tensor:
+        """Each token's displacements ``[B, L, U^2, 2]`` pixels -> its values ``[B, L, dim]``
+        (module doc, item 4); ``tracks`` feeds the horizons (which need them)."""
         g = self.grid
-        tokens = self.pixels(tracks)  # [B, L, U^2, 2]
         if self.norm in _PATCH_NORMS:  # (relative and horizons refuse these norms)
             var, mean = torch.var_mean(tokens, dim=2, correction=1, keepdim=True)
             std = var.sqrt() + NORM_EPS if self.std_plus_eps else (var + NORM_EPS).sqrt()
@@ -368,6 +384,7 @@ class TracksTarget:
             channels = [part / self.batch_rms(part, weight) for part in channels]
         values = [part.reshape(-1, g.num_tokens, self.points * 2) for part in channels]
         if self.horizon is not None:
+            assert tracks is not None, "the horizon channels read the tracks"
             values.append(self.horizon.values(tracks, self._upsample, weight))
         return values[0] if len(values) == 1 else torch.cat(values, dim=2)
 
@@ -375,17 +392,26 @@ class TracksTarget:
         self, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``batch["tracks"]`` (and ``batch["track_visible"]``) -> ``(values [B, L, dim],
-        weight [B, L] | None)``."""
-        tracks = self._check(batch)
-        weight = None
-        if self.use_visibility:
-            if "track_visible" not in batch:
-                raise KeyError("targets.tracks.use_visibility needs batch['track_visible'] "
-                               "[B, T, h*w] bool; set use_visibility=false to train without it")
-            weight = self.token_weights(batch["track_visible"])
-        values = self.values(tracks, weight)
+        weight [B, L] | None)``; ``queries: every_tubelet`` reads ``batch["tubelet_motion"]``
+        and ``batch["tubelet_motion_visible"]`` instead."""
+        if self.requery:
+            delta, valid = requeried_motion(batch, self.grid)
+            tokens = self._upsample(delta)
+            weight = self.window_weights(valid) if self.use_visibility else None
+            values = self.normalised(tokens, weight)
+        else:
+            tracks = self._check(batch)
+            weight = None
+            if self.use_visibility:
+                if "track_visible" not in batch:
+                    raise KeyError("targets.tracks.use_visibility needs batch['track_visible'] "
+                                   "[B, T, h*w] bool; set use_visibility=false to train "
+                                   "without it")
+                weight = self.token_weights(batch["track_visible"])
+            tokens = self.pixels(tracks)
+            values = self.normalised(tokens, weight, tracks)
         if self.motion_weight > 0:
-            weight = motion_weights(self.pixels(tracks), weight, self.motion_weight)
+            weight = motion_weights(tokens, weight, self.motion_weight)
         return values, weight
 
     def __repr__(self) -> str:
@@ -405,6 +431,12 @@ def check_tracks_run(cfg: TracksTargetConfig, run: Any) -> None:
     """The target's rule across sections: with ``tracking.frame_step > 1`` the tracker sees
     every ``frame_step``-th clip frame only, so the target must read no other."""
     TrackHorizons.check_run(cfg.horizons, run.data.frames, run.model.resolved().tubelet_size)
+    if cfg.queries == "every_tubelet":
+        check(run.tracking.frame_step == 1 and run.tracking.where != "step",
+              "targets.tracks.queries", "every_tubelet tracks each tubelet's window in the "
+              "loader workers at every frame: it needs tracking.frame_step: 1 and "
+              f"tracking.where: workers or auto (got {run.tracking.frame_step}, "
+              f"{run.tracking.where})")
     step = run.tracking.frame_step  # horizons need windows=tubelet, which this refuses
     if step == 1:
         return

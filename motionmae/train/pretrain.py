@@ -29,6 +29,7 @@ from motionmae.targets import (
     per_token_error,
     trivial_mse,
 )
+from motionmae.targets.track_horizons import tubelet_windows
 from motionmae.tokens import TokenGrid, mask_to_indices
 from motionmae.train.distributed import DistInfo
 from motionmae.train.loop import TrainResult, batch_stream, train
@@ -56,7 +57,9 @@ def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
         hooks.append(TracksHook(patch=grid.patch, tracker=cfg.tracking.tracker, cache=cache,
                                 tracker_settings=cfg.tracking.tracker_settings(),
                                 decode_size=cfg.data.size, grid=cfg.tracking.grid,
-                                frame_step=cfg.tracking.frame_step))
+                                frame_step=cfg.tracking.frame_step,
+                                windows=(tubelet_windows(grid.frames, grid.tubelet)
+                                         if cfg.targets.tracks_per_tubelet else None)))
     ctx = TargetContext(grid, cfg.data, tuple(cfg.targets.names), cfg.cache.path)
     for name in cfg.targets.names:
         spec = TARGETS.get(name)

@@ -256,7 +256,8 @@ def videos(tmp_path_factory):
 
 
 @pytest.mark.parametrize(("option", "head"), [("targets.tracks.horizons=[2,3]", 24),
-                                              ("targets.tracks.motion_weight=1.0", 8)])
+                                              ("targets.tracks.motion_weight=1.0", 8),
+                                              ("targets.tracks.queries=every_tubelet", 8)])
 def test_two_pretraining_steps_with_each_option(videos, tmp_path, option, head):
     from motionmae.train.pretrain import pretrain
 
