@@ -273,7 +273,11 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
             video_labels.append(labels[-1])
         written.append(write_png(out / "reconstruction.png", make_grid(rows, labels)))
 
-    if "tracks" in task.targets:
+    if "tracks" in task.targets and task.targets["tracks"].requery:
+        # Its tokens' points start again at every tubelet: no frame-0 track to draw them on.
+        log.warning("targets.tracks.queries=every_tubelet: the tracks panel draws tracks "
+                    "seeded in frame 0 and is left out")
+    elif "tracks" in task.targets:
         target = task.targets["tracks"]
         tracks = batch["tracks"][0].float()  # [T, N, 2]
         visible = batch.get("track_visible")

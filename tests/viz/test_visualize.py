@@ -117,3 +117,25 @@ def test_tubelet_displacements_recover_pixels_for_every_norm(norm):
     gt = pixels if norm in ("batch", "patch") else None
     recovered = tubelet_displacements(pred, target, gt)
     torch.testing.assert_close(recovered, pixels.mean(dim=1), atol=1e-3, rtol=1e-3)
+
+
+def test_visualize_leaves_the_tracks_panel_out_for_reseeded_points(tmp_path, caplog):
+    """With ``targets.tracks.queries=every_tubelet`` a token's points start at its own
+    tubelet, so there is no frame-0 track to draw its prediction on: said, and left out."""
+    videos = make_synthetic_dataset(tmp_path / "videos", num_train=2, num_val=0, frames=8,
+                                    size=SIZE, seed=3)
+    out = tmp_path / "run"
+    assert main([
+        "pretrain", "--data", str(videos.train_list), "--out", str(out), "--frames",
+        str(FRAMES), "--size", str(SIZE), "--steps", "1", "--batch-size", "2",
+        "--targets", "pixel,tracks", "--masking", "motion", "--set", "model.depth=1",
+        "--set", "model.decoder_depth=1", "--set", "data.workers=0",
+        "--set", "targets.tracks.queries=every_tubelet",
+    ]) == 0
+    video = next(videos.train_list.parent.rglob("*.mp4"))
+    with caplog.at_level("WARNING", logger="motionmae.viz.reconstruct"):
+        assert main(["visualize", "--checkpoint", str(out), str(video), "--out",
+                     str(tmp_path / "viz")]) == 0
+    assert {p.name for p in (tmp_path / "viz").iterdir()} == {
+        "mask.png", "reconstruction.png", "motion_bins.png", "panel.mp4"}
+    assert any("every_tubelet" in m and "left out" in m for m in caplog.messages)
