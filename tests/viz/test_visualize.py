@@ -26,16 +26,21 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("viz-videos")
     videos = make_synthetic_dataset(root, num_train=2, num_val=1, frames=8, size=SIZE, seed=3)
     out = tmp_path_factory.mktemp("viz-run") / "run"
+    # tracked in the step: visualize still tracks its one clip itself
+    _pretrain(videos, out, "tracking.where=step")
+    video = next(videos.train_list.parent.rglob("*.mp4"))
+    return out, video
+
+
+def _pretrain(videos, out, *sets: str) -> None:
+    """Two steps of pixels + tracks with motion masking on a one-block model."""
+    extra = [arg for item in sets for arg in ("--set", item)]
     assert main([
         "pretrain", "--data", str(videos.train_list), "--out", str(out), "--frames",
         str(FRAMES), "--size", str(SIZE), "--steps", "2", "--batch-size", "2",
         "--targets", "pixel,tracks", "--masking", "motion", "--set", "model.depth=1",
-        "--set", "model.decoder_depth=1", "--set", "data.workers=0",
-        # tracked in the step: visualize still tracks its one clip itself
-        "--set", "tracking.where=step",
+        "--set", "model.decoder_depth=1", "--set", "data.workers=0", *extra,
     ]) == 0
-    video = next(videos.train_list.parent.rglob("*.mp4"))
-    return out, video
 
 
 def _size(path):
@@ -125,13 +130,7 @@ def test_visualize_leaves_the_tracks_panel_out_for_reseeded_points(tmp_path, cap
     videos = make_synthetic_dataset(tmp_path / "videos", num_train=2, num_val=0, frames=8,
                                     size=SIZE, seed=3)
     out = tmp_path / "run"
-    assert main([
-        "pretrain", "--data", str(videos.train_list), "--out", str(out), "--frames",
-        str(FRAMES), "--size", str(SIZE), "--steps", "1", "--batch-size", "2",
-        "--targets", "pixel,tracks", "--masking", "motion", "--set", "model.depth=1",
-        "--set", "model.decoder_depth=1", "--set", "data.workers=0",
-        "--set", "targets.tracks.queries=every_tubelet",
-    ]) == 0
+    _pretrain(videos, out, "targets.tracks.queries=every_tubelet")
     video = next(videos.train_list.parent.rglob("*.mp4"))
     with caplog.at_level("WARNING", logger="motionmae.viz.reconstruct"):
         assert main(["visualize", "--checkpoint", str(out), str(video), "--out",
