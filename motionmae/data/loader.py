@@ -11,9 +11,12 @@ visible to persistent workers).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
+import os
 import signal
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
@@ -77,9 +80,56 @@ def _init_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32  # differs per worker, derived from the loader seed
     np.random.seed(seed)
     torch.set_num_threads(1)
-    # Ctrl-C reaches the whole process group: the main process asks the run to finish its
-    # step and save, which needs the workers alive until it stops them.
+    # Ctrl-C, `timeout`, `kill -- -PGID` and Slurm signal the whole process group: the main
+    # process finishes its step and saves, which needs the workers alive until it stops them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _finish_soon)
+
+
+# How long a worker keeps serving after a SIGTERM when the main process does not stop it.
+WORKER_STOP_GRACE_S = 30
+
+
+def _finish_soon(signum: int, frame: object) -> None:
+    """A worker's first SIGTERM: keep serving, exit cleanly ``WORKER_STOP_GRACE_S`` seconds
+    later. A worker killed by a signal makes PyTorch raise in the main process wherever it
+    is (its SIGCHLD check), a clean exit does not. A second SIGTERM (multiprocessing's exit
+    handler, the loader's own shutdown) kills at once."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGALRM, lambda *_: os._exit(0))
+    signal.alarm(WORKER_STOP_GRACE_S)
+
+
+class WorkerLoader(DataLoader):
+    """A DataLoader whose worker processes are stopped at interpreter exit before
+    multiprocessing's exit handler runs (registered earlier, so run later): that handler
+    signals them and joins, and a worker takes the signal for the job's stop and serves on
+    (:func:`_finish_soon`)."""
+
+    def __iter__(self):
+        iterator = super().__iter__()
+        if hasattr(iterator, "_shutdown_workers") and not getattr(
+                iterator, "_stops_at_exit", False):
+            iterator._stops_at_exit = True
+            atexit.register(_shut_down_at_exit, weakref.ref(iterator))
+        return iterator
+
+
+def _shut_down_at_exit(iterator_ref: weakref.ref) -> None:
+    iterator = iterator_ref()
+    if iterator is not None:
+        iterator._shutdown_workers()
+
+
+def stop_workers(loader: DataLoader) -> None:
+    """Stop ``loader``'s persistent worker processes now rather than at garbage collection,
+    which may come after multiprocessing's exit handler has signalled them. PyTorch has no
+    public call for it; this is its own shutdown, as the iterator's ``__del__`` runs it."""
+    iterator = getattr(loader, "_iterator", None)
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if callable(shutdown):
+        shutdown()
+    loader._iterator = None
 
 
 @contextlib.contextmanager
@@ -126,7 +176,7 @@ def build_loader(
         sampler = EpochSampler(len(dataset), seed) if shuffle else SequentialSampler(dataset)
     generator = torch.Generator()
     generator.manual_seed(seed)
-    return DataLoader(
+    return WorkerLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,

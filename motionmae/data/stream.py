@@ -19,7 +19,13 @@ import torch
 from torch.utils.data import Dataset
 
 from motionmae.data.badvideos import BadVideoLog
-from motionmae.data.loader import EpochSampler, build_loader, set_epoch, single_threaded_opencv
+from motionmae.data.loader import (
+    EpochSampler,
+    build_loader,
+    set_epoch,
+    single_threaded_opencv,
+    stop_workers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,20 @@ class BatchStream:
 
     def __iter__(self) -> BatchStream:
         return self
+
+    def __enter__(self) -> BatchStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the loader's workers (they persist across epochs); a later ``next`` starts
+        them again at the same position."""
+        if self._batches is not None:
+            self._batches.close()
+            self._batches = None
+        stop_workers(self.loader)
 
     def __next__(self) -> dict[str, Any]:
         if self._batches is None:

@@ -229,8 +229,8 @@ def finetune(
              "steps", task.description["model"]["size"],
              sum(p.numel() for p in task.model.parameters()) / 1e6, len(dataset), num_classes,
              cfg.finetune.checkpoint or "scratch", cfg.run.steps)
-    result = train(task, batch_stream(dataset, cfg, dist), cfg, resume=resume, dist=dist,
-                   on_log=on_log)
+    with batch_stream(dataset, cfg, dist) as stream:  # its workers stop before evaluation
+        result = train(task, stream, cfg, resume=resume, dist=dist, on_log=on_log)
     return FinetuneResult(result, task.model, classes, val_videos, val_from_train)
 
 

@@ -220,8 +220,9 @@ def pretrain(
         cfg.masking.ratio,
         given.optim.lr_rule(cfg.run.global_batch(cfg.optim.accum_steps, dist.world_size)),
     )
-    return train(task, batch_stream(dataset, cfg, dist), cfg, resume=resume, dist=dist,
-                 on_log=on_log, probe=_training_probe(cfg, task))
+    with batch_stream(dataset, cfg, dist) as stream:  # its workers stop with the run
+        return train(task, stream, cfg, resume=resume, dist=dist, on_log=on_log,
+                     probe=_training_probe(cfg, task))
 
 
 def _training_probe(cfg: PretrainConfig, task: PretrainTask) -> Callable | None:

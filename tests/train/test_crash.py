@@ -170,20 +170,23 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(videos, tmp_path, refer
     _assert_resume_matches(videos, out, reference)
 
 
-def test_ctrl_c_saves_a_checkpoint_like_sigterm_with_loader_workers(videos, tmp_path,
-                                                                     reference):
-    """Ctrl-C in a terminal signals the whole process group, loader workers included: the
-    workers keep serving, the run finishes its step, saves, and exits 130 without a
-    traceback; ``--resume`` continues."""
-    out = tmp_path / "ctrl-c"
+@pytest.mark.parametrize(("signum", "code", "name"), [
+    (signal.SIGINT, 130, "Ctrl-C (SIGINT)"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_signal_to_the_whole_process_group_saves_and_resumes_with_loader_workers(
+        videos, tmp_path, reference, signum, code, name):
+    """Ctrl-C in a terminal, ``timeout``, ``kill -TERM -- -PGID`` and Slurm signal every
+    process of the job, loader workers included: the workers keep serving, the run finishes
+    its step, saves, stops its workers and exits 128 + signal without a traceback;
+    ``--resume`` continues."""
+    out = tmp_path / "run"
     process = _start(videos, out, "run.ckpt_every=100", "data.workers=1")
     metrics = out / "metrics.jsonl"
     _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 2,
                 process)
-    os.killpg(process.pid, signal.SIGINT)
+    os.killpg(process.pid, signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr[-3000:]
-    assert "interrupted by Ctrl-C (SIGINT): checkpoint saved at step" in stderr
+    assert process.returncode == code, stderr[-3000:]
+    assert f"interrupted by {name}: checkpoint saved at step" in stderr
     assert "Traceback" not in stderr
     stopped = _latest_step(out)
     assert 2 <= stopped < STEPS
