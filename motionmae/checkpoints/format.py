@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -237,22 +238,47 @@ def latest_checkpoint(root: Path) -> Checkpoint | None:
 
 def recover_latest(root: Path) -> Checkpoint | None:
     """The checkpoint a resume continues from (None if there is none), with ``root`` repaired
-    for it: what killed writes left is removed (each logged) and ``latest`` is pointed at
+    for it: what killed writes left is removed (each logged), damaged checkpoints newer than
+    it are renamed ``step_N.damaged`` (else they would count among the ``keep_last`` kept
+    and the resumed run would prune the good ones before them), and ``latest`` is pointed at
     the newest complete checkpoint if a damaged or killed write left it elsewhere. One
     process repairs (rank 0); the others read :func:`latest_checkpoint`.
 
     Raises:
-        StorageError: ``latest`` could not be rewritten (disk full); it is as it was.
+        StorageError: ``latest`` could not be rewritten (disk full; it is as it was) or a
+            damaged checkpoint could not be renamed.
     """
     for leftover in remove_leftovers(root):
         log.info("removed %s, left by a checkpoint write that was killed", leftover)
     checkpoint = latest_checkpoint(root)
+    resumed_step = checkpoint.step if checkpoint is not None else -1
+    for newer in list_checkpoints(root):
+        if newer.step > resumed_step:  # damaged: latest_checkpoint passed over it
+            try:
+                kept = _set_aside(newer.path)
+            except OSError as error:
+                raise StorageError(cannot_write(newer.path, error)) from error
+            log.warning("moved the damaged checkpoint %s to %s: the run redoes its steps, and "
+                        "it no longer counts among the run.keep_last kept", newer.path.name,
+                        kept.name)
     if checkpoint is not None and read_latest(root) != checkpoint.path.name:
         try:
             mark_latest(checkpoint.path)
         except OSError as error:
             raise StorageError(cannot_write(root / LATEST, error)) from error
     return checkpoint
+
+
+def _set_aside(folder: Path) -> Path:
+    """Rename a damaged checkpoint folder out of the ``step_*`` names (kept for a look, not
+    pruned, not found); returns its new path."""
+    target = folder.with_name(f"{folder.name}.damaged")
+    for copy in itertools.count(1):
+        if not target.exists():
+            break
+        target = folder.with_name(f"{folder.name}.damaged.{copy}")
+    folder.rename(target)
+    return target
 
 
 def remove_leftovers(root: Path) -> list[Path]:

@@ -4,7 +4,8 @@ A full disk (``OSError(ENOSPC)`` injected into each function that writes a run's
 the command with one line and exit status 4, leaves ``latest`` on the previous checkpoint, and
 once space is freed ``--resume`` reaches the uninterrupted run's weights and metrics. A
 damaged newest checkpoint (truncated, flipped bytes, no manifest) is passed over for the one
-before, which the default ``run.keep_last=2`` keeps; a broken ``latest`` pointer or a
+before, which the default ``run.keep_last=2`` keeps, and set aside so the resumed run's
+pruning keeps two good ones; a broken ``latest`` pointer or a
 checkpoint the pointer never reached costs nothing; what a killed write left is removed.
 """
 
@@ -234,6 +235,34 @@ def test_resume_falls_back_from_a_damaged_newest_checkpoint(listing, reference, 
     checkpoint_format.verify(newest)  # written again by steps 3 and 4
     assert (out / "checkpoints" / "latest").read_text() == f"{newest.name}\n"
     _assert_same_run(out, reference)
+
+
+def test_a_damaged_newest_checkpoint_is_set_aside_so_pruning_keeps_the_good_ones(
+        listing, reference, tmp_path, caplog):
+    """Resumed with checkpoints on other steps than the damaged one's, the run would never
+    rewrite it: counted among the two kept, it would leave one good checkpoint."""
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    root = out / "checkpoints"
+    damaged = root / f"step_{STEPS:08d}"
+    _flip_bytes(damaged)
+    with caplog.at_level(logging.WARNING):
+        assert _pretrain(listing, out, "--resume", "--set", "run.ckpt_every=3",
+                         "--set", f"run.steps={STEPS + 2}") == 0
+    assert (f"moved the damaged checkpoint {damaged.name} to {damaged.name}.damaged"
+            in caplog.text)
+    kept = [c.path.name for c in checkpoint_format.list_checkpoints(root)]
+    assert kept == ["step_00000003", f"step_{STEPS + 2:08d}"]
+    assert (root / f"{damaged.name}.damaged").is_dir()
+    for name in kept:
+        checkpoint_format.verify(root / name)
+    assert (root / "latest").read_text() == f"step_{STEPS + 2:08d}\n"
+    # Damaged again at the same step, it does not overwrite the first copy.
+    (root / f"step_{STEPS + 2:08d}").rename(damaged)
+    _flip_bytes(damaged)
+    assert checkpoint_format.recover_latest(root).step == 3
+    assert (root / f"{damaged.name}.damaged.1").is_dir()
+    assert (root / "latest").read_text() == "step_00000003\n"
 
 
 @pytest.mark.parametrize("pointer", [b"\xff\xfe\x00garbage", b"step_00000009\n", b""])
