@@ -164,7 +164,7 @@ class PretrainConfig:
         cfg.tracking.where = cfg.tracking.resolved_where(
             resolve_device(cfg.run.device).type,
             cached=cfg.needs_tracks and cfg.cache.path is not None)
-        if cfg.targets.tracks_per_tubelet:  # its windows are tracked by the workers' hook
+        if cfg.targets.tracks_in_workers:  # the workers' hook makes what it reads
             cfg.tracking.where = "workers"
         return cfg
 

@@ -42,7 +42,13 @@ from motionmae.data.transforms import output_size, transform_points
 from motionmae.motion.cache import CacheSettings, TrackCache
 from motionmae.motion.frame_step import track_every
 from motionmae.motion.grid_tracks import interpolate_grid_tracks
-from motionmae.motion.protocol import PointTracker, check_grid_settings, in_frame, query_grid
+from motionmae.motion.protocol import (
+    PointTracker,
+    check_grid_settings,
+    in_frame,
+    patch_grid_queries,
+    query_grid,
+)
 from motionmae.motion.registry import make_tracker
 
 if TYPE_CHECKING:
@@ -103,6 +109,11 @@ class TracksHook:
             displacement from ``starts[k]`` to ``ends[k]`` of the query grid seeded in frame
             ``starts[k]``, and ``tubelet_motion_visible`` bool ``[t, N]`` (visible at both
             ends), always tracked online (needs ``frame_step = 1``).
+        sub_points: points per patch side ``U``; when given, the hook also adds
+            ``subpatch_tracks`` float32 ``[T, N*U^2, 2]`` and ``subpatch_visible`` bool
+            ``[T, N*U^2]``, the ``U x U`` sub-patch centres of every patch of frame 0
+            (:func:`~motionmae.motion.protocol.patch_grid_queries`, patch-major) tracked in
+            the same call as the query grid (or read from the cache).
 
     Picklable; the tracker is built lazily in each worker process.
     """
@@ -114,8 +125,12 @@ class TracksHook:
                  decode_size: int | None = None,
                  min_visible_weight: float | None = None,
                  grid: str = "patch_centres", frame_step: int = 1,
-                 windows: tuple[Sequence[int], Sequence[int]] | None = None) -> None:
+                 windows: tuple[Sequence[int], Sequence[int]] | None = None,
+                 sub_points: int | None = None) -> None:
         check_grid_settings(patch, grid, frame_step)
+        if sub_points is not None and sub_points < 1:
+            raise ValueError(f"TracksHook: sub_points must be >= 1, got {sub_points}")
+        self.sub_points = sub_points
         if windows is not None:
             starts, ends = windows
             if frame_step != 1 or len(starts) != len(ends) or any(
@@ -155,7 +170,7 @@ class TracksHook:
     def __repr__(self) -> str:
         return (f"TracksHook(patch={self.patch}, grid={self.grid!r}, "
                 f"tracker={self.tracker!r}, frame_step={self.frame_step}, cache={self.cache!r}, "
-                f"windows={self.windows})")
+                f"windows={self.windows}, sub_points={self.sub_points})")
 
     def _get_tracker(self) -> PointTracker:
         """A new tracker of the configured backend and settings."""
@@ -177,6 +192,9 @@ class TracksHook:
         frames = np.asarray(sample.frames)
         height, width = frames.shape[1:3]
         queries = query_grid(self.grid, height, width, self.patch)  # [N, 3] (t, x, y)
+        if self.sub_points is not None:  # tracked with the grid, split after
+            queries = np.concatenate([queries, patch_grid_queries(
+                height, width, self.patch, self.sub_points)])
         result = self._from_cache(sample, queries[:, 1:]) if self.cache is not None else None
         if result is None:
             self.stats.online += 1
@@ -184,8 +202,15 @@ class TracksHook:
         else:
             self.stats.cached += 1
             tracks, visible = result
-        out = {"tracks": torch.from_numpy(np.ascontiguousarray(tracks, np.float32)),
-               "track_visible": torch.from_numpy(np.ascontiguousarray(visible, bool))}
+        tracks = np.ascontiguousarray(tracks, np.float32)
+        visible = np.ascontiguousarray(visible, bool)
+        grid_points = (height // self.patch) * (width // self.patch)
+        out = {"tracks": torch.from_numpy(tracks[:, :grid_points].copy()),
+               "track_visible": torch.from_numpy(visible[:, :grid_points].copy())}
+        if self.sub_points is not None:
+            out["subpatch_tracks"] = torch.from_numpy(tracks[:, grid_points:].copy())
+            out["subpatch_visible"] = torch.from_numpy(visible[:, grid_points:].copy())
+        queries = queries[:grid_points]
         if self.windows is not None:
             out.update(self._tubelet_motion(frames, queries))
         return out

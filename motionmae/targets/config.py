@@ -53,6 +53,20 @@ class TargetsConfig(ComponentSections):
         return "tracks" in self.names and self.tracks.queries == "every_tubelet"
 
     @property
+    def tracked_points_per_side(self) -> int | None:
+        """Points per patch side the loader workers track for the tracks target
+        (``tracks.points: tracked``: its ``upsample``), or None."""
+        if "tracks" in self.names and self.tracks.points == "tracked":
+            return self.tracks.upsample
+        return None
+
+    @property
+    def tracks_in_workers(self) -> bool:
+        """Whether the tracks target reads what only the loader workers' hook makes (points
+        re-seeded at every tubelet, or tracked sub-patch points)."""
+        return self.tracks_per_tubelet or self.tracked_points_per_side is not None
+
+    @property
     def cacheable(self) -> bool:
         """Whether a selected target can read from the offline cache."""
         return any(TARGETS.get(name).cacheable for name in self.names)

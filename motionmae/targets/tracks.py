@@ -96,6 +96,7 @@ from motionmae.targets.track_horizons import (
     scene_relative,
     tubelet_windows,
 )
+from motionmae.targets.track_points import TRACK_POINTS, tracked_point_motion
 from motionmae.tokens import TokenGrid
 
 # TrackMAE's loss weight of the tracks target next to a feature (teacher) target.
@@ -129,7 +130,9 @@ class TracksTargetConfig:
     ``weight`` null (default): TrackMAE's lambda, 0.25 next to a teacher target, else 1
     (:meth:`TargetsConfig.loss_weight`). ``horizons``, ``motion_weight``, ``relative``,
     ``queries`` (``first_frame``, TrackMAE's grid of frame 0, or ``every_tubelet``): opt-in,
-    :mod:`motionmae.targets.track_horizons`.
+    :mod:`motionmae.targets.track_horizons`. ``points``: ``interpolated`` (TrackMAE's
+    upsampling of the patch centres' tracks) or ``tracked`` (the ``upsample^2`` sub-patch
+    centres tracked themselves), :mod:`motionmae.targets.track_points`.
     """
 
     weight: float | None = None
@@ -145,6 +148,7 @@ class TracksTargetConfig:
     motion_weight: float = 0.0
     relative: bool = False
     queries: str = "first_frame"
+    points: str = "interpolated"
 
     def validate(self, key: str) -> None:
         check(self.weight is None or self.weight >= 0, f"{key}.weight",
@@ -164,6 +168,15 @@ class TracksTargetConfig:
         check(self.patch_std in TRACK_PATCH_STDS, f"{key}.patch_std",
                f"must be one of {list(TRACK_PATCH_STDS)}, got {self.patch_std!r}")
         check_horizon_settings(self, key)
+        check(self.points in TRACK_POINTS, f"{key}.points",
+              f"must be one of {list(TRACK_POINTS)}, got {self.points!r}")
+        check(self.points == "interpolated" or (
+            self.upsample_mode == "centres" and not self.horizons
+            and self.queries == "first_frame"), f"{key}.points",
+              f"tracked points sit at the sub-patch centres of clip frame 0's grid: they need "
+              f"{key}.upsample_mode: centres, no {key}.horizons and {key}.queries: "
+              f"first_frame (got {self.upsample_mode!r}, {list(self.horizons)}, "
+              f"{self.queries!r})")
 
     def resolved_patch_std(self) -> str:
         """``patch_std`` with ``auto`` resolved: ``std_plus_eps`` (TrackMAE's code) when
@@ -264,6 +277,7 @@ class TracksTarget:
         self.horizon = TrackHorizons(cfg, grid, starts) if cfg.horizons else None
         self.relative = cfg.relative
         self.requery = cfg.queries == "every_tubelet"
+        self.tracked_points = cfg.points == "tracked"
         # the tubelet's own window, the scene-relative one, then each horizon
         channels = 1 + int(cfg.relative) + len(cfg.horizons)
         self.dim = self.points * 2 * channels + (2 if cfg.norm == "patch_mean" else 0)
@@ -393,11 +407,17 @@ class TracksTarget:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``batch["tracks"]`` (and ``batch["track_visible"]``) -> ``(values [B, L, dim],
         weight [B, L] | None)``; ``queries: every_tubelet`` reads ``batch["tubelet_motion"]``
-        and ``batch["tubelet_motion_visible"]`` instead."""
+        and ``batch["tubelet_motion_visible"]`` instead, ``points: tracked``
+        ``batch["subpatch_tracks"]`` and ``batch["subpatch_visible"]``."""
         if self.requery:
             delta, valid = requeried_motion(batch, self.grid)
             tokens = self._upsample(delta)
             weight = self.window_weights(valid) if self.use_visibility else None
+            values = self.normalised(tokens, weight)
+        elif self.tracked_points:
+            tokens, valid = tracked_point_motion(batch, self.grid, self.points,
+                                                 self._window_index)
+            weight = valid.to(torch.float32) if self.use_visibility else None
             values = self.normalised(tokens, weight)
         else:
             tracks = self._check(batch)
@@ -437,6 +457,9 @@ def check_tracks_run(cfg: TracksTargetConfig, run: Any) -> None:
               "loader workers at every frame: it needs tracking.frame_step: 1 and "
               f"tracking.where: workers or auto (got {run.tracking.frame_step}, "
               f"{run.tracking.where})")
+    check(cfg.points == "interpolated" or run.tracking.where != "step", "targets.tracks.points",
+          "tracked sub-patch points are tracked in the loader workers: they need "
+          "tracking.where: workers or auto (got step)")
     step = run.tracking.frame_step  # horizons need windows=tubelet, which this refuses
     if step == 1:
         return

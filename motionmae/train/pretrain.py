@@ -59,7 +59,8 @@ def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
                                 decode_size=cfg.data.size, grid=cfg.tracking.grid,
                                 frame_step=cfg.tracking.frame_step,
                                 windows=(tubelet_windows(grid.frames, grid.tubelet)
-                                         if cfg.targets.tracks_per_tubelet else None)))
+                                         if cfg.targets.tracks_per_tubelet else None),
+                                sub_points=cfg.targets.tracked_points_per_side))
     ctx = TargetContext(grid, cfg.data, tuple(cfg.targets.names), cfg.cache.path)
     for name in cfg.targets.names:
         spec = TARGETS.get(name)
