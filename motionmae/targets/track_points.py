@@ -12,9 +12,11 @@ interpolation samples) are tracked from clip frame 0 by the same tracker, in the
 ``batch["subpatch_visible"] [B, T, h*w*U^2]``, patch-major), and each token's target is the
 displacement of its own points over its tubelet window. The windows, the norms and the rest
 of the section are the default's; a token weighs 1 only if its ``U^2`` points are visible at
-both ends of its window. The patch-centre tracks are still made (motion-aware masking reads
-them). Refused with ``upsample_mode: align_corners`` (other positions), ``horizons`` and
-``queries: every_tubelet`` (which read the patch-centre grid) and ``tracking.where: step``.
+both ends of its window. The patch-centre tracks are still made, in the same tracker call
+(motion-aware masking reads them; with ``lk`` a lost point is carried by its nearest tracked
+points, which now include the sub-points). Refused with ``upsample_mode: align_corners``
+(other positions), ``horizons`` and ``queries: every_tubelet`` (which read the patch-centre
+grid) and ``tracking.where: step``.
 """
 
 from __future__ import annotations
