@@ -204,13 +204,15 @@ class TracksHook:
             tracks, visible = result
         tracks = np.ascontiguousarray(tracks, np.float32)
         visible = np.ascontiguousarray(visible, bool)
-        grid_points = (height // self.patch) * (width // self.patch)
-        out = {"tracks": torch.from_numpy(tracks[:, :grid_points].copy()),
-               "track_visible": torch.from_numpy(visible[:, :grid_points].copy())}
+        out = {}
         if self.sub_points is not None:
+            grid_points = (height // self.patch) * (width // self.patch)
             out["subpatch_tracks"] = torch.from_numpy(tracks[:, grid_points:].copy())
             out["subpatch_visible"] = torch.from_numpy(visible[:, grid_points:].copy())
-        queries = queries[:grid_points]
+            tracks, visible = tracks[:, :grid_points].copy(), visible[:, :grid_points].copy()
+            queries = queries[:grid_points]
+        out["tracks"] = torch.from_numpy(tracks)
+        out["track_visible"] = torch.from_numpy(visible)
         if self.windows is not None:
             out.update(self._tubelet_motion(frames, queries))
         return out
