@@ -163,9 +163,8 @@ class PretrainConfig:
                 decoder_count(cfg.targets.names, cfg.model.joint_targets))
         cfg.tracking.where = cfg.tracking.resolved_where(
             resolve_device(cfg.run.device).type,
-            cached=cfg.needs_tracks and cfg.cache.path is not None)
-        if cfg.targets.tracks_in_workers:  # the workers' hook makes what it reads
-            cfg.tracking.where = "workers"
+            cached=cfg.needs_tracks and cfg.cache.path is not None,
+            workers_only=cfg.targets.tracks_in_workers)
         return cfg
 
     def token_grid(self) -> TokenGrid:

@@ -74,15 +74,18 @@ class TrackingConfig(ComponentSections):
         ``None`` when it has none."""
         return TRACKERS.get(self.tracker).batched_form(getattr(self, self.tracker))
 
-    def resolved_where(self, device_type: str, cached: bool) -> str:
+    def resolved_where(self, device_type: str, cached: bool,
+                       workers_only: bool = False) -> str:
         """``where`` as a run uses it: ``workers`` or ``step``.
 
         Args:
             device_type: the model's device type (``cuda``, ``cpu``, ...).
             cached: a track cache is configured (``cache.path``): its tracks are read in the
                 workers, so they win over ``step`` (said in a log line).
+            workers_only: a target reads what only the workers' hook makes (its config
+                refuses ``where: step``), so ``auto`` resolves to ``workers``.
         """
-        if self.where == "workers":
+        if self.where == "workers" or workers_only:
             return "workers"
         if cached:
             if self.where == "step":

@@ -192,6 +192,7 @@ class TracksHook:
         frames = np.asarray(sample.frames)
         height, width = frames.shape[1:3]
         queries = query_grid(self.grid, height, width, self.patch)  # [N, 3] (t, x, y)
+        grid_points = len(queries)
         if self.sub_points is not None:  # tracked with the grid, split after
             queries = np.concatenate([queries, patch_grid_queries(
                 height, width, self.patch, self.sub_points)])
@@ -206,7 +207,6 @@ class TracksHook:
         visible = np.ascontiguousarray(visible, bool)
         out = {}
         if self.sub_points is not None:
-            grid_points = (height // self.patch) * (width // self.patch)
             out["subpatch_tracks"] = torch.from_numpy(tracks[:, grid_points:].copy())
             out["subpatch_visible"] = torch.from_numpy(visible[:, grid_points:].copy())
             tracks, visible = tracks[:, :grid_points].copy(), visible[:, :grid_points].copy()
