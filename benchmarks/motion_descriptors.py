@@ -55,22 +55,31 @@ def dense_flow(frames: np.ndarray) -> np.ndarray:
     return np.stack([dis.calc(a, b, None) for a, b in itertools.pairwise(gray)])
 
 
-def hof(frames: np.ndarray, grid: int = 4, time_cells: int = 3, bins: int = 8,
-        still: float = 0.25) -> np.ndarray:
-    """Histogram of optical flow of ``frames [T, H, W, 3]`` uint8: ``[time_cells * grid *
-    grid * (bins + 1)]`` float32 (see the module docstring)."""
-    if len(frames) < 2:
-        raise ValueError(f"HOF needs at least 2 frames, got {len(frames)}")
-    flow = dense_flow(frames)
+def flow_histograms(flow: np.ndarray, grid: int = 4, time_cells: int = 3, bins: int = 8,
+                    still: float = 0.25) -> np.ndarray:
+    """HOF of a displacement field ``flow [S, h, w, 2]`` (x, y; pixels per frame, one field
+    per frame step, at any spatial sampling ``h x w``): ``[time_cells * grid * grid *
+    (bins + 1)]`` float32, the steps split into ``time_cells`` runs (module docstring)."""
+    if len(flow) < 1:
+        raise ValueError("flow histograms need at least one displacement field")
     cells = np.array_split(np.arange(len(flow)), min(time_cells, len(flow)))
     parts = []
     for members in cells:
         hists = [_orientation_histograms(flow[i, ..., 0], flow[i, ..., 1], grid, bins, still)
                  for i in members]
         parts.append(np.mean(hists, axis=0))
-    while len(parts) < time_cells:  # fewer pairs than time cells: repeat the last cell
+    while len(parts) < time_cells:  # fewer steps than time cells: repeat the last cell
         parts.append(parts[-1])
     return np.sqrt(np.concatenate([p.ravel() for p in parts])).astype(np.float32)
+
+
+def hof(frames: np.ndarray, grid: int = 4, time_cells: int = 3, bins: int = 8,
+        still: float = 0.25) -> np.ndarray:
+    """Histogram of optical flow of ``frames [T, H, W, 3]`` uint8: ``[time_cells * grid *
+    grid * (bins + 1)]`` float32 (see the module docstring)."""
+    if len(frames) < 2:
+        raise ValueError(f"HOF needs at least 2 frames, got {len(frames)}")
+    return flow_histograms(dense_flow(frames), grid, time_cells, bins, still)
 
 
 def single_frame(frames: np.ndarray) -> np.ndarray:
