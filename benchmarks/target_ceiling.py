@@ -35,8 +35,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 from motion_descriptors import dense_flow, flow_histograms, hof
-from motion_suite import HOF, SIZES, STEPS, VARIANTS, Suite, default_data_dir, eval_data
-from motion_suite import make_tasks, pretrain_config, read_results, tables
+from motion_suite import (
+    HOF,
+    SIZES,
+    STEPS,
+    VARIANTS,
+    Suite,
+    default_data_dir,
+    eval_data,
+    make_tasks,
+    pretrain_config,
+    read_results,
+    tables,
+)
 
 from motionmae.config import PretrainConfig
 from motionmae.motion import make_tracker
