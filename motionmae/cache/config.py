@@ -19,7 +19,10 @@ class CacheConfig:
 
     ``path``: the cache folder a run reads (null: everything is computed online). With a
     folder, training clips start only where the cache holds clips (crop and flip stay fully
-    random) and a miss falls back to the online computation. ``clips``: evenly spaced clips
+    random) and a miss falls back to the online computation. A track cache that holds none
+    of the run's videos under the run's settings, only under others, is refused before
+    training, naming the settings that differ (:mod:`motionmae.motion.cache_check`): it
+    would miss on every clip. ``clips``: evenly spaced clips
     cached per video (:class:`~motionmae.cache.layout.ClipLayout`); part of the track cache's
     key, so extraction and training must name the same number.
 

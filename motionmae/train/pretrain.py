@@ -18,6 +18,7 @@ from motionmae.eval.probing import TrainingProbe
 from motionmae.masking import MASKINGS, DecoderMask, TrainableSampler, build_mask_generator
 from motionmae.models import MaskedVideoModel
 from motionmae.motion.cache import CacheSettings, TrackCache
+from motionmae.motion.cache_check import check_cache_coverage
 from motionmae.motion.hooks import TracksHook
 from motionmae.motion.step_tracks import StepTracks
 from motionmae.targets import (
@@ -43,6 +44,15 @@ def token_grid(cfg: PretrainConfig) -> TokenGrid:
     return cfg.token_grid()
 
 
+def run_track_cache(cfg: PretrainConfig) -> TrackCache | None:
+    """The track cache the run's loader reads: ``cache.path`` under the run's settings, when
+    the loader workers make the run's tracks; else ``None``."""
+    if cfg.cache.path is None or not cfg.needs_tracks or cfg.tracks_in_step:
+        return None
+    return TrackCache(Path(cfg.cache.path),
+                      CacheSettings.for_run(cfg.tracking, cfg.data, cfg.cache))
+
+
 def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
     """The loader-worker hooks the run needs: point tracks of the query grid when a
     target or the masking kind reads them (unless the step makes them:
@@ -50,11 +60,8 @@ def build_sample_hooks(cfg: PretrainConfig, grid: TokenGrid) -> list:
     teacher features, ...), in ``targets.names`` order."""
     hooks: list = []
     if cfg.needs_tracks and not cfg.tracks_in_step:
-        cache = None
-        if cfg.cache.path is not None:
-            cache = TrackCache(Path(cfg.cache.path),
-                               CacheSettings.for_run(cfg.tracking, cfg.data, cfg.cache))
-        hooks.append(TracksHook(patch=grid.patch, tracker=cfg.tracking.tracker, cache=cache,
+        hooks.append(TracksHook(patch=grid.patch, tracker=cfg.tracking.tracker,
+                                cache=run_track_cache(cfg),
                                 tracker_settings=cfg.tracking.tracker_settings(),
                                 decode_size=cfg.data.size, grid=cfg.tracking.grid,
                                 frame_step=cfg.tracking.frame_step,
@@ -199,6 +206,9 @@ def pretrain(
     videos = read_video_list(cfg.data.train)
     given = cfg
     cfg = cfg.resolve(len(videos), dist.world_size)  # before building anything
+    track_cache = run_track_cache(cfg)
+    if track_cache is not None:  # refuses a cache made for other settings: it never hits
+        check_cache_coverage(track_cache, [entry.path for entry in videos.entries])
     torch.manual_seed(cfg.run.seed)  # model initialisation
     task = PretrainTask(cfg, world_size=dist.world_size)
     clip_sampler = None
