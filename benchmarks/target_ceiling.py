@@ -16,9 +16,11 @@ probes), from dense flow down to the target:
   displacements per frame step (lost points vote nothing);
 * ``target's tracks, per tubelet``: every point's displacement over every tubelet window,
   the target's information as it is (``t * h * w * 2`` values), and its mean over the points
-  (``t * 2``), the linear mean readout of a linear code of it.
+  (``t * 2``), the linear mean readout of a linear code of it;
+* the HOF and per-tubelet rows again with the ``flow`` tracker making the same points'
+  tracks (chained DIS flow: would ``tracking.tracker=flow`` give the target more?).
 
-Command (no pretraining; about 15 minutes on the shared machine)::
+Command (no pretraining; about 45 minutes on the shared machine)::
 
     nice .venv/bin/python benchmarks/target_ceiling.py --out runs/target_ceiling
 """
@@ -87,10 +89,14 @@ def tubelet_motion(tracks: np.ndarray, frames: int, tubelet: int) -> np.ndarray:
 
 
 class TargetTracks:
-    """The run's tracker on the run's query grid, one clip at a time."""
+    """The run's tracker (or ``tracker`` with ``settings``) on the run's query grid, one clip
+    at a time."""
 
-    def __init__(self, cfg: PretrainConfig) -> None:
-        self.tracker = make_tracker(cfg.tracking.tracker, **cfg.tracking.tracker_settings())
+    def __init__(self, cfg: PretrainConfig, tracker: str | None = None,
+                 settings: dict | None = None) -> None:
+        if tracker is None:
+            tracker, settings = cfg.tracking.tracker, cfg.tracking.tracker_settings()
+        self.tracker = make_tracker(tracker, **(settings or {}))
         self.patch = cfg.model.patch_size
         self.tubelet = cfg.model.tubelet_size
         self.grid_kind = cfg.tracking.grid
@@ -123,6 +129,14 @@ class TargetTracks:
                 TRACK_ALL: per_tubelet, TRACK_MEAN: mean_over_points}
 
 
+def flow_tracker_rows(cfg: PretrainConfig) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """Two of the descriptors again, of the patch centres' tracks made by the ``flow``
+    tracker (chained DIS flow, 3 x 3 median, its defaults: ``tracking.tracker=flow``)."""
+    mine = TargetTracks(cfg, "flow").descriptors()
+    return {f"{TRACK_HOF}, flow tracker": mine[TRACK_HOF],
+            f"{TRACK_ALL}, flow tracker": mine[TRACK_ALL]}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/target_ceiling"))
@@ -135,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = pretrain_config(BUDGET, VARIANTS["default: pixel+tracks / motion"],
                           data_dir / "pretrain_pool.txt", args.out / "unused", STEPS)
     suite = Suite(args.out, files, 0)
-    rows = TargetTracks(cfg).descriptors()
+    rows = {**TargetTracks(cfg).descriptors(), **flow_tracker_rows(cfg)}
     unknown = [name for name in args.only if name not in rows]
     if unknown:
         raise SystemExit(f"--only: unknown rows {unknown}; rows are {list(rows)}")
