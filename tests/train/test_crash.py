@@ -36,6 +36,9 @@ from motionmae.cli import main
 from motionmae.train.pretrain import PretrainTask
 inner = PretrainTask.loss
 def slow(self, *args):
+    if os.environ.get("IN_STEP"):  # one line per step, as the step's sleep starts
+        with open(os.environ["IN_STEP"], "a") as marks:
+            marks.write("step\\n")
     time.sleep(float(os.environ.get("STEP_SLEEP", "0.25")))
     return inner(self, *args)
 PretrainTask.loss = slow
@@ -77,11 +80,14 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records}
 
 
-def _start(videos, out: Path, *extra: str, step_sleep: float = 0.25) -> subprocess.Popen:
+def _start(videos, out: Path, *extra: str, step_sleep: float = 0.25,
+           in_step: Path | None = None) -> subprocess.Popen:
     """The CLI in its own process group (a terminal's Ctrl-C reaches the whole group), each
-    step slowed by ``step_sleep`` seconds."""
+    step slowed by ``step_sleep`` seconds; with ``in_step``, a line is added to that file as
+    each step's sleep starts."""
     sets = [arg for item in [*SETTINGS, *extra] for arg in ("--set", item)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEP_SLEEP": str(step_sleep),
+           "IN_STEP": str(in_step or ""),
            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, "pretrain", "--data", str(videos.train_list),
@@ -195,10 +201,11 @@ def test_a_signal_to_the_whole_process_group_saves_and_resumes_with_loader_worke
 
 def test_a_second_ctrl_c_quits_at_once_without_a_traceback(videos, tmp_path):
     out = tmp_path / "ctrl-c-twice"
-    process = _start(videos, out, "run.ckpt_every=100", step_sleep=5.0)
-    metrics = out / "metrics.jsonl"
-    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 1,
-                process)
+    marks = tmp_path / "in-step"
+    process = _start(videos, out, "run.ckpt_every=100", step_sleep=5.0, in_step=marks)
+    # Inside the second step's 5 s, not between steps: a first Ctrl-C between two steps
+    # stops the run before the second arrives (a loaded machine loads the batch slowly).
+    _wait_until(lambda: marks.exists() and len(marks.read_text().splitlines()) >= 2, process)
     os.killpg(process.pid, signal.SIGINT)  # early in a 5 s step
     time.sleep(0.5)  # the first is handled, the step goes on
     os.killpg(process.pid, signal.SIGINT)
