@@ -266,13 +266,18 @@ class TrackCache:
         """
         path = self.root / "settings.json"
         fingerprint = self.settings.fingerprint()
-        known: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(loaded, dict):
-                known = loaded
+        known = recorded_settings(self.root)
         if known.get(fingerprint) != self.settings.to_dict():
             known[fingerprint] = self.settings.to_dict()
             text = json.dumps(known, indent=2, sort_keys=True) + "\n"
             atomic_write_bytes(path, text.encode("utf-8"))
         self._settings_written = True
+
+
+def recorded_settings(root: Path) -> dict[str, Any]:
+    """``root/settings.json``: the settings of the entries under a cache folder, by
+    fingerprint; ``{}`` when there is none or it cannot be read."""
+    loaded: Any = None
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads((root / "settings.json").read_text(encoding="utf-8"))
+    return loaded if isinstance(loaded, dict) else {}

@@ -11,7 +11,6 @@ that differ; a cache that holds some of them, or nothing yet, is reported in the
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from motionmae.errors import UsageError
-from motionmae.motion.cache import TrackCache
+from motionmae.motion.cache import TrackCache, recorded_settings
 
 logger = logging.getLogger(__name__)
 
@@ -30,16 +29,6 @@ RUN_KEYS = {"tracker": "tracking.tracker", "decode_size": "data.size", "frames":
             "frame_step": "tracking.frame_step", "grid_spacing": "grid_spacing"}
 DEFAULTS = {"frame_step": 1}  # fields to_dict() leaves out at this value
 CHECKED_VIDEOS = 256
-
-
-def recorded_settings(root: Path) -> list[dict[str, Any]]:
-    """The settings of the entries under a cache folder (``root/settings.json``, written by
-    :meth:`TrackCache.put`); ``[]`` when there is none or it cannot be read."""
-    try:
-        loaded = json.loads((root / "settings.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return [s for s in loaded.values() if isinstance(s, dict)] if isinstance(loaded, dict) else []
 
 
 def setting_differences(run: Mapping[str, Any], cached: Mapping[str, Any]) -> list[str]:
@@ -85,7 +74,7 @@ def check_cache_coverage(cache: TrackCache, videos: Sequence[str | Path],
                        "tracked online", root, covered, len(sample))
         return covered
     run = cache.settings.to_dict()
-    others = [s for s in recorded_settings(root) if s != run]
+    others = [s for s in recorded_settings(root).values() if isinstance(s, dict) and s != run]
     if not others:
         logger.warning("track cache %s holds no tracks yet: every clip is tracked online until "
                        "motionmae extract-tracks fills it", root)

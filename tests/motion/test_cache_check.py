@@ -14,13 +14,8 @@ import pytest
 
 from motionmae.cache import ClipLayout
 from motionmae.errors import UsageError
-from motionmae.motion.cache import CacheSettings, TrackCache
-from motionmae.motion.cache_check import (
-    check_cache_coverage,
-    checked_videos,
-    recorded_settings,
-    setting_differences,
-)
+from motionmae.motion.cache import CacheSettings, TrackCache, recorded_settings
+from motionmae.motion.cache_check import check_cache_coverage, checked_videos, setting_differences
 from motionmae.motion.cached_tracks import CachedTracks
 
 SETTINGS = CacheSettings(decode_size=64, layout=ClipLayout(frames=4, stride=2, clips=1))
@@ -63,7 +58,7 @@ def test_a_cache_of_other_settings_is_refused_naming_them(tmp_path):
         decode_size=96, layout=SETTINGS.layout))
     for path in paths:
         made.put(path, one_entry())
-    assert recorded_settings(tmp_path / "cache") == [made.settings.to_dict()]
+    assert list(recorded_settings(tmp_path / "cache").values()) == [made.settings.to_dict()]
     run = TrackCache(tmp_path / "cache", SETTINGS)
     with pytest.raises(UsageError) as error:
         check_cache_coverage(run, paths)
