@@ -2,7 +2,7 @@
 
 A target is one module: its config dataclass, its :class:`Target` and a builder registered
 with :func:`~motionmae.targets.registry.register_target`. Importing this package registers
-the built-in ones (``pixel``, ``tracks``, ``hog``, ``m3traj``, ``teacher``);
+the built-in ones (``pixel``, ``tracks``, ``hog``, ``hof``, ``m3traj``, ``teacher``);
 :func:`build_targets` builds those a run names.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from motionmae.data.config import DataConfig
 from motionmae.targets.base import Target
 from motionmae.targets.config import TargetsConfig
+from motionmae.targets.hof import HofHook, HofTarget, HofTargetConfig, hof_dim, hof_tokens
 from motionmae.targets.hog import HogTarget, HogTargetConfig
 from motionmae.targets.m3traj import (
     M3TrajHook,
@@ -40,6 +41,9 @@ from motionmae.tokens import (
 
 __all__ = [
     "TARGETS",
+    "HofHook",
+    "HofTarget",
+    "HofTargetConfig",
     "HogTarget",
     "HogTargetConfig",
     "M3TrajHook",
@@ -59,6 +63,8 @@ __all__ = [
     "build_teacher_target",
     "denormalize_prediction",
     "explained_fraction",
+    "hof_dim",
+    "hof_tokens",
     "m3traj_dim",
     "m3traj_targets",
     "masked_mse",
