@@ -116,15 +116,18 @@ def hof_tokens(flows: np.ndarray, grid: TokenGrid, cfg: HofTargetConfig) -> np.n
     index = np.minimum((angle * (cfg.bins / (2 * np.pi))).astype(np.int64), cfg.bins - 1)
     slow = magnitude < cfg.still
     index = np.where(slow, cfg.bins, index)
-    vote = np.where(slow, 1.0, magnitude).astype(np.float32)
-    size = cfg.bins + 1
-    votes = np.zeros((*index.shape, size), np.float32)  # [T-1, H, W, bins + 1]
-    np.put_along_axis(votes, index[..., None], vote[..., None], axis=-1)
-    per_tubelet = np.stack([votes[fields].mean(axis=0)
-                            for fields in _fields_of_tubelets(len(flows), grid)])
-    c, per_side = cfg.cell, grid.patch // cfg.cell
-    cells = per_tubelet.reshape(grid.t, grid.height // c, c, grid.width // c, c, size)
-    cells = cells.mean(axis=(2, 4))  # [t, H / c, W / c, bins + 1]
+    vote = np.where(slow, 1.0, magnitude)
+    # One bincount over (field, cell, bin): a cell's votes summed, then averaged below.
+    c, size = cfg.cell, cfg.bins + 1
+    rows, cols = grid.height // c, grid.width // c
+    cell = (np.arange(grid.height) // c)[:, None] * cols + (np.arange(grid.width) // c)[None, :]
+    field = np.arange(len(flows))[:, None, None] * (rows * cols)
+    sums = np.bincount(((field + cell) * size + index).ravel(), weights=vote.ravel(),
+                       minlength=len(flows) * rows * cols * size)
+    per_field = sums.reshape(len(flows), rows, cols, size) / (c * c)
+    cells = np.stack([per_field[fields].mean(axis=0)
+                      for fields in _fields_of_tubelets(len(flows), grid)])
+    per_side = grid.patch // c
     tokens = cells.reshape(grid.t, grid.h, per_side, grid.w, per_side, size)
     tokens = tokens.transpose(0, 1, 3, 2, 4, 5)  # (t, h, w, cell row, cell column, bin)
     return np.sqrt(tokens.reshape(grid.num_tokens, hof_dim(cfg, grid))).astype(np.float32)
