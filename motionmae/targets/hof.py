@@ -34,6 +34,7 @@ resize, flip), as the model does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -192,10 +193,17 @@ class HofTarget:
         return f"HofTarget(dim={self.dim}, norm={self.norm!r})"
 
 
+def check_hof_run(cfg: HofTargetConfig, run: Any) -> None:
+    """The target's rule across sections: its cells tile the model's patch."""
+    patch = run.model.resolved().patch_size
+    check(patch % cfg.cell == 0, "targets.hof.cell",
+          f"{cfg.cell} px does not divide the patch (model.patch_size {patch} px)")
+
+
 def hof_hooks(cfg: HofTargetConfig, ctx: TargetContext) -> list[HofHook]:
     return [HofHook(ctx.grid, cfg)]
 
 
-@register_target("hof", HofTargetConfig, hooks=hof_hooks)
+@register_target("hof", HofTargetConfig, hooks=hof_hooks, check=check_hof_run)
 def build_hof_target(cfg: HofTargetConfig, ctx: TargetContext) -> HofTarget:
     return HofTarget(cfg, ctx.grid)

@@ -112,6 +112,9 @@ def test_errors_name_what_is_wrong():
         HofTarget(HofTargetConfig(cell=6), GRID)
     with pytest.raises(ValueError, match=r"flows: expected \[7, 64, 64, 2\]"):
         hof_tokens(np.zeros((6, 64, 64, 2), np.float32), GRID, CFG)
+    with pytest.raises(ConfigError, match=r"targets\.hof\.cell: 6 px does not divide the "
+                                          r"patch \(model\.patch_size 16 px\)"):
+        load_config(PretrainConfig, overrides=["targets.names=[hof]", "targets.hof.cell=6"])
     with pytest.raises(ConfigError, match=r"targets\.hof\.norm: must be one of"):
         load_config(PretrainConfig, overrides=["targets.names=[hof]", "targets.hof.norm=patch"])
 
