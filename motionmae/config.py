@@ -128,6 +128,11 @@ class PretrainConfig:
             check(name in self.targets.names, "model.joint_targets",
                    f"{name!r} is not one of targets.names {self.targets.names}")
         self.check_components()
+        # A cache's tracks start at the first frame of a clip played forward.
+        check(not (self.data.reverse > 0 and self.needs_tracks and self.cache.path is not None),
+              "data.reverse", "the track cache (cache.path) holds the tracks of clips played "
+              "forward; clips played backward need their own: set cache.path=null to track "
+              "them in the loader workers, or data.reverse=0")
         # A trained sampler runs outside the model's forward, where FSDP keeps parameters
         # sharded.
         check(not (MASKINGS.get(self.masking.kind).trainable and self.run.parallel == "fsdp"),

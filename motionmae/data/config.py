@@ -29,6 +29,11 @@ class DataConfig:
     ``pad`` ded by repeating its last frame (the stride is kept), or ``stretch`` ed: sampled
     with the largest stride that fits (VideoMAE's choice; frames repeat only when the video
     has fewer than ``frames``). Either way the run warns once with a count.
+
+    ``reverse``: the probability that a training clip plays backward (its frames, and its
+    ``frame_indices``, in descending order), the arrow-of-time pretext's input
+    (:mod:`motionmae.targets.arrow`); 0 keeps every clip forward. Evaluation clips never play
+    backward.
     """
 
     train: str | None = None
@@ -38,6 +43,7 @@ class DataConfig:
     size: int = 224
     scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
     flip: bool = True
+    reverse: float = 0.0
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     num_sample: int = 1
@@ -56,6 +62,8 @@ class DataConfig:
         check(len(self.scales) >= 1 and all(0.0 < s <= 1.0 for s in self.scales),
                f"{key}.scales", f"must be a non-empty list of values in (0, 1], got {self.scales}")
         check(all(s > 0 for s in self.std), f"{key}.std", "must be positive")
+        check(0.0 <= self.reverse <= 1.0, f"{key}.reverse",
+              f"must be a probability in [0, 1], got {self.reverse}")
         check(self.num_sample >= 1, f"{key}.num_sample", "must be >= 1")
         check(self.workers >= 0, f"{key}.workers", "must be >= 0")
         check(self.on_error in ("raise", "skip"), f"{key}.on_error",

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from motionmae.config_loading import check
 from motionmae.data.config import DataConfig
 from motionmae.data.hooks import HookInput, SampleHook
 from motionmae.data.lists import VideoEntry, VideoList
@@ -159,6 +160,10 @@ class VideoDataset(Dataset):
         self.seed = seed
         self.sample_hooks = tuple(sample_hooks)
         self._dense = any(getattr(h, "needs_dense_frames", False) for h in self.sample_hooks)
+        # Every-source-frame hooks (M3Video's trajectories) read a span in source order.
+        check(not (train and self._dense and config.reverse > 0), "data.reverse",
+              "clips played backward are not supported with a target that reads every source "
+              "frame of the clip's span (m3traj); set data.reverse=0")
         self.decode_size = decode_size or config.size
         self.decode_threads = decode_threads
         self.max_bad = max_bad
@@ -255,6 +260,9 @@ class VideoDataset(Dataset):
             else:
                 clips = eval_clips_indices(info.num_frames, cfg.frames, cfg.stride,
                                            cfg.test_clips, cfg.short_videos)
+            if train and cfg.reverse > 0:
+                backward = rng.random(len(clips)) < cfg.reverse
+                clips = np.where(backward[:, None], clips[:, ::-1], clips)
             self._count_clips(index, info.num_frames, len(clips))
             wanted = [clips.ravel()]
             if self._dense:  # every source frame of each clip's span

@@ -2,13 +2,15 @@
 
 A target is one module: its config dataclass, its :class:`Target` and a builder registered
 with :func:`~motionmae.targets.registry.register_target`. Importing this package registers
-the built-in ones (``pixel``, ``tracks``, ``hog``, ``hof``, ``m3traj``, ``teacher``);
+the built-in ones (``pixel``, ``tracks``, ``hog``, ``hof``, ``m3traj``, ``teacher``,
+``arrow``);
 :func:`build_targets` builds those a run names.
 """
 
 from __future__ import annotations
 
 from motionmae.data.config import DataConfig
+from motionmae.targets.arrow import ArrowTarget, ArrowTargetConfig, clip_direction
 from motionmae.targets.base import Target
 from motionmae.targets.config import TargetsConfig
 from motionmae.targets.hof import HofHook, HofTarget, HofTargetConfig, hof_dim, hof_tokens
@@ -41,6 +43,8 @@ from motionmae.tokens import (
 
 __all__ = [
     "TARGETS",
+    "ArrowTarget",
+    "ArrowTargetConfig",
     "HofHook",
     "HofTarget",
     "HofTargetConfig",
@@ -61,6 +65,7 @@ __all__ = [
     "TracksTargetConfig",
     "build_targets",
     "build_teacher_target",
+    "clip_direction",
     "denormalize_prediction",
     "explained_fraction",
     "hof_dim",

@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -397,6 +397,14 @@ def m3traj_hooks(cfg: M3TrajTargetConfig, ctx: TargetContext) -> list[M3TrajHook
     return [M3TrajHook(ctx.grid, cfg)]
 
 
-@register_target("m3traj", M3TrajTargetConfig, hooks=m3traj_hooks)
+def check_m3traj_run(cfg: M3TrajTargetConfig, run: Any) -> None:
+    """The target's rule across sections: its trajectories run forward through the clip's
+    source frames, so clips are not played backward."""
+    check(run.data.reverse == 0, "data.reverse",
+          "the m3traj target reads every source frame of a clip forward; clips played "
+          f"backward are not supported with it (got {run.data.reverse}); set data.reverse=0")
+
+
+@register_target("m3traj", M3TrajTargetConfig, hooks=m3traj_hooks, check=check_m3traj_run)
 def build_m3traj_target(cfg: M3TrajTargetConfig, ctx: TargetContext) -> M3TrajTarget:
     return M3TrajTarget(cfg, ctx.grid)
