@@ -340,8 +340,8 @@ def test_a_components_settings_are_checked_by_key(components, videos, tmp_path):
 def test_unregistered_names_are_refused_with_the_known_ones(videos, tmp_path, capsys):
     assert main(["pretrain", "--data", str(videos.train_list), "--out", str(tmp_path / "x"),
                  "--targets", "frame_diff"]) == 2
-    assert "unknown target 'frame_diff'; known: ['hof', 'hog', 'm3traj', 'pixel', " \
-           "'teacher', 'tracks']" in capsys.readouterr().err
+    assert "unknown target 'frame_diff'; known: ['arrow', 'hof', 'hog', 'm3traj', " \
+           "'pixel', 'teacher', 'tracks']" in capsys.readouterr().err
 
 
 def test_a_taken_name_is_refused():

@@ -84,7 +84,7 @@ def test_component_sections_are_found_by_registered_name():
 
     with pytest.raises(ConfigError, match=r"^targets\.trakcs: unknown key; known keys here: "
                                           r"\['names', 'visible', 'visible_weight'\] and the "
-                                          r"registered targets \['hof', 'hog', "):
+                                          r"registered targets \['arrow', 'hof', 'hog', "):
         load_config(PretrainConfig, overrides=["targets.trakcs.norm=patch"])
     with pytest.raises(ConfigError, match=r"^masking\.motion: must be a mapping, got 0\.5"):
         load_config(PretrainConfig, overrides=["masking.motion=0.5"])
