@@ -267,6 +267,11 @@ class FinetuneConfig:
                "fine-tuning sets stochastic depth with finetune.drop_path")
         check(self.optim.layer_decay == 1.0, "optim.layer_decay",
                "fine-tuning sets layer-wise lr decay with finetune.layer_decay")
+        # A class may be a direction ("pushing left to right"): a clip played backward would
+        # be another class under the same label.
+        check(self.data.reverse == 0, "data.reverse",
+              "fine-tuning plays every clip forward (a clip played backward may be another "
+              f"class under the same label); got {self.data.reverse}, set data.reverse=0")
         if self.finetune.checkpoint is None:
             model = self.model.resolved()
             check(self.data.frames % model.tubelet_size == 0, "data.frames",

@@ -32,8 +32,8 @@ class DataConfig:
 
     ``reverse``: the probability that a training clip plays backward (its frames, and its
     ``frame_indices``, in descending order), the arrow-of-time pretext's input
-    (:mod:`motionmae.targets.arrow`); 0 keeps every clip forward. Evaluation clips never play
-    backward.
+    (:mod:`motionmae.targets.arrow`); 0 keeps every clip forward. Pretraining only (fine-tuning
+    refuses it: a class may be a direction); evaluation clips never play backward.
     """
 
     train: str | None = None

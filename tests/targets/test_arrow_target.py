@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from motionmae.config import DataConfig, PretrainConfig, load_config
+from motionmae.config import DataConfig, FinetuneConfig, PretrainConfig, load_config
 from motionmae.config_loading import ConfigError
 from motionmae.data import make_synthetic_dataset
 from motionmae.data.dataset import VideoDataset
@@ -121,6 +121,9 @@ def test_errors_name_what_is_wrong(translating_video):
                                           r"holds the tracks of clips played forward"):
         load_config(PretrainConfig, overrides=["targets.names=[pixel,tracks,arrow]",
                                                "data.reverse=0.5", "cache.path=somewhere"])
+    with pytest.raises(ConfigError, match=r"data\.reverse: fine-tuning plays every clip "
+                                          r"forward"):
+        load_config(FinetuneConfig, overrides=["data.reverse=0.5"])
     with pytest.raises(ConfigError, match=r"data\.reverse: the m3traj target reads every "
                                           r"source frame of a clip forward"):
         load_config(PretrainConfig, overrides=["targets.names=[hog,m3traj]",
