@@ -3,7 +3,6 @@
 frames in reverse, a real tracker sees its motion reversed, the target's known values, the
 rules that refuse what cannot work, and a short pretraining run."""
 
-import json
 import math
 from pathlib import Path
 
@@ -11,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from short_runs import two_step_records
 
 from motionmae.config import DataConfig, FinetuneConfig, PretrainConfig, load_config
 from motionmae.config_loading import ConfigError
-from motionmae.data import make_synthetic_dataset
 from motionmae.data.dataset import VideoDataset
 from motionmae.data.hooks import HookInput
 from motionmae.data.lists import VideoEntry, VideoList
@@ -23,7 +22,6 @@ from motionmae.motion.lk import track_lk
 from motionmae.motion.synthetic import translation_clip
 from motionmae.targets import ArrowTarget, ArrowTargetConfig, clip_direction
 from motionmae.tokens import TokenGrid
-from motionmae.train.pretrain import pretrain
 
 VELOCITY = (1.5, -1.0)  # px per source frame, right and up
 
@@ -135,17 +133,8 @@ def test_errors_name_what_is_wrong(translating_video):
 
 
 def test_two_pretraining_steps_with_pixel_tracks_and_arrow(tmp_path: Path):
-    videos = make_synthetic_dataset(tmp_path / "videos", num_train=4, num_val=0, frames=12,
-                                    size=32, seed=3)
-    out = tmp_path / "run"
-    cfg = load_config(PretrainConfig, overrides=[
-        f"data.train={videos.train_list}", f"run.out={out}", "data.frames=4", "data.size=32",
-        "data.workers=0", "model.depth=2", "model.decoder_depth=1", "run.batch_size=4",
-        "run.steps=2", "run.log_every=1", "targets.names=[pixel,tracks,arrow]",
-        "masking.kind=motion", "data.reverse=0.5"])
-    assert pretrain(cfg).state.step == 2
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in records if "explained/arrow" in r]
+    steps = two_step_records(tmp_path, "arrow",
+                             ["targets.names=[pixel,tracks,arrow]", "data.reverse=0.5"])
     assert [r["step"] for r in steps] == [1, 2]
     for record in steps:
         assert math.isfinite(record["loss/arrow"]) and record["trivial/arrow"] >= 0

@@ -1,23 +1,21 @@
 """The HOF target (:mod:`motionmae.targets.hof`): known histograms of known flows, the real
 DIS flow of a translated texture, the batch norm, errors, and a short pretraining run."""
 
-import json
 import math
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from short_runs import two_step_records
 
 from motionmae.config import PretrainConfig, load_config
 from motionmae.config_loading import ConfigError
-from motionmae.data import make_synthetic_dataset
 from motionmae.data.hooks import HookInput
 from motionmae.motion.synthetic import translation_clip
 from motionmae.targets import HofHook, HofTarget, HofTargetConfig, hof_dim, hof_tokens
 from motionmae.targets.hof import normalize_hof_batch
 from motionmae.tokens import TokenGrid
-from motionmae.train.pretrain import pretrain
 
 GRID = TokenGrid(frames=8, height=64, width=64)  # t=4, h=w=4, 2 x 2 cells of 8 px per patch
 CFG = HofTargetConfig()
@@ -120,17 +118,7 @@ def test_errors_name_what_is_wrong():
 
 
 def test_two_pretraining_steps_with_pixel_tracks_and_hof(tmp_path):
-    videos = make_synthetic_dataset(tmp_path / "videos", num_train=4, num_val=0, frames=12,
-                                    size=32, seed=3)
-    out = tmp_path / "run"
-    cfg = load_config(PretrainConfig, overrides=[
-        f"data.train={videos.train_list}", f"run.out={out}", "data.frames=4", "data.size=32",
-        "data.workers=0", "model.depth=2", "model.decoder_depth=1", "run.batch_size=2",
-        "run.steps=2", "run.log_every=1", "targets.names=[pixel,tracks,hof]",
-        "masking.kind=motion"])
-    assert pretrain(cfg).state.step == 2
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in records if "explained/hof" in r]
+    steps = two_step_records(tmp_path, "hof", ["targets.names=[pixel,tracks,hof]"])
     assert [r["step"] for r in steps] == [1, 2]
     for record in steps:
         assert math.isfinite(record["loss/hof"]) and record["trivial/hof"] > 0
