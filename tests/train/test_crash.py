@@ -185,10 +185,12 @@ def test_a_signal_to_the_whole_process_group_saves_and_resumes_with_loader_worke
     its step, saves, stops its workers and exits 128 + signal without a traceback;
     ``--resume`` continues."""
     out = tmp_path / "run"
-    process = _start(videos, out, "run.ckpt_every=100", "data.workers=1")
-    metrics = out / "metrics.jsonl"
-    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 2,
-                process)
+    marks = tmp_path / "in-step"
+    # Inside the second of eight 1 s steps: on a loaded machine a signal sent after a count of
+    # logged steps could land after the last step, when the run has rightly finished.
+    process = _start(videos, out, "run.ckpt_every=100", "data.workers=1", step_sleep=1.0,
+                     in_step=marks)
+    _wait_until(lambda: marks.exists() and len(marks.read_text().splitlines()) >= 2, process)
     os.killpg(process.pid, signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr[-3000:]
