@@ -93,7 +93,14 @@ def _start(videos, out: Path, *extra: str, step_sleep: float = 0.25,
         [sys.executable, "-c", CHILD, "pretrain", "--data", str(videos.train_list),
          "--out", str(out), *sets],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=_as_in_a_terminal)
+
+
+def _as_in_a_terminal() -> None:
+    """Ctrl-C as a terminal's foreground job has it. A shell starts background jobs (``cmd
+    &``, ``nohup``) with SIGINT ignored, which the run rightly keeps; pytest itself may run
+    as one."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_until(condition, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -186,8 +193,8 @@ def test_a_signal_to_the_whole_process_group_saves_and_resumes_with_loader_worke
     ``--resume`` continues."""
     out = tmp_path / "run"
     marks = tmp_path / "in-step"
-    # Inside the second of eight 1 s steps: on a loaded machine a signal sent after a count of
-    # logged steps could land after the last step, when the run has rightly finished.
+    # Inside the second of eight 1 s steps, so that the signal lands while the run trains
+    # however loaded the machine.
     process = _start(videos, out, "run.ckpt_every=100", "data.workers=1", step_sleep=1.0,
                      in_step=marks)
     _wait_until(lambda: marks.exists() and len(marks.read_text().splitlines()) >= 2, process)
