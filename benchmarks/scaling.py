@@ -63,7 +63,9 @@ class MemoryClips(Dataset):
 def _config(args: argparse.Namespace, out: str):
     from motionmae.config import PretrainConfig, load_config
 
+    # Pixel MAE (the measured setting): its dataset below has no hooks that add tracks.
     return load_config(PretrainConfig, overrides=[
+        "targets.names=[pixel]", "masking.kind=tube",
         f"run.out={out}", f"model.size={args.model}", f"data.frames={args.frames}",
         f"data.size={args.size}", f"run.batch_size={args.batch_size}",
         f"run.steps={args.steps}", f"run.log_every={args.log_every}",

@@ -297,7 +297,8 @@ def test_each_selected_components_run_check_is_asked(components):
     with pytest.raises(ConfigError, match=r"tracking\.frame_step: the still tracker"):
         load_config(PretrainConfig, overrides=["targets.names=[track_speed]", *still])
     # Not selected, not asked: a run without tracks does not check its tracker.
-    load_config(PretrainConfig, overrides=["targets.track_speed.max_frames=8",
+    load_config(PretrainConfig, overrides=["targets.names=[pixel]", "masking.kind=tube",
+                                           "targets.track_speed.max_frames=8",
                                            "optim.accum_steps=2", *still])
 
 

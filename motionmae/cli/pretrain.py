@@ -30,10 +30,11 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, config)")
     p.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
     p.add_argument("--model", choices=["tiny", "small", "base", "large"])
-    p.add_argument("--targets", help="comma-separated targets, e.g. pixel")
-    p.add_argument("--masking", help="masking kind: tube, random, cube, motion, learned (see "
-                   "masking.learned.* for the learned sampler), or one a plugin registers "
-                   "(MOTIONMAE_PLUGINS)")
+    p.add_argument("--targets", help="comma-separated targets (default pixel,tracks; VideoMAE's "
+                   "pixel MAE: --targets pixel --masking tube)")
+    p.add_argument("--masking", help="masking kind (default motion): tube, random, cube, "
+                   "motion, learned (see masking.learned.* for the learned sampler), or one a "
+                   "plugin registers (MOTIONMAE_PLUGINS)")
     p.add_argument("--frames", type=int, help="frames per clip")
     p.add_argument("--size", type=int, help="clip side in pixels")
     add_training_options(p, "masking.ratio=0.75")

@@ -28,7 +28,8 @@ class MaskingConfig(ComponentSections):
     resolved from the clip's token count (:func:`default_mask_ratio`) by
     ``PretrainConfig.resolve``, and the run saves the number it picked.
 
-    ``kind``: a registered masking kind. ``motion`` (TrackMAE's motion-aware masking) splits
+    ``kind``: a registered masking kind. ``motion`` (the default; TrackMAE's motion-aware
+    masking: at a small budget pixel MAE's ``tube`` learns no motion) splits
     spatial positions into a high- and a low-motion half by mean track displacement and
     takes a share ``motion.rho`` of the visible positions from the high half (tubed over
     time). ``cube``: MaskFeat-style space-time blocks. ``learned``: a token sampler trained
@@ -42,7 +43,7 @@ class MaskingConfig(ComponentSections):
     # Configs saved before the kinds had sections kept rho flat.
     LEGACY_KEYS: ClassVar[dict[str, str]] = {"rho": "motion.rho"}
 
-    kind: str = "tube"
+    kind: str = "motion"
     ratio: float | None = None
     decoder_ratio: float = 0.0
 

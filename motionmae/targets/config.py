@@ -17,7 +17,8 @@ class TargetsConfig(ComponentSections):
 
     REGISTRY = TARGETS
 
-    names: list[str] = field(default_factory=lambda: ["pixel"])
+    # TrackMAE's pixels + tracks: pixels alone learn no motion at a small budget (issue 21).
+    names: list[str] = field(default_factory=lambda: ["pixel", "tracks"])
     # Targets also scored on the tokens the encoder sees, at visible_weight times their
     # weight: the encoder's own tokens must then say what they hold (issue 21).
     visible: list[str] = field(default_factory=list)

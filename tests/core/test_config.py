@@ -130,8 +130,9 @@ def test_resume_config_is_the_saved_run_with_only_the_named_keys_changed(tmp_pat
 
 @pytest.mark.parametrize(("override", "key", "was", "now"), [
     ("model.depth=2", "model.depth", "1", "2"),
-    ("targets.names=[pixel,hog]", "targets.names", r"\['pixel'\]", r"\['pixel', 'hog'\]"),
-    ("masking.kind=random", "masking.kind", "tube", "random"),
+    ("targets.names=[pixel,hog]", "targets.names", r"\['pixel', 'tracks'\]",
+     r"\['pixel', 'hog'\]"),
+    ("masking.kind=random", "masking.kind", "motion", "random"),
     ("data.size=64", "data.size", "32", "64"),
 ])
 def test_resume_config_refuses_what_the_weights_depend_on_by_key(tmp_path, override, key,

@@ -78,7 +78,8 @@ def test_flat_patch_gives_zero_target():
 
 
 def test_build_targets_registry():
-    targets = build_targets(TargetsConfig(pixel=PixelTargetConfig(weight=0.5)), GRID, DataConfig())
+    targets = build_targets(TargetsConfig(names=["pixel"], pixel=PixelTargetConfig(weight=0.5)),
+                            GRID, DataConfig())
     assert list(targets) == ["pixel"]
     pixel = targets["pixel"]
     assert isinstance(pixel, Target)

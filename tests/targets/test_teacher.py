@@ -264,7 +264,8 @@ def test_bf16_precision_runs_the_teacher_under_autocast(folders):
 
 def test_teacher_is_frozen_through_a_training_step(folders):
     cfg = load_config(PretrainConfig, overrides=[
-        "targets.names=[teacher,pixel]", f"targets.teacher.path={folders['siglip_vision_model']}",
+        "targets.names=[teacher,pixel]", "masking.kind=tube",
+        f"targets.teacher.path={folders['siglip_vision_model']}",
         "data.frames=4", "data.size=32", "model.depth=1", "model.decoder_depth=1"]
     ).resolve(num_videos=8)
     task = PretrainTask(cfg)

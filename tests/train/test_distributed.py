@@ -29,7 +29,9 @@ STEPS = 3  # one epoch: 12 videos = 3 steps x global batch 4
 
 
 def _config(train_list, out, batch_size: int, *extra: str) -> PretrainConfig:
+    # Pixel MAE: this harness builds its dataset without the hooks that add tracks.
     return load_config(PretrainConfig, overrides=[
+        "targets.names=[pixel]", "masking.kind=tube",
         f"data.train={train_list}", f"run.out={out}", "data.frames=4", "data.stride=2",
         "data.size=32", "data.flip=false", "data.workers=0", "model.depth=2",
         "model.decoder_depth=1", f"run.batch_size={batch_size}", "run.log_every=1",

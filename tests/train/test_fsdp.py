@@ -28,7 +28,9 @@ STEPS = 4  # one epoch: 16 videos = 4 steps x global batch 4
 
 
 def _config(train_list, out, batch_size: int, accum: int, *extra: str) -> PretrainConfig:
+    # Pixel MAE: this harness builds its dataset without the hooks that add tracks.
     return load_config(PretrainConfig, overrides=[
+        "targets.names=[pixel]", "masking.kind=tube",
         f"data.train={train_list}", f"run.out={out}", "data.frames=4", "data.stride=2",
         "data.size=32", "data.flip=false", "data.workers=0", "model.depth=2",
         "model.decoder_depth=1", "model.embed_dim=64", "model.num_heads=2",

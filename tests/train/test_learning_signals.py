@@ -142,14 +142,14 @@ def test_a_visible_target_adds_its_visible_loss(videos):
     from motionmae.train.pretrain import PretrainTask
 
     def step_loss(*extra):
-        cfg = _config(videos, "unused", "targets.names=[pixel,hog]", *extra)
+        cfg = _config(videos, "unused", "targets.names=[pixel,hog]", "masking.kind=tube", *extra)
         task = PretrainTask(cfg.resolve(num_videos=cfg.run.batch_size))
         torch.manual_seed(0)
         task.model.load_state_dict(reference)
         batch = {"clip": torch.randn(4, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))}
         return task.loss(task.model, batch, torch.Generator().manual_seed(2))
 
-    cfg = _config(videos, "unused", "targets.names=[pixel,hog]")
+    cfg = _config(videos, "unused", "targets.names=[pixel,hog]", "masking.kind=tube")
     reference = PretrainTask(cfg.resolve(num_videos=cfg.run.batch_size)).model.state_dict()
     base, base_parts = step_loss()
     total, parts = step_loss("targets.visible=[hog]", "targets.visible_weight=0.5")

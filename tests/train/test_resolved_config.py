@@ -66,8 +66,8 @@ def test_resolve_picks_the_blocks_per_decoder_by_the_decoder_count():
         return cfg.resolve(num_videos=10).model.decoder_depth
 
     assert load_config(PretrainConfig).model.decoder_depth is None  # picked by resolve
-    assert depth() == 4  # pixel alone: VideoMAE's one 4-block decoder
-    assert depth("targets.names=[pixel,tracks]", "masking.kind=motion") == 2  # two decoders
+    assert depth() == 2  # the default pixel + tracks: two decoders
+    assert depth("targets.names=[pixel]", "masking.kind=tube") == 4  # VideoMAE's one decoder
     assert depth("targets.names=[pixel,tracks]", "model.joint_targets=[pixel,tracks]") == 4
     assert depth("targets.names=[pixel,tracks,hog]",
                  "model.joint_targets=[pixel,hog]") == 2  # a joint decoder and one more
