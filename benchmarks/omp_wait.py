@@ -22,6 +22,7 @@ from motionmae.config import PretrainConfig
 from motionmae.train.pretrain import PretrainTask
 cfg = PretrainConfig()
 cfg.data.frames, cfg.data.size = 16, 112
+cfg.targets.names, cfg.masking.kind = ["pixel"], "tube"  # a clip-only batch: no tracks
 task = PretrainTask(cfg.resolve(num_videos=8))
 opt = torch.optim.AdamW(task.model.parameters(), 1e-4)
 gen = torch.Generator().manual_seed(0)
