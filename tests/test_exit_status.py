@@ -30,6 +30,6 @@ def test_a_stopped_training_command_exits_with_its_signal_status(module, command
     videos = tmp_path / "train.txt"
     videos.write_text("a.mp4 0\n")
     flag = "--data" if command[0] == "pretrain" else "--train"
-    monkeypatch.setattr(module, "run_training", lambda *args: Stopped(status))
+    monkeypatch.setattr(module, "run_training", lambda *args, **kwargs: Stopped(status))
     monkeypatch.chdir(tmp_path)
     assert main([*command, flag, str(videos)]) == status

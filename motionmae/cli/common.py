@@ -53,12 +53,13 @@ class Stopped:
     exit_code: int
 
 
-def run_training(name: str, run: Callable[..., Any], cfg: Any,
-                 args: argparse.Namespace) -> Any:
+def run_training(name: str, run: Callable[..., Any], cfg: Any, args: argparse.Namespace,
+                 steps_done: Callable[[Any], int]) -> Any:
     """Run ``run(cfg, ...)`` (pretrain or finetune) in this process's distributed context,
     owning the run folder (``--resume``, ``--overwrite``: :mod:`motionmae.train.runfolder`),
     with a progress bar on rank 0; its result, or :class:`Stopped` when a signal stopped it
-    (a checkpoint was saved)."""
+    (a checkpoint was saved). Rank 0 logs the steps done (``steps_done(result)``) and where
+    the checkpoints are; the other ranks say nothing (one line per job, not per process)."""
     from motionmae.train.distributed import distributed_session
     from motionmae.train.loop import TrainingInterrupted
     from motionmae.train.runfolder import claim_run_folder
@@ -70,13 +71,17 @@ def run_training(name: str, run: Callable[..., Any], cfg: Any,
         total = None if cfg.run.by_epochs else cfg.run.planned_steps(0, 1)
         on_log, close = progress(total, name) if dist.is_main else (None, None)
         try:
-            return run(cfg, resume=from_checkpoint, dist=dist, on_log=on_log)
+            result = run(cfg, resume=from_checkpoint, dist=dist, on_log=on_log)
         except TrainingInterrupted as stopped:  # every rank stopped at the same step
             log.warning("%s", stopped)
             return Stopped(stopped.exit_code)
         finally:
             if close is not None:
                 close()
+        if dist.is_main:
+            log.info("done: %d steps, checkpoints in %s", steps_done(result),
+                     Path(cfg.run.out) / "checkpoints")
+        return result
 
 
 def parse_shard(text: str) -> tuple[int, int]:

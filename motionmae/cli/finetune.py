@@ -9,7 +9,6 @@ from motionmae.cli.common import (
     Stopped,
     add_training_options,
     load_training_config,
-    log,
     run_training,
 )
 from motionmae.errors import UsageError
@@ -73,12 +72,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         result = finetune(cfg, resume=resume, dist=dist, on_log=on_log)
         return result, evaluate_finetuned(cfg, result, dist)
 
-    outcome = run_training("finetune", train_then_evaluate, cfg, args)
+    outcome = run_training("finetune", train_then_evaluate, cfg, args,
+                           steps_done=lambda outcome: outcome[0].train.state.step)
     if isinstance(outcome, Stopped):
         return outcome.exit_code  # a checkpoint was saved: continue with --resume
     result, evaluation = outcome
-    log.info("done: %d steps, checkpoints in %s", result.train.state.step,
-             Path(cfg.run.out) / "checkpoints")
     if evaluation is not None and evaluation.metrics is not None:
         metrics = evaluation.metrics
         print(f"val: top-1 {metrics.top1:.1%}  top-5 {metrics.top5:.1%}  mean class "

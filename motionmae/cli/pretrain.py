@@ -13,7 +13,6 @@ from motionmae.cli.common import (
     Stopped,
     add_training_options,
     load_training_config,
-    log,
     parse_shard,
     run_training,
 )
@@ -70,11 +69,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from motionmae.train.pretrain import pretrain
 
     cfg = load_training_config(PretrainConfig, args, pretrain_overrides(args))
-    result = run_training("pretrain", pretrain, cfg, args)
+    result = run_training("pretrain", pretrain, cfg, args,
+                          steps_done=lambda result: result.state.step)
     if isinstance(result, Stopped):
         return result.exit_code  # a checkpoint was saved: continue with --resume
-    log.info("done: %d steps, checkpoints in %s", result.state.step,
-             Path(cfg.run.out) / "checkpoints")
     return 0
 
 

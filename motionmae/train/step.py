@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,7 +141,7 @@ class OptimizerStep:
                 else contextlib.nullcontext())
         if self.sharded:
             self.step_model.set_requires_gradient_sync(last_micro)
-        with sync:
+        with sync, (_fsdp_view_outputs_quiet() if self.sharded else contextlib.nullcontext()):
             with self.autocast:
                 loss, parts = self.loss(self.step_model, batch, generator)
             (loss / self.accum).backward()
@@ -180,3 +181,15 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
         k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
         for k, v in batch.items()
     }
+
+
+@contextlib.contextmanager
+def _fsdp_view_outputs_quiet() -> Any:
+    """FSDP2 warns, once per process, that the sharded root returned a view: a ``Linear`` over
+    ``[B, M, C]`` returns one. The warning is about in-place ops on such outputs dropping its
+    hooks; no loss modifies a prediction in place (``tests/train/test_fsdp.py``: the sharded
+    run equals one process to float tolerance), so it would only alarm the user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view",
+                                category=UserWarning)
+        yield

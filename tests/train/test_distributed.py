@@ -169,8 +169,10 @@ def test_torchrun_cli_pretrain_then_resume_past_a_busy_folder(videos, tmp_path):
     assert busy.returncode != 0
     assert f"another training run is writing here (PID {os.getpid()} " in busy.stderr
     # Every rank resumes (rank 0 decides, from the run's own config.yaml).
-    torchrun(*start, "--resume", "--steps", "3")
+    resumed = torchrun(*start, "--resume", "--steps", "3")
     assert [r["step"] for r in _records(out)] == [1, 2, 3]
+    # One line for the job, from rank 0, not one per process.
+    assert resumed.stderr.count("done: 3 steps, checkpoints in") == 1, resumed.stderr[-2000:]
 
 
 if __name__ == "__main__":

@@ -82,7 +82,10 @@ def _losses(run: Path) -> list[float]:
 
 def test_fsdp_matches_one_process_and_its_checkpoint_resumes_on_one(videos, tmp_path):
     sharded = tmp_path / "fsdp"
-    torchrun(__file__, str(videos.train_list), str(sharded))
+    launched = torchrun(__file__, str(videos.train_list), str(sharded))
+    # The predictions are views (a Linear over [B, M, C]); FSDP2's warning about in-place
+    # ops on them does not apply (the losses below match one process) and is not shown.
+    assert "returned a view" not in launched.stderr
     # Same seed, data and world size: the same loss curve, exactly.
     assert len(_losses(sharded / "a")) == STEPS
     assert _losses(sharded / "a") == _losses(sharded / "b")
