@@ -335,10 +335,13 @@ class Bench:
 
     def pretrain(self, out: Path, steps: int = SHORT_STEPS, log_every: int = 1,
                  resume: bool = False, data: Path | None = None) -> list[str]:
-        """``pretrain`` arguments of a run: the first command, or its ``--resume``."""
+        """``pretrain`` arguments of a run: the first command, or its ``--resume``; a resume on
+        another list (``data``) says so, as the README asks (else it is refused)."""
         head = ["pretrain", "--data", str(data or self.train_list), "--out", str(out)]
         if not resume:
             return head + self.flags(steps, log_every)
+        if data is not None:
+            head += ["--set", "run.resume_with_other_videos=true"]
         return [*head, "--resume"]  # as the README says: the rest from the run's config.yaml
 
     def reference(self, steps: int = SHORT_STEPS, log_every: int = 1) -> Path:
