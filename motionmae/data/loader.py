@@ -91,11 +91,13 @@ WORKER_STOP_GRACE_S = 30
 
 
 def _finish_soon(signum: int, frame: object) -> None:
-    """A worker's first SIGTERM: keep serving, exit cleanly ``WORKER_STOP_GRACE_S`` seconds
-    later. A worker killed by a signal makes PyTorch raise in the main process wherever it
-    is (its SIGCHLD check), a clean exit does not. A second SIGTERM (multiprocessing's exit
-    handler, the loader's own shutdown) kills at once."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    """A worker's SIGTERM: keep serving, exit cleanly ``WORKER_STOP_GRACE_S`` seconds later
+    unless the loader stops it first (its normal shutdown, once the main process has saved).
+    A worker killed by a signal makes PyTorch raise in the main process wherever it is (its
+    SIGCHLD check), a clean exit does not; so later SIGTERMs are ignored too: one stop often
+    arrives twice (the process group and ``pkill -f``, or ``timeout`` forwarding it), and
+    dying on the second would lose the checkpoint the main process is about to write."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGALRM, lambda *_: os._exit(0))
     signal.alarm(WORKER_STOP_GRACE_S)
 
