@@ -1,5 +1,6 @@
-"""A one-page HTML report of a run folder: summary, targets against their trivial predictor,
-evaluations, curves, checkpoints, config.
+"""A one-page HTML report of a run folder: summary, targets against their trivial predictor
+(a pretraining run's), evaluations (probe results, a fine-tune run's ``eval/val.json``),
+curves, checkpoints, config.
 
 ``build_report(RUN)`` writes ``RUN/report/index.html`` (self-contained: inline CSS, plot PNGs
 beside it referenced relatively) and returns its path. Everything read from the run's files

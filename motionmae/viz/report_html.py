@@ -1,8 +1,10 @@
 """The report page's HTML: one self-contained page (inline CSS) from a run's summary.
 
-:func:`render_html` lays out the summary cards, the targets against their trivial predictor,
-the evaluations, the plots (PNG files beside the page, referenced relatively), the checkpoints,
-the config and the environment. Every value read from the run's files is HTML-escaped.
+:func:`render_html` lays out the summary cards, the targets against their trivial predictor
+(left out for a fine-tune run, which has no reconstruction targets), the evaluations (probe
+results and classifier evaluations such as a fine-tune run's ``eval/val.json``), the plots
+(PNG files beside the page, referenced relatively), the checkpoints, the config and the
+environment. Every value read from the run's files is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from motionmae.viz.run_summary import STUCK_TAIL, stuck_targets
 from motionmae.viz.runfiles import CheckpointInfo, EvalResult, finite_number
 
 __all__ = ["render_html"]
-
-_EVAL_COLUMNS = ("kind", "top1", "top5", "chance", "num_train", "num_val")
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2433;
@@ -98,7 +98,7 @@ def _table(header: list[str], rows: list[list[str]], numeric: Collection[int] = 
 
 
 def _cards(info: dict[str, Any]) -> str:
-    best = info["best_probe"]
+    best, classifier = info["best_probe"], info["best_classifier"]
     items = [
         ("last step", _num(info["last_step"])),
         ("epoch", _num(info["last_epoch"])),
@@ -109,9 +109,13 @@ def _cards(info: dict[str, Any]) -> str:
         ("clips / s", _num(info["clips_per_s"], ".1f")),
         ("duration", _e(_duration(info["duration_s"]))),
         ("checkpoints", _num(info["num_checkpoints"])),
-        ("best probe top-1", "–" if best is None else
-         f"{_pct(best['top1'])} <span>{_e(best['kind'])}</span>"),
     ]
+    if classifier is not None:
+        items.append(("classifier top-1", f"{_pct(classifier['top1'])} "
+                      f"<span>{_e(classifier['file'])}</span>"))
+    if best is not None or (classifier is None and info["kind"] != "finetune"):
+        items.append(("best probe top-1", "–" if best is None else
+                      f"{_pct(best['top1'])} <span>{_e(best['kind'])}</span>"))
     for name, value in info["final_losses"].items():
         items.append((f"final loss/{_e(name)}", _num(value)))
     for name, value in info["probes"].items():
@@ -144,7 +148,7 @@ def _fit_section(fit: dict[str, dict[str, float | None]]) -> str:
                     f"explained, last {STUCK_TAIL:.0%} of steps"], rows, numeric={1, 2, 3, 4})
     return (notes + table + "<p>The trivial predictor outputs the batch mean of the target "
             "per channel; explained = 1 - loss / trivial loss (0: the model predicts the "
-            "mean, 1: a perfect reconstruction).</p>")
+            "mean, 1: a perfect reconstruction, below 0: worse than predicting the mean).</p>")
 
 
 def _eval_section(evals: list[EvalResult]) -> str:
@@ -152,18 +156,22 @@ def _eval_section(evals: list[EvalResult]) -> str:
         return "<p>No evaluation results (<code>eval/*.json</code>) in the run folder.</p>"
     rows = []
     for result in evals:
-        data = result.data
-        details = {k: v for k, v in data.items() if k not in _EVAL_COLUMNS}
+        scores = result.scores
+        details = scores["details"]
         text = json.dumps(details, sort_keys=True, default=str) if details else ""
         if len(text) > 300:
             text = text[:297] + "..."
         rows.append([
-            _e(result.file), _e(data.get("kind", "–")), _pct(data.get("top1")),
-            _pct(data.get("top5")), _pct(data.get("chance")), _num(data.get("num_train")),
-            _num(data.get("num_val")), f"<code>{_e(text)}</code>",
+            _e(result.file), _e("–" if scores["kind"] is None else scores["kind"]),
+            _pct(scores["top1"]), _pct(scores["top5"]), _pct(scores["mean_class"]),
+            _pct(scores["chance"]), _num(scores["num_train"]), _num(scores["num_val"]),
+            _num(scores["num_videos"]), f"<code>{_e(text)}</code>",
         ])
-    return _table(["file", "kind", "top-1", "top-5", "chance", "train clips", "val clips",
-                   "other fields"], rows, numeric={2, 3, 4, 5, 6})
+    return _table(["file", "kind", "top-1", "top-5", "mean class", "chance", "train clips",
+                   "val clips", "videos", "other fields"], rows,
+                  numeric={2, 3, 4, 5, 6, 7, 8}) + (
+        "<p>Mean class: the accuracy of each class, averaged over the classes present. Chance: "
+        "a uniform guess among the classes.</p>")
 
 
 def _plots_section(plots: list[Plot], note: str | None) -> str:
@@ -213,6 +221,9 @@ def render_html(
     if config_text is not None:
         config += f"<pre>{_e(config_text)}</pre>"
     generated = _when(time.time())
+    fit = "" if info["kind"] == "finetune" and not info["target_fit"] else (
+        "<h2>Targets against their trivial predictor</h2>\n"
+        f"{_fit_section(info['target_fit'])}\n")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -225,9 +236,7 @@ def render_html(
 {notes}
 <h2>Summary</h2>
 {_cards(info)}
-<h2>Targets against their trivial predictor</h2>
-{_fit_section(info["target_fit"])}
-<h2>Evaluation</h2>
+{fit}<h2>Evaluation</h2>
 {_eval_section(evals)}
 <h2>Training curves</h2>
 {_plots_section(plots, plot_note)}

@@ -2,8 +2,9 @@
 
 :func:`summary` reads ``metrics.jsonl``, ``config.yaml``, the checkpoint folders and
 ``eval/*.json`` into one JSON-able dict (None where unknown); :func:`target_fit` compares each
-target's loss with its trivial predictor's, and :func:`stuck_targets` words a warning for each
-target the model does not learn. The HTML report (:mod:`~motionmae.viz.report`) shows these.
+target's loss with its trivial predictor's (a pretraining run's reconstruction targets; a
+fine-tune run has none), and :func:`stuck_targets` words a warning for each target the model
+does not learn. The HTML report (:mod:`~motionmae.viz.report`) shows these.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from motionmae.viz.runfiles import (
     read_metrics,
 )
 
-__all__ = ["STUCK_EXPLAINED", "STUCK_TAIL", "read_config", "stuck_targets", "summarise",
-           "summary", "target_fit"]
+__all__ = ["STUCK_EXPLAINED", "STUCK_TAIL", "read_config", "run_kind", "stuck_targets",
+           "summarise", "summary", "target_fit"]
 
 STUCK_EXPLAINED = 0.05
-"""A target whose explained fraction stays below this over the run's tail is not learned."""
+"""A target whose explained fraction stays below this over the run's tail is not learned: its
+loss stays at the trivial predictor's when the fraction is within this of 0, and is above it
+when the fraction is at or below minus this."""
 STUCK_TAIL = 0.2
 """The tail: this share of the logged records that carry the target's explained fraction."""
 
@@ -55,15 +58,25 @@ def target_fit(metrics: Metrics) -> dict[str, dict[str, float | None]]:
 
 
 def stuck_targets(fit: dict[str, dict[str, float | None]]) -> list[str]:
-    """A warning, in words, for each target whose loss stays at its trivial predictor's."""
+    """A warning, in words, for each target the model does not learn: one whose explained
+    fraction over the run's tail is below ``STUCK_EXPLAINED``. Near 0 the loss stays at the
+    trivial predictor's; at or below ``-STUCK_EXPLAINED`` it is above it (the model does worse
+    than the batch mean), and the warning says by how much."""
     warnings = []
     for name, values in fit.items():
         tail = values["tail_explained"]
-        if tail is not None and tail < STUCK_EXPLAINED:
+        if tail is None or tail >= STUCK_EXPLAINED:
+            continue
+        over = f"explained {tail:.1%} over the last {STUCK_TAIL:.0%} of logged steps"
+        if tail > -STUCK_EXPLAINED:
             warnings.append(
-                f"target {name}: the loss stays at the trivial predictor's (explained "
-                f"{tail:.1%} over the last {STUCK_TAIL:.0%} of logged steps); the model "
-                f"predicts the batch mean, it is not learning this target")
+                f"target {name}: the loss stays at the trivial predictor's ({over}); the "
+                f"model predicts the batch mean, it is not learning this target")
+        else:  # explained = 1 - loss / trivial, so loss / trivial = 1 - explained
+            warnings.append(
+                f"target {name}: the loss is above the trivial predictor's, {1 - tail:.3g} "
+                f"times it ({over}); the model does worse than predicting the batch mean, it "
+                f"is not learning this target")
     return warnings
 
 
@@ -93,19 +106,29 @@ def _get(tree: dict[str, Any] | None, dotted: str) -> Any:
     return node
 
 
-def _best_eval(evals: list[EvalResult]) -> dict[str, Any] | None:
-    scored = [(finite_number(e.data.get("top1")), e) for e in evals]
-    scored = [(s, e) for s, e in scored if s is not None]
+def run_kind(config: dict[str, Any] | None) -> str | None:
+    """``"finetune"`` for a fine-tune run's config (it has a ``finetune`` section),
+    ``"pretrain"`` for a pretraining run's (``targets`` or ``masking``), else None."""
+    if not isinstance(config, dict):
+        return None
+    if isinstance(config.get("finetune"), dict):
+        return "finetune"
+    if "targets" in config or "masking" in config:
+        return "pretrain"
+    return None
+
+
+def _best(evals: list[EvalResult], classifier: bool, keys: tuple[str, ...]
+          ) -> dict[str, Any] | None:
+    """``file`` and ``keys`` of the scores with the highest top-1 among the classifier
+    evaluations (``classifier``) or among the probe results."""
+    scored = [(e.file, e.scores) for e in evals]
+    scored = [(f, s) for f, s in scored if s["top1"] is not None
+              and s["classifier"] == classifier]
     if not scored:
         return None
-    top1, best = max(scored, key=lambda item: item[0])
-    return {
-        "file": best.file,
-        "kind": best.data.get("kind"),
-        "top1": top1,
-        "top5": finite_number(best.data.get("top5")),
-        "chance": finite_number(best.data.get("chance")),
-    }
+    file, best = max(scored, key=lambda item: item[1]["top1"])
+    return {"file": file, **{k: best[k] for k in keys}}
 
 
 def summarise(
@@ -126,6 +149,7 @@ def summarise(
     return {
         "run_name": run_dir.resolve().name,
         "run_dir": str(run_dir.resolve()),
+        "kind": run_kind(config),
         "model": _get(config, "model.size"),
         "masking": _get(config, "masking.kind"),
         "mask_ratio": _get(config, "masking.ratio"),
@@ -150,7 +174,8 @@ def summarise(
         "num_checkpoints": len(checkpoints),
         "latest_checkpoint": latest[0].name if latest else None,
         "num_evals": len(evals),
-        "best_probe": _best_eval(evals),
+        "best_probe": _best(evals, False, ("kind", "top1", "top5", "chance")),
+        "best_classifier": _best(evals, True, ("top1", "top5", "mean_class", "num_videos")),
         "target_fit": target_fit(metrics),
         "probes": {k.split("/", 1)[1]: finite_number(v) for k, v in _last_values(
             records, "probe/").items()},
@@ -169,15 +194,17 @@ def _last_values(records: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
 def summary(run_dir: str | Path) -> dict[str, Any]:
     """Key facts of a run as plain JSON-able values (None where unknown).
 
-    Keys: ``run_name, run_dir, model, masking, mask_ratio, targets, records, skipped_lines,
-    last_step, last_epoch, final_loss, final_losses`` (target -> loss), ``min_loss,
-    min_loss_step, final_lr, clips_per_s`` (last interval), ``skipped_steps``,
-    ``bad_video_files`` (distinct bad files skipped), ``bad_video_draws`` (draws of them
-    replaced by other videos), ``duration_s`` (first to last record), ``num_checkpoints,
-    latest_checkpoint, num_evals,
-    best_probe`` (``file, kind, top1, top5, chance`` of the highest top-1, or None),
-    ``target_fit`` (:func:`target_fit`), ``probes`` (probe kind -> the latest in-run
-    ``probe/<kind>`` accuracy).
+    Keys: ``run_name, run_dir, kind`` (:func:`run_kind`), ``model, masking, mask_ratio,
+    targets, records, skipped_lines, last_step, last_epoch, final_loss, final_losses``
+    (target -> loss), ``min_loss, min_loss_step, final_lr, clips_per_s`` (last interval),
+    ``skipped_steps``, ``bad_video_files`` (distinct bad files skipped), ``bad_video_draws``
+    (draws of them replaced by other videos), ``duration_s`` (first to last record),
+    ``num_checkpoints, latest_checkpoint, num_evals, best_probe`` (``file, kind, top1, top5,
+    chance`` of the probe result with the highest top-1, or None), ``best_classifier``
+    (``file, top1, top5, mean_class, num_videos`` of the classifier evaluation with the
+    highest top-1, as a fine-tune run's ``eval/val.json``, or None), ``target_fit``
+    (:func:`target_fit`), ``probes`` (probe kind -> the latest in-run ``probe/<kind>``
+    accuracy).
     """
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir / "metrics.jsonl")

@@ -6,7 +6,9 @@ A run folder (see :mod:`motionmae.train.loop` and :mod:`motionmae.checkpoints.fo
     RUN/metrics.jsonl                    one JSON record per logging interval
     RUN/checkpoints/step_XXXXXXXX/       model.safetensors, config.json, state.pt, manifest.json
     RUN/checkpoints/latest               name of the newest complete checkpoint
-    RUN/eval/*.json                      probe results (``motionmae probe --out``)
+    RUN/eval/*.json                      evaluations: probe results (``motionmae probe --out``)
+                                         and classifier evaluations (a fine-tune run's
+                                         ``eval/val.json``, ``motionmae evaluate --out``)
     RUN/env.json                         optional: the training machine's environment
 
 Nothing here imports torch: the layout is read from names and sizes only (checkpoints are not
@@ -137,12 +139,73 @@ def list_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
 
 @dataclass
 class EvalResult:
+    """One ``eval/*.json`` document: its file name and parsed JSON object."""
+
     file: str
     data: dict[str, Any]
 
+    @property
+    def scores(self) -> dict[str, Any]:
+        """The document's scores, whichever command wrote it (see :func:`eval_scores`)."""
+        return eval_scores(self.data)
+
+
+_CLASSIFIER_BULK = ("metrics", "classes", "predictions")
+"""Keys of a classifier evaluation holding per-video or per-class lists, not shown as
+details (the scores are taken from ``metrics``)."""
+
+
+def eval_scores(data: dict[str, Any]) -> dict[str, Any]:
+    """What one ``eval/*.json`` document scores, in one shape whichever command wrote it.
+
+    Keys: ``classifier`` (True for a classifier evaluation, False for a probe result),
+    ``kind`` (the probe's kind, or ``"classifier"``), ``top1``, ``top5``,
+    ``mean_class``, ``chance`` (fractions), ``num_train``, ``num_val`` (clips),
+    ``num_videos``, each None where the document does not say, and ``details``: its other
+    fields (for a classifier evaluation, without the per-video predictions and per-class
+    lists).
+
+    Two layouts are read: a probe result (``motionmae probe --out``: ``kind``, ``top1``,
+    ``top5``, ``chance``, ``num_train``, ``num_val`` at the top level) and a classifier
+    evaluation (:func:`motionmae.eval.predictions.save_evaluation`, a fine-tune run's
+    ``eval/val.json`` and ``motionmae evaluate --out``: ``metrics`` with ``top1``, ``top5``,
+    ``mean_class``, ``num_videos``, or null for unlabelled videos, beside ``classes``,
+    ``views`` and one record per video in ``predictions``). The chance of a classifier
+    evaluation is a uniform guess among its classes.
+    """
+    if "predictions" in data and "metrics" in data:
+        metrics = data["metrics"] if isinstance(data["metrics"], dict) else {}
+        predictions = data["predictions"] if isinstance(data["predictions"], list) else []
+        classes = data.get("classes")
+        if not isinstance(classes, list) and predictions and isinstance(predictions[0], dict):
+            classes = predictions[0].get("probs")  # no class names: one probability each
+        videos = metrics.get("num_videos")
+        return {
+            "classifier": True,
+            "kind": "classifier" if metrics else "classifier (unlabelled videos)",
+            "top1": finite_number(metrics.get("top1")),
+            "top5": finite_number(metrics.get("top5")),
+            "mean_class": finite_number(metrics.get("mean_class")),
+            "chance": 1 / len(classes) if isinstance(classes, list) and classes else None,
+            "num_train": None,
+            "num_val": None,
+            "num_videos": videos if isinstance(videos, int) and not isinstance(videos, bool)
+            else len(predictions),
+            "details": {k: v for k, v in data.items() if k not in _CLASSIFIER_BULK},
+        }
+    scores = {
+        "kind": data.get("kind"),
+        **{k: finite_number(data.get(k)) for k in ("top1", "top5", "mean_class", "chance")},
+        **{k: data.get(k) for k in ("num_train", "num_val", "num_videos")},
+    }
+    details = {k: v for k, v in data.items() if k not in scores}
+    return {"classifier": False, **scores, "details": details}
+
 
 def read_evals(run_dir: Path) -> tuple[list[EvalResult], list[str]]:
-    """JSON objects in ``RUN/eval/*.json`` (sorted by name) and warnings for unreadable ones."""
+    """JSON objects in ``RUN/eval/*.json`` (sorted by name) and warnings for unreadable ones.
+
+    :func:`eval_scores` reads the scores of each, whichever command wrote it."""
     folder = run_dir / "eval"
     results, warnings = [], []
     if not folder.is_dir():

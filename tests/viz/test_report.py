@@ -1,5 +1,6 @@
 import html
 import json
+import re
 import sys
 
 import cv2
@@ -203,3 +204,126 @@ def test_runs_from_before_the_two_bad_video_counts_logged_draws(tmp_path):
     page = build_report(tmp_path / "run_a").read_text()
     assert "<b>1</b><span>draws of bad videos replaced</span>" in page
     assert "bad video files" not in page
+
+
+# A fine-tune run: its evaluation, written as `motionmae finetune` writes it
+
+
+def _classifier_evaluation(labels, predicted, classes, num_classes=None):
+    """An evaluation of ``len(labels)`` videos over ``len(classes)`` (or ``num_classes``)
+    classes that predicts
+    ``predicted`` (0.4 on it, 0.12 on the others); the last video's label gets probability 0,
+    so it falls out of the top 5 of 6 classes."""
+    import numpy as np
+
+    from motionmae.eval.metrics import classification_metrics
+    from motionmae.eval.multiview import ViewPredictions
+    from motionmae.eval.predictions import Evaluation
+
+    probs = np.full((len(labels), num_classes or len(classes)), 0.12)
+    probs[np.arange(len(labels)), predicted] = 0.4
+    probs[-1, labels[-1]] = 0.0
+    labels = np.asarray(labels)
+    views = ViewPredictions(probs, labels, np.arange(len(labels)), views=1)
+    metrics = classification_metrics(probs, labels) if (labels >= 0).all() else None
+    return Evaluation(views, [f"videos/{i:03d}.mp4" for i in range(len(labels))], classes,
+                      (1, 1), metrics)
+
+
+def _finetune_run(root):
+    """A fine-tune run folder: config with a ``finetune`` section, fine-tuning records (no
+    reconstruction targets) and ``eval/val.json`` + ``.csv`` written by the code
+    ``motionmae finetune`` uses: 8 videos, 6 classes, top-1 5/8, top-5 7/8, mean class 2/4."""
+    from motionmae.eval.predictions import save_evaluation
+
+    run = root / "ft"
+    run.mkdir()
+    (run / "config.yaml").write_text(
+        "model:\n  size: tiny\ndata:\n  train: train.txt\n  val: val.txt\n"
+        "finetune:\n  checkpoint: pre\n  layer_decay: 0.75\nrun:\n  out: ft\n")
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(
+        {"step": s, "epoch": 0, "lr": 1e-4, "train_top1": 0.125, "loss": 2.0 / s,
+         "grad_norm": 7.5, "clips_per_s": 37.7, "skipped_steps": 0, "bad_video_files": 0,
+         "bad_video_draws": 0, "time": 1000.0 + s}) for s in (2, 4)) + "\n")
+    evaluation = _classifier_evaluation([0, 0, 0, 0, 1, 1, 2, 3], [0, 0, 0, 0, 2, 2, 2, 1],
+                                        ["a", "b", "c", "d", "e", "f"])
+    save_evaluation(evaluation, run / "eval" / "val.json",
+                    {"checkpoint": "ft/checkpoints/step_00000004", "step": 4,
+                     "data": "val.txt", "val_from_train": 0})
+    return run
+
+
+def _row(page, first_cell):
+    """The cells (inner HTML) of the table row whose first cell is ``first_cell``."""
+    start = page.index(f"<tr><td>{first_cell}</td>")
+    row = page[start:page.index("</tr>", start)]
+    return re.findall(r"<td[^>]*>(.*?)</td>", row)
+
+
+def test_report_shows_a_finetune_runs_evaluation(tmp_path):
+    run = _finetune_run(tmp_path)
+    info = summary(run)
+    assert info["kind"] == "finetune"
+    assert info["best_classifier"] == {"file": "val.json", "top1": 0.625, "top5": 0.875,
+                                       "mean_class": 0.5, "num_videos": 8}
+    assert info["best_probe"] is None
+    page = build_report(run).read_text()
+    header = page[page.index("<h2>Evaluation</h2>"):]
+    header = header[header.index("<thead>"):header.index("</thead>")]
+    for column in ("top-1", "top-5", "mean class", "chance", "videos"):
+        assert f"<th>{column}</th>" in header, column
+    cells = _row(page, "val.json")
+    assert cells[:9] == ["val.json", "classifier", "62.5%", "87.5%", "50.0%", "16.7%",
+                         "–", "–", "8"]
+    # The other fields name the checkpoint and views; not the per-video or per-class lists.
+    assert "step_00000004" in cells[9] and "crops" in cells[9]
+    for bulky in ("predictions", "probs", "confusion", "per_class"):
+        assert bulky not in page, bulky
+    assert "<b>62.5% <span>val.json</span></b><span>classifier top-1</span>" in page
+    assert "best probe top-1" not in page
+
+
+def test_report_of_a_finetune_run_has_no_target_section(tmp_path):
+    page = build_report(_finetune_run(tmp_path)).read_text()
+    assert "Targets against their trivial predictor" not in page
+    assert "explained/*" not in page and "trivial" not in page
+    # A pretraining run without the records still says why it has nothing to compare.
+    pretrain = build_report(_make_run(tmp_path)).read_text()
+    assert "<h2>Targets against their trivial predictor</h2>" in pretrain
+    assert "No <code>explained/*</code> records" in pretrain
+
+
+def test_unlabelled_classifier_evaluation_counts_its_videos(tmp_path):
+    from motionmae.eval.predictions import save_evaluation
+    from motionmae.viz.runfiles import eval_scores
+
+    evaluation = _classifier_evaluation([-1, -1, -1], [1, 0, 1], None, num_classes=2)
+    path, _ = save_evaluation(evaluation, tmp_path / "eval" / "test")
+    scores = eval_scores(json.loads(path.read_text()))
+    assert scores["kind"] == "classifier (unlabelled videos)"
+    assert scores["top1"] is None and scores["num_videos"] == 3
+    assert scores["chance"] == pytest.approx(1 / 2)  # no class names: two probabilities
+    assert set(scores["details"]) == {"views"}
+
+
+def test_report_says_a_loss_above_the_trivial_one_is_above_it(tmp_path, caplog):
+    run = _fit_run(tmp_path, tracks_explained=-1.5)
+    with caplog.at_level("WARNING"):
+        page = report_main(run).read_text()
+    expected = ("target tracks: the loss is above the trivial predictor's, 2.5 times it "
+                "(explained -150.0% over the last 20% of logged steps); the model does worse "
+                "than predicting the batch mean, it is not learning this target")
+    assert expected in caplog.text
+    assert html.escape(expected) in page
+    for wrong in ("stays at", "the model predicts the batch mean"):
+        assert wrong not in caplog.text and html.escape(wrong) not in page, wrong
+
+
+def test_a_slightly_negative_explained_fraction_still_stays_at_the_trivial_loss(tmp_path,
+                                                                                caplog):
+    run = _fit_run(tmp_path, tracks_explained=-0.03)
+    with caplog.at_level("WARNING"):
+        report_main(run)
+    assert ("target tracks: the loss stays at the trivial predictor's (explained -3.0% over "
+            "the last 20% of logged steps); the model predicts the batch mean") in caplog.text
+    assert "above" not in caplog.text
