@@ -150,8 +150,10 @@ def test_real_exit_status_and_debug_traceback(corpus: Path, tmp_path: Path) -> N
                                    "(not a video file, or truncated or damaged)")
     env["MOTIONMAE_DEBUG"] = "1"
     debug = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
-    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+    # The traceback, and the same status: a script tells errors apart with --debug too.
+    assert debug.returncode == DATA and "Traceback (most recent call last)" in debug.stderr
     assert "VideoReadError" in debug.stderr
+    assert debug.stderr.rstrip().endswith(done.stderr.strip())
 
 
 def test_one_frame_video_tracks_are_the_queries(tmp_path: Path) -> None:
@@ -297,11 +299,11 @@ def test_debug_and_verbose_after_the_command(corpus: Path, tmp_path: Path,
 
     argv = ["tracks", str(corpus / "text.mp4"), "--out", str(tmp_path / "t.npz")]
     assert main(argv) == DATA
-    for extra in (["--debug"], ["-v", "--debug"]):
-        with pytest.raises(VideoReadError):  # re-raised: the traceback is shown
-            main([*argv, *extra])
-    with pytest.raises(VideoReadError):
-        main(["--debug", *argv])
+    capsys.readouterr()
+    for debug_argv in ([*argv, "--debug"], [*argv, "-v", "--debug"], ["--debug", *argv]):
+        assert main(debug_argv) == DATA  # the traceback is shown; the status stays
+        err = capsys.readouterr().err
+        assert "Traceback (most recent call last)" in err and VideoReadError.__name__ in err
     assert main([*argv, "--verbose"]) == DATA  # --verbose alone changes nothing else
 
 

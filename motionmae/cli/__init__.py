@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from motionmae.cli.data import add_check_data, add_prepare
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Ctrl-C outside a training loop, or a second one inside it: quit without a traceback
         # (a training run's last periodic checkpoint still resumes).
         if debug:
-            raise
+            traceback.print_exc()
         from motionmae.errors import INTERRUPTED
 
         print(f"motionmae {args.command}: interrupted", file=sys.stderr)
@@ -101,8 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from motionmae.errors import classify
 
         known = classify(error)
-        if known is None or debug:
+        if known is None:
             raise
         code, message = known
+        if debug:  # the traceback, and still the status a script tells errors apart by
+            traceback.print_exc()
         print(f"motionmae {args.command}: error: {message}", file=sys.stderr)
         return code
