@@ -97,7 +97,15 @@ def _process(job: ExtractJob, path: Path) -> tuple[str, str]:
         return "failed", error.reason or str(error)
     except Exception as error:  # one bad video must not stop a multi-day extraction
         logger.debug("%s: %s failed", job.name, path, exc_info=True)
-        return "failed", f"{type(error).__name__}: {error}"
+        return "failed", _reason(error, path)
+
+
+def _reason(error: Exception, path: Path) -> str:
+    """Why ``path`` failed, in one line; a missing file as check-data and prepare say it."""
+    if isinstance(error, FileNotFoundError) and error.filename is not None:
+        missing = Path(error.filename)
+        return "file not found" if missing == path else f"{missing}: file not found"
+    return f"{type(error).__name__}: {error}"
 
 
 # -- worker processes ------------------------------------------------------------------------

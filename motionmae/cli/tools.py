@@ -95,7 +95,17 @@ def cmd_tracks(args: argparse.Namespace) -> int:
     from motionmae.data import probe_video, read_frames
     from motionmae.motion import grid_queries, make_tracker, track
     from motionmae.motion.protocol import validate_queries
+    from motionmae.viz.io import VIDEO_SUFFIXES
 
+    if args.draw is not None:  # checked before tracking a whole video
+        suffix = args.draw.suffix.lower()
+        if suffix not in (*VIDEO_SUFFIXES, ".png"):
+            raise UsageError(f"--draw {args.draw}: unsupported suffix {suffix!r}; use one of "
+                             f"{', '.join((*VIDEO_SUFFIXES, '.png'))}")
+    if args.tracker == "cotracker" and not args.checkpoint:
+        raise UsageError("--tracker cotracker needs --checkpoint FILE: the local CoTracker3 "
+                         "checkpoint (scaled_offline.pth, from "
+                         "https://huggingface.co/facebook/cotracker3)")
     info = probe_video(args.video)
     stop = info.num_frames if args.frames is None else args.start + args.frames * args.stride
     indices = np.arange(args.start, min(stop, info.num_frames), args.stride)

@@ -13,8 +13,8 @@ downloaded here). To use it, provide both:
    passed as ``CoTrackerConfig(checkpoint=...)``.
 
 Training and ``motionmae extract-tracks`` take these from the config:
-``tracking.tracker=cotracker``, ``tracking.cotracker_checkpoint``, ``tracking.cotracker_variant``
-and ``tracking.cotracker_code``; ``motionmae tracks --tracker cotracker`` from ``--checkpoint``.
+``tracking.tracker=cotracker``, ``tracking.cotracker.checkpoint``, ``tracking.cotracker.variant``
+and ``tracking.cotracker.code``; ``motionmae tracks --tracker cotracker`` from ``--checkpoint``.
 
 Mapping to CoTracker's predictors (``cotracker.predictor.CoTrackerPredictor`` /
 ``CoTrackerOnlinePredictor``): the video becomes a ``[1, T, 3, H, W]`` float tensor of 0..255
@@ -55,16 +55,20 @@ logger = logging.getLogger(__name__)
 _CHECKPOINTS = {"offline": "scaled_offline.pth", "online": "scaled_online.pth"}
 _DEFAULT_WINDOW = {"offline": 60, "online": 16}
 
-SETUP_HELP = (
-    "CoTracker3 needs (1) its code base importable as `cotracker`: "
-    "`pip install git+https://github.com/facebookresearch/co-tracker` (or `git clone "
-    "https://github.com/facebookresearch/co-tracker && pip install -e co-tracker`), and (2) a "
-    "checkpoint file, scaled_offline.pth for variant='offline' or scaled_online.pth for "
-    "variant='online', from https://huggingface.co/facebook/cotracker3/resolve/main/<file>, "
-    "given as CoTrackerConfig(checkpoint='/path/to/<file>') (in a run's config: "
-    "tracking.cotracker_checkpoint, tracking.cotracker_variant, and tracking.cotracker_code for "
-    "a clone that is not installed; motionmae tracks: --checkpoint)."
+_CHECKPOINT_HELP = (
+    "CoTracker3's checkpoint is scaled_offline.pth (variant offline) or scaled_online.pth "
+    "(online) from https://huggingface.co/facebook/cotracker3, given as --checkpoint (motionmae "
+    "tracks), tracking.cotracker.checkpoint and tracking.cotracker.variant (a run's config) or "
+    "CoTrackerConfig(checkpoint=...)."
 )
+_CODE_HELP = (
+    "CoTracker3's code base must be importable as `cotracker`: `pip install "
+    "git+https://github.com/facebookresearch/co-tracker`, or `git clone "
+    "https://github.com/facebookresearch/co-tracker` and name the clone in "
+    "tracking.cotracker.code (CoTrackerConfig(code=...))."
+)
+SETUP_HELP = f"{_CHECKPOINT_HELP} {_CODE_HELP}"
+"""What CoTracker3 needs: its checkpoint file and its code base."""
 
 
 @dataclass
@@ -106,12 +110,12 @@ class CoTrackerConfig:
 def _load_predictor(cfg: CoTrackerConfig) -> Any:
     if cfg.checkpoint is None:
         raise FileNotFoundError(f"CoTrackerConfig.checkpoint is not set: expected the path of "
-                                f"{_CHECKPOINTS[cfg.variant]}. {SETUP_HELP}")
+                                f"{_CHECKPOINTS[cfg.variant]}. {_CHECKPOINT_HELP}")
     path = Path(cfg.checkpoint).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"CoTracker checkpoint not found: {path} (expected "
                                 f"{_CHECKPOINTS[cfg.variant]} for variant={cfg.variant!r}). "
-                                f"{SETUP_HELP}")
+                                f"{_CHECKPOINT_HELP}")
     if path.name != _CHECKPOINTS[cfg.variant]:
         logger.warning("CoTracker checkpoint %s: variant %r normally uses %s", path.name,
                        cfg.variant, _CHECKPOINTS[cfg.variant])
@@ -119,7 +123,7 @@ def _load_predictor(cfg: CoTrackerConfig) -> Any:
         folder = Path(cfg.code).expanduser().resolve()
         if not (folder / "cotracker").is_dir():
             raise FileNotFoundError(f"CoTracker code base not found: {folder} has no cotracker "
-                                    f"package folder. {SETUP_HELP}")
+                                    f"package folder. {_CODE_HELP}")
         # Its modules import each other as ``cotracker.*``, so the folder must be on the path.
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
@@ -127,12 +131,12 @@ def _load_predictor(cfg: CoTrackerConfig) -> Any:
         module = importlib.import_module("cotracker.predictor")
     except ImportError as exc:
         raise ImportError(f"The CoTracker code base is not importable ({exc}). "
-                          f"{SETUP_HELP}") from exc
+                          f"{_CODE_HELP}") from exc
     name = "CoTrackerPredictor" if cfg.variant == "offline" else "CoTrackerOnlinePredictor"
     cls = getattr(module, name, None)
     if cls is None:
         raise ImportError(f"cotracker.predictor has no {name}: a CoTracker3 version of the code "
-                          f"base is needed. {SETUP_HELP}")
+                          f"base is needed. {_CODE_HELP}")
     window = cfg.window_len or _DEFAULT_WINDOW[cfg.variant]
     predictor = cls(checkpoint=str(path), window_len=window)
     if hasattr(predictor, "to"):

@@ -193,6 +193,21 @@ def load_clip(cfg: Any, video: Path, hooks: list) -> dict[str, torch.Tensor]:
 # Entry point
 
 
+def _require_pretraining(path: Path, saved: dict[str, Any]) -> None:
+    """Raise :class:`~motionmae.checkpoints.format.CheckpointError` (a data error) unless
+    ``saved`` (a checkpoint's ``config.json``) describes a pretraining checkpoint: the
+    pictures need its decoders and its saved config."""
+    from motionmae.checkpoints.format import CheckpointError
+
+    kind = saved.get("kind")
+    need = "visualize needs a pretraining run folder or checkpoint (with its decoders)"
+    if kind == "finetune":
+        raise CheckpointError(f"{path}: a fine-tuning checkpoint (a classifier); {need}")
+    if "config" not in saved or kind not in (None, "pretrain"):
+        raise CheckpointError(f"{path}: an exported encoder (no decoders, no pretraining "
+                              f"config); {need}")
+
+
 def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
               seed: int = 0) -> list[Path]:
     """Write the pictures described in the module docstring to ``out_dir``; returns their
@@ -213,8 +228,7 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
 
     ckpt = resolve_checkpoint(checkpoint)
     saved = ckpt.config()
-    if "config" not in saved:
-        raise ValueError(f"{ckpt.path}: not a pretraining checkpoint (no saved config)")
+    _require_pretraining(ckpt.path, saved)
     config = dict(saved["config"])
     config["model"] = saved_model_dict(config.get("model", {}))
     cfg = from_dict(PretrainConfig, config)
