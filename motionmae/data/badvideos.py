@@ -109,9 +109,10 @@ class BadVideoLog:
             raise DataError(
                 f"{bad} of the {seen} videos seen so far are bad ({bad / seen:.1%} > "
                 f"data.max_bad_fraction={self.max_fraction:g}); each is listed with its "
-                f"reason in {self.path}. Fix or remove them (`motionmae check-data LIST` "
-                "writes a clean list), or raise data.max_bad_fraction, then continue with "
-                "--resume")
+                f"reason in {self.path}. Fix them and continue with --resume, or continue "
+                "without them: `motionmae check-data LIST --out DIR` writes a clean list, "
+                "then --resume --data DIR/clean.txt --set run.resume_with_other_videos=true "
+                "(or raise data.max_bad_fraction)")
 
 
 def read_bad_videos(path: Path) -> dict[str, str]:

@@ -376,10 +376,12 @@ class Trainer:
         replaced, and where they are listed."""
         state = self.state
         if self.dist.is_main and (state.bad_video_files or state.bad_video_draws):
-            log.warning("%d bad video file(s) were skipped (data.on_error=skip); %d draw(s) of "
-                        "them were replaced by other videos. %s lists each file with its "
-                        "reason", state.bad_video_files, state.bad_video_draws,
-                        self.out_dir / BAD_VIDEOS_FILE)
+            # Draws count over the whole run, files over the current list (a run resumed on
+            # a cleaned list has none left): each number says which it is.
+            log.warning("%d draw(s) of bad video files were replaced by other videos "
+                        "(data.on_error=skip); %d bad file(s) in the current list. %s lists "
+                        "every bad file met with its reason", state.bad_video_draws,
+                        state.bad_video_files, self.out_dir / BAD_VIDEOS_FILE)
 
     # Checkpoint
 

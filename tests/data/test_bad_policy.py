@@ -77,9 +77,9 @@ def test_bad_files_are_counted_once_and_their_replaced_draws_apart(
     draws = records[-1]["bad_video_draws"]
     assert draws >= 6  # every epoch draws each bad file; a replacement may draw one again
     assert len(read_bad_videos(run / "bad_videos.tsv")) == 2
-    assert (f"2 bad video file(s) were skipped (data.on_error=skip); {draws} draw(s) of them "
-            f"were replaced by other videos. {run / 'bad_videos.tsv'} lists each file with "
-            "its reason") in caplog.text
+    assert (f"{draws} draw(s) of bad video files were replaced by other videos "
+            f"(data.on_error=skip); 2 bad file(s) in the current list. "
+            f"{run / 'bad_videos.tsv'} lists every bad file met with its reason") in caplog.text
     info = summary(run)
     assert (info["bad_video_files"], info["bad_video_draws"]) == (2, draws)
     page = build_report(run).read_text()
@@ -134,6 +134,16 @@ def test_half_bad_list_stops_early_naming_the_fraction(
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] < 10  # stopped within the first epoch
     assert 4 <= len(read_bad_videos(run / "bad_videos.tsv")) <= 10
+    # The message's own way on: a clean list from check-data, then --resume on it.
+    recovery = err[err.index("`motionmae check-data"):]
+    assert "then --resume --data DIR/clean.txt --set run.resume_with_other_videos=true" in recovery
+    assert main(["check-data", str(listing), "--out", str(tmp_path / "checked"),
+                 "--config", str(run), "--workers", "1"]) == DATA  # bad ones found: status 3
+    capsys.readouterr()
+    assert main(["pretrain", "--data", str(tmp_path / "checked" / "clean.txt"), "--out",
+                 str(run), "--resume", "--set", "run.resume_with_other_videos=true"]) == 0
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 20 and records[-1]["bad_video_files"] == 0
 
 
 def test_stop_rule_tolerates_a_few_and_judges_the_fraction(tmp_path: Path) -> None:

@@ -62,8 +62,9 @@ def test_run_with_5_percent_bad_files_completes_and_counts_them(videos, tmp_path
     assert records[-1]["bad_video_files"] == result.state.bad_video_files == 1
     assert records[-1]["bad_video_draws"] == result.state.bad_video_draws >= 1
     assert f"skipping bad video {bad}: cannot be opened as media" in caplog.text
-    assert (f"1 bad video file(s) were skipped (data.on_error=skip); "
-            f"{result.state.bad_video_draws} draw(s) of them were replaced" in caplog.text)
+    assert (f"{result.state.bad_video_draws} draw(s) of bad video files were replaced by "
+            "other videos (data.on_error=skip); 1 bad file(s) in the current list"
+            in caplog.text)
     with pytest.raises(VideoReadError, match=rf"{bad}: cannot be opened as media"):
         pretrain(_config(listing, tmp_path / "strict", "run.steps=5", "data.on_error=raise"))
 
