@@ -360,8 +360,14 @@ def load_config(
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The nested dict of YAML config file ``path`` (not yet checked against a config class)."""
+    """The nested dict of YAML config file ``path`` (not yet checked against a config class);
+    a run folder stands for its ``config.yaml``, so every ``--config`` takes one."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "config.yaml").is_file():
+            raise ConfigError(f"config file {path} is a folder without a config.yaml (not a "
+                              "run folder)")
+        path = path / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     loaded = _read_yaml(path) or {}

@@ -147,3 +147,23 @@ def test_extract_tracks_missing_video_reads_file_not_found(
     assert "1 tracked, 0 already cached, 1 failed" in captured.out
     failed = [line for line in captured.err.splitlines() if line.startswith("  failed: ")]
     assert failed == [f"  failed: {missing}: file not found"], captured.err
+
+
+def test_extract_tracks_takes_a_run_folder_as_config(
+        runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    cache = tmp_path / "c"
+    assert main(["extract-tracks", "--data", str(runs["list"]), "--cache", str(cache),
+                 "--config", str(runs["pretrain"])]) == 0
+    # The run's clip geometry, not the defaults (16 frames at 224).
+    (settings,) = json.loads((cache / "settings.json").read_text()).values()
+    assert (settings["frames"], settings["decode_size"]) == (4, 32)
+    capsys.readouterr()
+    empty = tmp_path / "not-a-run"
+    empty.mkdir()
+    assert main(["extract-tracks", "--data", str(runs["list"]), "--cache", str(cache),
+                 "--config", str(empty)]) == USAGE
+    assert _one_line(capsys.readouterr().err, "extract-tracks") == (
+        f"motionmae extract-tracks: error: config file {empty} is a folder without a "
+        "config.yaml (not a run folder)")

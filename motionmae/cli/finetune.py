@@ -26,7 +26,8 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val", help="list file of labelled validation videos (evaluated at the "
                    "end with data.test_clips x data.test_crops views)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, eval/)")
-    p.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
+    p.add_argument("--config", help="YAML config file, or a run folder for its config.yaml "
+                   "(defaults <- file <- flags <- --set)")
     p.add_argument("--model", choices=["tiny", "small", "base", "large"],
                    help="architecture (with --scratch)")
     add_training_options(p, "finetune.mixup=0")

@@ -27,7 +27,8 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="list file of training videos (path [label]) "
                    "or dataset spec FORMAT:PATH[,key=value...] (see docs/datasets.md)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, config)")
-    p.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
+    p.add_argument("--config", help="YAML config file, or a run folder for its config.yaml "
+                   "(defaults <- file <- flags <- --set)")
     p.add_argument("--model", choices=["tiny", "small", "base", "large"])
     p.add_argument("--targets", help="comma-separated targets (default pixel,tracks; VideoMAE's "
                    "pixel MAE: --targets pixel --masking tube)")
@@ -82,8 +83,9 @@ def add_extract_tracks(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", required=True, help="cache folder (cache.path of training)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
     p.add_argument("--shard", default="0/1", help="i/n: this process takes videos i, i+n, ...")
-    p.add_argument("--config", help="the pretraining config the tracks are for (clip frames, "
-                   "stride, size, tracker and cache.clips must match training)")
+    p.add_argument("--config", help="the pretraining config the tracks are for, or its run "
+                   "folder (clip frames, stride, size, tracker and cache.clips must match "
+                   "training)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=cmd_extract_tracks)
 
@@ -114,8 +116,9 @@ def add_extract_teacher(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="where the teacher runs (auto, cpu, cuda)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per teacher forward")
     p.add_argument("--shard", default="0/1", help="i/n: this process takes videos i, i+n, ...")
-    p.add_argument("--config", help="the pretraining config the features are for (clip "
-                   "frames, stride, size, cache.clips and targets.teacher must match training)")
+    p.add_argument("--config", help="the pretraining config the features are for, or its "
+                   "run folder (clip frames, stride, size, cache.clips and targets.teacher "
+                   "must match training)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=cmd_extract_teacher)
 

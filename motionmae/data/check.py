@@ -97,9 +97,6 @@ def check_videos(paths: Sequence[str | Path], frames: int, stride: int, short: s
 def run_data_config(path: str | Path) -> DataConfig:
     """The ``data`` section of a run config (a run's ``config.yaml``, or the run folder holding
     it, or a YAML file given to ``--config``), defaults filled in and validated."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "config.yaml"
     section = read_config_file(path).get("data") or {}
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: data: must be a section of keys, got {section!r}")
