@@ -17,18 +17,27 @@ log = logging.getLogger("motionmae")
 
 
 def progress(total: int | None, desc: str) -> tuple[Callable[[dict], None], Callable[[], None]]:
-    """A training progress bar: ``(on_log, close)``, ``on_log`` taking the loop's records."""
+    """A training progress bar: ``(on_log, close)``, ``on_log`` taking the loop's records.
+    The bar appears at the first record, so a run that fails while it starts (a missing list,
+    a refused resume) prints its error alone."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+    bars: list[tqdm] = []
 
     def on_log(record: dict) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True))
+        bar = bars[0]
         bar.update(record["step"] - bar.n)
         postfix = {"loss": f"{record['loss']:.4f}", "lr": f"{record['lr']:.2e}",
                    "clips/s": f"{record['clips_per_s']:.1f}"}
         bar.set_postfix(postfix, refresh=False)
 
-    return on_log, bar.close
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    return on_log, close
 
 
 def load_training_config(cls: type, args: argparse.Namespace, overrides: list[str],

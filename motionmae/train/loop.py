@@ -220,9 +220,11 @@ class Trainer:
         self.checkpoints = Checkpoints(self.out_dir / "checkpoints", self.model,
                                        self.optimizer, task.describe, run.keep_last,
                                        run.keep_every, self.sharded, dist)
-        self.state = self._resume() if resume else TrainState()
-        check_resumed_videos(self.state, stream.dataset, run.resume_with_other_videos,
-                             self.out_dir)
+        if resume:
+            self.state = self._resume()
+        else:
+            self.state = TrainState()
+            check_resumed_videos(self.state, stream.dataset, False, self.out_dir)  # records it
         stream.seek(self.state.epoch, self.state.samples_in_epoch)
         self._prepare_output_folder(one_checkpoint)
         self.history: list[dict[str, float]] = []
@@ -254,9 +256,13 @@ class Trainer:
         return size
 
     def _resume(self) -> TrainState:
-        """Continue from the newest complete checkpoint: weights, optimizer and position; say
-        what a changed run length does to the lr schedule."""
+        """Continue from the newest complete checkpoint: weights, optimizer and position, on
+        the run's list (:func:`check_resumed_videos`); say what a changed run length does to
+        the lr schedule."""
         state, path = self.checkpoints.load_latest(self.device)
+        # Before saying it resumed: another list than the run's is refused.
+        check_resumed_videos(state, self.stream.dataset, self.run.resume_with_other_videos,
+                             self.out_dir)
         log.info("resumed from %s at step %d", path, state.step)
         saved = Checkpoint(path).config().get("config", {}).get("run")  # None: not saved
         planned = self.total_steps if saved is None else RunConfig(
