@@ -98,11 +98,26 @@ def export(
     else:
         _write_foreign_encoder(encoder, description, out)
     metrics = _last_metrics(native) if native is not None else {}
-    (out / README).write_text(
-        model_card(description, format, str(checkpoint), train_state, metrics)
-    )
+    card = model_card(description, format, str(checkpoint), train_state, metrics)
+    dropped = _dropped_head(description) if format == "hf" else None
+    if dropped is not None:
+        log.warning("%s", dropped)
+        card += f"\n## Not in this export\n\n{dropped}\n"
+    (out / README).write_text(card)
     log.info("exported %s (%s) to %s (%s)", checkpoint, source_format, out, format)
     return out
+
+
+def _dropped_head(description: dict[str, Any]) -> str | None:
+    """What an 'hf' export of a fine-tuned classifier leaves out, and why; None for encoders."""
+    if description.get("kind") != "finetune":
+        return None
+    classes = description.get("head", {}).get("num_classes", "?")
+    return (f"the classification head (fc_norm, head; {classes} classes) is not in this "
+            "export: transformers' VideoMAEForVideoClassification pools the tokens before any "
+            "norm, and this model normalises them first (the encoder's final norm), so the "
+            "folder holds the fine-tuned encoder (VideoMAEModel). `--format motionmae` keeps "
+            "the head (`motionmae evaluate` reads it).")
 
 
 # --------------------------------------------------------------------------------------------

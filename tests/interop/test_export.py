@@ -1,6 +1,7 @@
 """``export``: motionmae checkpoints to self-contained motionmae / HF folders with a model card."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -152,3 +153,26 @@ def test_model_card_states_the_lr_rule(optim, text):
     from motionmae.interop.export import _lr_rule_text
 
     assert _lr_rule_text(optim) == text
+
+
+
+def test_hf_export_of_a_finetuned_run_says_its_head_is_not_in_it(tmp_path, caplog):
+    """transformers' classifier cannot hold this head (it pools without the encoder's final
+    norm): the export is the encoder, and says so in the log and the model card."""
+    from motionmae.cli import main
+    from motionmae.data import make_synthetic_dataset
+
+    videos = make_synthetic_dataset(tmp_path / "videos", num_train=4, num_val=1, frames=8,
+                                    size=32, seed=0)
+    run = tmp_path / "ft"
+    assert main(["finetune", "--scratch", "--model", "tiny", "--train", str(videos.train_list),
+                 "--out", str(run), "--steps", "1", "--batch-size", "2", "--set",
+                 "data.frames=4", "--set", "data.size=32", "--set", "model.depth=1",
+                 "--set", "data.workers=0"]) == 0
+    with caplog.at_level(logging.WARNING):
+        out = export(run, "hf", tmp_path / "hf")
+    said = ("the classification head (fc_norm, head; 4 classes) is not in this export: "
+            "transformers' VideoMAEForVideoClassification")
+    assert said in caplog.text
+    assert said in (out / "README.md").read_text()
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["VideoMAEModel"]
