@@ -60,3 +60,24 @@ def test_machine_dependent_defaults_stay_out_of_the_doc(monkeypatch):
     three = render(build_parser())
     monkeypatch.setattr("os.cpu_count", lambda: 64)
     assert render(build_parser()) == three
+
+
+def test_defaults_the_help_states_are_the_configs():
+    """The training commands' help names defaults by hand (the parser imports no config):
+    they must be the config's."""
+    from motionmae.config import FinetuneConfig, PretrainConfig
+    from motionmae.training_config import RunConfig
+
+    commands = _subcommands(build_parser())
+    for name, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig)):
+        config = cls()
+        helps = {a.option_strings[0]: a.help for a in commands[name]._actions
+                 if a.option_strings}
+        assert f"(default {config.run.batch_size})" in helps["--batch-size"]
+        assert config.run.steps is None and config.run.epochs is None
+        assert f"(default {RunConfig.DEFAULT_STEPS} when" in helps["--steps"]
+    pretrain, config = commands["pretrain"], PretrainConfig()
+    helps = {a.option_strings[0]: a.help for a in pretrain._actions if a.option_strings}
+    assert f"(default {config.model.size})" in helps["--model"]
+    assert f"(default {config.data.frames})" in helps["--frames"]
+    assert f"(default {config.data.size})" in helps["--size"]

@@ -108,9 +108,10 @@ def parse_shard(text: str) -> tuple[int, int]:
 def add_training_options(p: argparse.ArgumentParser, set_example: str) -> None:
     """The run-length, batch, ``--set`` and ``--resume`` flags of the training commands."""
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--steps", type=int, help="optimizer steps (default 1000 when "
+                        "neither --steps nor --epochs is given)")
     length.add_argument("--epochs", type=int, help="passes over the data")
-    p.add_argument("--batch-size", type=int, help="clips per step and process")
+    p.add_argument("--batch-size", type=int, help="clips per step and process (default 8)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override any config key, e.g. --set {set_example} (repeatable)")
     start = p.add_mutually_exclusive_group()

@@ -29,14 +29,15 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, config)")
     p.add_argument("--config", help="YAML config file, or a run folder for its config.yaml "
                    "(defaults <- file <- flags <- --set)")
-    p.add_argument("--model", choices=["tiny", "small", "base", "large"])
+    p.add_argument("--model", choices=["tiny", "small", "base", "large"],
+                   help="ViT size (default tiny)")
     p.add_argument("--targets", help="comma-separated targets (default pixel,tracks; VideoMAE's "
                    "pixel MAE: --targets pixel --masking tube)")
     p.add_argument("--masking", help="masking kind (default motion): tube, random, cube, "
                    "motion, learned (see masking.learned.* for the learned sampler), or one a "
                    "plugin registers (MOTIONMAE_PLUGINS)")
-    p.add_argument("--frames", type=int, help="frames per clip")
-    p.add_argument("--size", type=int, help="clip side in pixels")
+    p.add_argument("--frames", type=int, help="frames per clip (default 16)")
+    p.add_argument("--size", type=int, help="clip side in pixels (default 224)")
     add_training_options(p, "masking.ratio=0.75")
     p.set_defaults(handler=cmd_pretrain)
 
