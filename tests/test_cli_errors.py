@@ -315,3 +315,31 @@ def test_config_file_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert _one_line(capsys.readouterr().err, "pretrain") == (
         f"motionmae pretrain: error: config file {config}: not valid YAML (line 3, column 1): "
         "expected ',' or ']', but got '<stream end>'")
+
+
+def test_python_warnings_reach_the_user_as_one_log_line(monkeypatch, capsys, caplog) -> None:
+    import logging
+    import warnings
+
+    import motionmae.cli.data as cli_data
+
+    # Earlier main() calls in this process left logging capturing (its switch is global):
+    # reset it, as a fresh process starts; the test's warning functions are restored after.
+    logging.captureWarnings(False)
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+
+    def warns(args) -> int:
+        warnings.warn("too few RANSAC inliers", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(cli_data, "cmd_check_data", warns)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            assert main(["check-data", "x.txt", "--out", "y"]) == 0
+    finally:
+        logging.captureWarnings(False)
+    said = [r.getMessage() for r in caplog.records if "RANSAC" in r.getMessage()]
+    assert said == ["UserWarning: too few RANSAC inliers"]  # no path, no source line
+    assert "RANSAC" not in capsys.readouterr().err  # not printed by Python besides

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from motionmae.cli.data import add_check_data, add_prepare
@@ -68,6 +69,11 @@ def _add_global_flags(parser: argparse.ArgumentParser, after_command: bool) -> N
             parser.add_argument(*names, action="store_true", help=text)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    return f"{category.__name__}: {message}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit status says how it ended (see :mod:`motionmae.errors`)."""
     args = build_parser().parse_args(argv)
@@ -82,6 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     debug = args.debug or os.environ.get("MOTIONMAE_DEBUG", "") not in ("", "0")
+    if not debug:
+        # Python warnings (ours, e.g. CameraMotionWarning, and libraries') as one log line,
+        # not a file path and a line of source; --debug keeps Python's own form.
+        warnings.formatwarning = _one_line_warning
+        logging.captureWarnings(True)
     try:
         plugins = os.environ.get(PLUGINS_VARIABLE, "")
         if plugins:
