@@ -84,5 +84,6 @@ def check_cache_coverage(cache: TrackCache, videos: Sequence[str | Path],
         f"cache.path: {root} holds no tracks made with this run's settings (0 of "
         f"{len(sample)} videos checked), only tracks made with others; nearest: "
         f"{'; '.join(nearest)}. Extract tracks with the run's settings (motionmae "
-        f"extract-tracks with the same flags), run with the cache's, or set cache.path=null "
-        f"to track every clip online")
+        f"extract-tracks with this run's --config and its flags as --set, e.g. --set "
+        f"data.size=...: it has no --frames or --size), run with the cache's, or set "
+        f"cache.path=null to track every clip online")

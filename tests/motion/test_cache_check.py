@@ -67,6 +67,8 @@ def test_a_cache_of_other_settings_is_refused_naming_them(tmp_path):
     assert "0 of 3 videos checked" in message
     assert "data.size: cache 96, run 64" in message
     assert "cache.path=null" in message
+    # extract-tracks takes the settings as --config and --set (no --frames or --size flags).
+    assert "extract-tracks with this run's --config and its flags as --set" in message
     # The cache's own settings find every video.
     assert check_cache_coverage(made, paths) == 3
 
