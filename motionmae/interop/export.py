@@ -104,7 +104,7 @@ def export(
         log.warning("%s", dropped)
         card += f"\n## Not in this export\n\n{dropped}\n"
     (out / README).write_text(card)
-    log.info("exported %s (%s) to %s (%s)", checkpoint, source_format, out, format)
+    log.debug("exported %s (%s) to %s (%s)", checkpoint, source_format, out, format)
     return out
 
 

@@ -299,7 +299,7 @@ def to_hf_state_dict(encoder: VideoEncoder) -> dict[str, torch.Tensor]:
             f"{hf}{_ATTN}v_bias": v_bias,
         }
     if largest_key_bias > 0:
-        log.info("dropping the key bias (max |b_k| = %.3g): softmax is invariant to it",
+        log.debug("dropping the key bias (max |b_k| = %.3g): softmax is invariant to it",
                  largest_key_bias)
     return {k: v.contiguous().clone() for k, v in out.items()}
 
@@ -395,5 +395,5 @@ def export_huggingface(
     (out / PREPROCESSOR).write_text(
         json.dumps(_preprocessor_config(grid, list(mean), list(std)), indent=2) + "\n"
     )
-    log.info("wrote a transformers VideoMAE folder to %s", out)
+    log.debug("wrote a transformers VideoMAE folder to %s", out)
     return out

@@ -254,7 +254,7 @@ def evaluate_finetuned(cfg: FinetuneConfig, result: FinetuneResult,
                      "step": result.train.state.step, "data": cfg.data.val,
                      "val_from_train": result.val_from_train})
     if evaluation.metrics is not None:
-        log.info("val (%d clips x %d crops): top-1 %.1f%%, top-5 %.1f%%",
+        log.debug("val (%d clips x %d crops): top-1 %.1f%%, top-5 %.1f%%",
                  cfg.data.test_clips, cfg.data.test_crops,
                  100 * evaluation.metrics.top1, 100 * evaluation.metrics.top5)
     return evaluation

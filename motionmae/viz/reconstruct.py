@@ -353,7 +353,7 @@ def visualize(checkpoint: str | Path, video: str | Path, out_dir: str | Path,
     written.append(write_video(out / "panel.mp4", make_grid_video(video_rows, video_labels),
                                fps=4.0))
     for path in written:
-        log.info("wrote %s", path)
+        log.debug("wrote %s", path)
     return written
 
 

@@ -71,5 +71,5 @@ def report_main(run_dir: str | Path) -> Path:
             f"{run_dir} does not look like a run folder (none of {', '.join(expected)})"
         )
     index = build_report(run_dir)
-    log.info("wrote report %s", index)
+    log.debug("wrote report %s", index)
     return index
