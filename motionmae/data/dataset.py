@@ -231,7 +231,9 @@ class VideoDataset(Dataset):
                 samples = self._load(used, entry, rng, train)
             except VideoReadError as error:
                 if self.config.on_error != "skip" or not train:
-                    raise VideoReadError(f"sample {index}: {error}", path=error.path,
+                    # The list's line (1-based), not the loader's internal index.
+                    raise VideoReadError(f"video {index + 1} of the list: {error}",
+                                         path=error.path,
                                          reason=error.reason) from error
                 _report_bad(entry, error)
                 skipped.append(f"{entry.path}\t{_one_line(error.reason or str(error))}")
@@ -243,8 +245,8 @@ class VideoDataset(Dataset):
                 if train:
                     sample["bad_files"] = "\n".join(skipped)
             return samples
-        raise VideoReadError(f"sample {index}: {self.max_bad + 1} bad videos in a row "
-                             f"(last: {entry.path}); is the dataset readable?")
+        raise VideoReadError(f"video {index + 1} of the list: {self.max_bad + 1} bad videos in "
+                             f"a row (last: {entry.path}); is the dataset readable?")
 
     def _load(self, index: int, entry: VideoEntry, rng: np.random.Generator,
               train: bool) -> list[Sample]:

@@ -116,7 +116,7 @@ def test_broken_file_raises_a_named_error(media: Path, name: str) -> None:
     with pytest.raises(VideoReadError) as caught:
         dataset[1]
     message = str(caught.value)
-    assert message.startswith(f"sample 1: {media / name}: ")
+    assert message.startswith(f"video 2 of the list: {media / name}: ")
     assert BROKEN[name] in message
     assert caught.value.path == str(media / name)
 
@@ -240,8 +240,8 @@ def test_list_with_a_missing_path(media: Path, tmp_path: Path) -> None:
     listing.write_text(f"{media / 'good.mp4'} 0\nclips/gone.mp4 1\n")
     videos = read_video_list(listing)  # existence is checked when read (lists can be huge)
     dataset = VideoDataset(videos, _config("raise"), train=True)
-    with pytest.raises(VideoReadError, match=rf"sample 1: {tmp_path / 'clips/gone.mp4'}: "
-                                             "file not found"):
+    gone = tmp_path / "clips/gone.mp4"
+    with pytest.raises(VideoReadError, match=rf"video 2 of the list: {gone}: file not found"):
         dataset[1]
     skipping = VideoDataset(videos, _config("skip"), train=True)
     assert skipping[1]["bad_videos"].item() >= 1

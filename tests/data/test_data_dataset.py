@@ -195,7 +195,7 @@ def _bad_list(tmp_path: Path, footage: Path) -> VideoList:
 
 def test_on_error_raise_names_the_file(tmp_path: Path, footage: Path) -> None:
     ds = VideoDataset(_bad_list(tmp_path, footage), _config(on_error="raise"), train=True)
-    with pytest.raises(VideoReadError, match=r"sample 1: .*empty\.mp4: empty file"):
+    with pytest.raises(VideoReadError, match=r"video 2 of the list: .*empty\.mp4: empty file"):
         ds[1]
 
 
