@@ -216,10 +216,13 @@ def read_evals(run_dir: Path) -> tuple[list[EvalResult], list[str]]:
         except (OSError, json.JSONDecodeError) as error:
             warnings.append(f"eval/{path.name}: unreadable ({error}); skipped")
             continue
-        if not isinstance(data, dict):
-            warnings.append(f"eval/{path.name}: not a JSON object; skipped")
+        # `probe --kind linear,knn --out F.json` writes one object per probe, in a list.
+        documents = data if isinstance(data, list) else [data]
+        if not documents or not all(isinstance(d, dict) for d in documents):
+            warnings.append(f"eval/{path.name}: neither a JSON object nor a list of them; "
+                            "skipped")
             continue
-        results.append(EvalResult(path.name, data))
+        results.extend(EvalResult(path.name, document) for document in documents)
     for warning in warnings:
         log.warning("%s", warning)
     return results, warnings

@@ -327,3 +327,19 @@ def test_a_slightly_negative_explained_fraction_still_stays_at_the_trivial_loss(
     assert ("target tracks: the loss stays at the trivial predictor's (explained -3.0% over "
             "the last 20% of logged steps); the model predicts the batch mean") in caplog.text
     assert "above" not in caplog.text
+
+
+def test_report_reads_a_probe_file_of_several_probes(tmp_path):
+    """`probe --kind linear,knn --out eval/probes.json` writes a list, one object per probe:
+    each is a row of the report's table."""
+    from motionmae.eval.probes import ProbeResult
+    from motionmae.viz.runfiles import read_evals
+
+    run = _make_run(tmp_path)
+    results = [ProbeResult("linear", 0.75, 1.0, 0.25, 0.3, 40, 16, {"l2": 1e-4}),
+               ProbeResult("knn", 0.5, 0.9, 0.25, 0.3, 40, 16, {"k": 20})]
+    (run / "eval" / "probes.json").write_text(json.dumps([vars(r) for r in results]))
+    evals, warnings = read_evals(run)
+    from_list = [e.scores for e in evals if e.file == "probes.json"]
+    assert [(s["kind"], s["top1"]) for s in from_list] == [("linear", 0.75), ("knn", 0.5)]
+    assert not any("probes.json" in w for w in warnings)
