@@ -59,7 +59,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert main(["finetune", "--scratch", "--model", "tiny", "--train", str(videos.train_list),
                  "--out", str(root / "ft"), "--set", "data.frames=4", "--set", "data.size=32",
                  *common]) == 0
-    return {"pretrain": root / "pre", "finetune": root / "ft"}
+    return {"pretrain": root / "pre", "finetune": root / "ft", "list": videos.train_list}
 
 
 def _commands(video: Path, listing: Path, ckpt: dict[str, Path], out: Path) -> dict[str, list]:

@@ -7,38 +7,25 @@ from pathlib import Path
 
 import pytest
 
+# The module's pretrain and fine-tune runs, and its error-line reader.
+from test_cli_errors import _one_line, checkpoints  # noqa: F401  (a fixture, used by runs)
+
 from motionmae.checkpoints.format import latest_checkpoint
 from motionmae.cli import main
-from motionmae.data import make_synthetic_dataset, read_video_list
+from motionmae.data import read_video_list
 from motionmae.errors import DATA, USAGE
-
-TINY = ["--set", "model.depth=1", "--set", "model.decoder_depth=1", "--set", "data.workers=0"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("cli-tools")
-    videos = make_synthetic_dataset(root / "videos", num_train=2, num_val=1, frames=8, size=32,
-                                    seed=0)
-    common = ["--steps", "1", "--batch-size", "2", *TINY]
-    assert main(["pretrain", "--data", str(videos.train_list), "--out", str(root / "pre"),
-                 "--frames", "4", "--size", "32", *common]) == 0
-    assert main(["finetune", "--scratch", "--model", "tiny", "--train", str(videos.train_list),
-                 "--out", str(root / "ft"), "--set", "data.frames=4", "--set", "data.size=32",
-                 *common]) == 0
-    assert main(["export", "--checkpoint", str(root / "pre"), "--format", "hf", "--out",
-                 str(root / "hf")]) == 0
-    return {"pretrain": root / "pre", "finetune": root / "ft", "hf": root / "hf",
-            "list": videos.train_list,
-            "video": read_video_list(videos.train_list).entries[0].path}
-
-
-def _one_line(err: str, command: str) -> str:
-    """The one error line of ``err`` (progress bars and log lines aside), no traceback."""
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.startswith("motionmae ")]
-    assert len(lines) == 1 and lines[0].startswith(f"motionmae {command}: error: "), err
-    return lines[0]
+def runs(checkpoints: dict[str, Path],  # noqa: F811
+         tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``checkpoints`` (a pretrain and a fine-tune run), an 'hf' export of the first, and a
+    video of their list."""
+    hf = tmp_path_factory.mktemp("cli-tools") / "hf"
+    assert main(["export", "--checkpoint", str(checkpoints["pretrain"]), "--format", "hf",
+                 "--out", str(hf)]) == 0
+    return {**checkpoints, "hf": hf,
+            "video": read_video_list(checkpoints["list"]).entries[0].path}
 
 
 def test_visualize_an_exported_encoder_is_a_data_error(runs: dict[str, Path], tmp_path: Path,
