@@ -19,14 +19,16 @@ log = logging.getLogger("motionmae")
 def progress(total: int | None, desc: str) -> tuple[Callable[[dict], None], Callable[[], None]]:
     """A training progress bar: ``(on_log, close)``, ``on_log`` taking the loop's records.
     The bar appears at the first record, so a run that fails while it starts (a missing list,
-    a refused resume) prints its error alone."""
+    a refused resume) prints its error alone; its total is ``total``, else the record's
+    ``planned_steps`` (an epoch-counted run's length)."""
     from tqdm import tqdm
 
     bars: list[tqdm] = []
 
     def on_log(record: dict) -> None:
         if not bars:
-            bars.append(tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True))
+            bars.append(tqdm(total=total or record.get("planned_steps"), desc=desc,
+                             unit="step", dynamic_ncols=True))
         bar = bars[0]
         bar.update(record["step"] - bar.n)
         postfix = {"loss": f"{record['loss']:.4f}", "lr": f"{record['lr']:.2e}",

@@ -174,7 +174,8 @@ def train(
         config: the run's resolved config (its ``resolve()``: ``run.steps`` and ``optim.lr``
             set), its ``run`` and ``optim`` sections drive the loop.
         resume: continue from the newest complete checkpoint in ``run.out`` (error if none).
-        on_log: called on rank 0 with each logged record (the CLI's progress bar).
+        on_log: called on rank 0 with each logged record and the run's ``planned_steps``
+            (the CLI's progress bar).
         probe: ``probe(device) -> {name: value}``, run on rank 0 (the other ranks wait at
             the next step's gradient all-reduce) every ``run.probe_every`` steps and at the
             last step; its values join that step's logged record.
@@ -296,11 +297,20 @@ class Trainer:
 
     # Run
 
+    def _with_length(self, on_log: Callable[[dict[str, Any]], None] | None
+                     ) -> Callable[[dict[str, Any]], None] | None:
+        """``on_log`` given each record with ``planned_steps`` added (the progress bar's
+        total, which an epoch-counted run knows only once it has read its list)."""
+        if on_log is None:
+            return None
+        total = self.total_steps
+        return lambda record: on_log({**record, "planned_steps": total})
+
     def fit(self) -> TrainResult:
         """Step until the last step, logging, probing and checkpointing on their cadences."""
         self.window = Window.resumed(self.state.log_window, self.device)
         self.sinks = RecordSinks(self.out_dir, self.run, main=self.dist.is_main,
-                                 resume=self.resume, on_log=self.on_log)
+                                 resume=self.resume, on_log=self._with_length(self.on_log))
         try:
             with stop_on_signals() as stop:
                 while self.state.step < self.total_steps:

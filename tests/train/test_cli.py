@@ -69,3 +69,16 @@ def test_config_error_exits_2_and_names_key(videos, tmp_path, capsys):
                  "--set", "masking.ratoi=0.5"])
     assert code == 2
     assert "masking.ratoi: unknown key" in capsys.readouterr().err
+
+
+def test_an_epoch_counted_run_shows_its_length_in_the_bar(videos, tmp_path, capsys):
+    """The bar appears at the first record; with --epochs its total is the run's length
+    (8 videos / batch 4 = 2 steps an epoch, 2 epochs), known once the run has read its list."""
+    capsys.readouterr()
+    assert main(["pretrain", "--data", str(videos.train_list), "--out", str(tmp_path / "run"),
+                 "--frames", "4", "--size", "32", "--epochs", "2", "--batch-size", "4",
+                 "--set", "model.depth=1", "--set", "model.decoder_depth=1",
+                 "--set", "data.workers=0", "--set", "run.log_every=1"]) == 0
+    bar = [x for x in capsys.readouterr().err.replace("\r", "\n").splitlines()
+           if x.startswith("pretrain:")]
+    assert bar and all("/4 [" in x for x in bar), bar
