@@ -107,6 +107,11 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def views_text(clips: int, crops: int) -> str:
+    """``2 clips x 3 crops``, ``1 clip x 1 crop``: the views averaged per video."""
+    return f"{clips} clip{'s' * (clips != 1)} x {crops} crop{'s' * (crops != 1)}"
+
+
 def add_training_options(p: argparse.ArgumentParser, set_example: str) -> None:
     """The run-length, batch, ``--set`` and ``--resume`` flags of the training commands."""
     length = p.add_mutually_exclusive_group()

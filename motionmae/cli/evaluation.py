@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from motionmae.cli.common import log, parse_shard
+from motionmae.cli.common import log, parse_shard, views_text
 from motionmae.errors import DATA, UsageError
 
 if TYPE_CHECKING:
@@ -221,8 +221,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluation.metrics
     if metrics is not None:
         print(f"top-1 {metrics.top1:.1%}  top-5 {metrics.top5:.1%}  mean class "
-              f"{metrics.mean_class:.1%}  ({metrics.num_videos} videos, {args.clips} clips x "
-              f"{args.crops} crops)")
+              f"{metrics.mean_class:.1%}  ({metrics.num_videos} videos, "
+              f"{views_text(args.clips, args.crops)})")
     else:
         print(f"{len(evaluation.paths)} unlabelled videos: predictions only")
     print(f"wrote {json_path} and {csv_path}")

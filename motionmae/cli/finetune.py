@@ -10,6 +10,7 @@ from motionmae.cli.common import (
     add_training_options,
     load_training_config,
     run_training,
+    views_text,
 )
 from motionmae.errors import UsageError
 
@@ -81,8 +82,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if evaluation is not None and evaluation.metrics is not None:
         metrics = evaluation.metrics
         print(f"val: top-1 {metrics.top1:.1%}  top-5 {metrics.top5:.1%}  mean class "
-              f"{metrics.mean_class:.1%} ({metrics.num_videos} videos, {cfg.data.test_clips} "
-              f"clips x {cfg.data.test_crops} crops); predictions in "
+              f"{metrics.mean_class:.1%} ({metrics.num_videos} videos, "
+              f"{views_text(cfg.data.test_clips, cfg.data.test_crops)}); predictions in "
               f"{Path(cfg.run.out) / 'eval'}")
         if result.val_from_train:
             print(f"NOT HELD OUT: {result.val_from_train} of {metrics.num_videos} val videos "

@@ -48,10 +48,11 @@ def read_probe_lists(train: str | Path, val: str | Path) -> tuple[VideoList, Vid
     train_videos = read_video_list(train).require_labels(str(train), "a probe")
     val_videos = read_video_list(val).require_labels(str(val), "a probe")
     known = {entry.label for entry in train_videos.entries}
+    # Refused first: an unknown class ends the command, so no warning before its error.
+    relabelled = val_videos.relabelled(train_videos.classes, known, str(val), str(train))
     warn_shared_videos([e.path for e in train_videos.entries],
                        [e.path for e in val_videos.entries], str(train), str(val))
-    return train_videos, val_videos.relabelled(train_videos.classes, known, str(val),
-                                               str(train))
+    return train_videos, relabelled
 
 
 def baselines(result: ProbeResult) -> str:

@@ -11,6 +11,7 @@ import yaml
 
 from motionmae.checkpoints.format import CheckpointError
 from motionmae.cli import main
+from motionmae.data import read_video_list
 from motionmae.errors import DATA
 from motionmae.eval import load_classifier
 from motionmae.models import VideoClassifier, create_encoder
@@ -229,7 +230,8 @@ def test_finetune_on_its_own_training_videos_says_the_score_is_not_held_out(
 
 
 def test_label_errors_are_one_line_before_any_video_is_decoded(pretrained, finetuned,
-                                                                tiny_videos, tmp_path, capsys):
+                                                                tiny_videos, tmp_path, capsys,
+                                                                caplog):
     # Every list names a video that does not exist: the label check must come first.
     unknown = tmp_path / "unknown.txt"
     unknown.write_text(f"{tmp_path / 'missing.mp4'} jump\n"
@@ -256,6 +258,17 @@ def test_label_errors_are_one_line_before_any_video_is_decoded(pretrained, finet
         errors = [line for line in err.splitlines() if line.startswith("motionmae ")]
         assert "Traceback" not in err and len(errors) == 1, err
         assert errors[0].startswith(f"motionmae {command}: error: {message}"), err
+    # A val list that shares videos with train and has an unknown class: the error alone,
+    # no warning about the shared videos first (the command ends anyway).
+    shared = tmp_path / "shared.txt"
+    first = read_video_list(tiny_videos.train_list).entries[0]
+    shared.write_text(f"{first.path} down\n{tmp_path / 'missing.mp4'} jump\n")
+    capsys.readouterr()
+    with caplog.at_level("WARNING"):
+        assert main(["probe", "--checkpoint", str(pretrained), "--train", train, "--val",
+                     str(shared), "--workers", "0"]) == DATA
+    assert "class 'jump' unknown" in capsys.readouterr().err
+    assert not any("also in" in r.getMessage() for r in caplog.records), caplog.text
     assert main(["probe", "--checkpoint", str(pretrained), "--train", str(unlabelled),
                  "--val", train, "--workers", "0"]) == DATA
     assert capsys.readouterr().err == (f"motionmae probe: error: {unlabelled}: 1 of 1 videos "
